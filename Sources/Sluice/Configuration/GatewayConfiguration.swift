@@ -1,0 +1,41 @@
+/// Everything a `Gateway` needs to know, with the defaults in one place.
+///
+/// The `sluice` command fills it from its flags; tests build it directly (usually with port 0 and
+/// no pace).
+public struct GatewayConfiguration: Sendable {
+  /// The address both front ends bind to. `127.0.0.1` keeps the gateway local; `0.0.0.0` or `::`
+  /// expose it.
+  public var host: String
+
+  /// The native gRPC (HTTP/2, h2c) port; 0 picks a free one. The seed's port is 8888.
+  public var grpcPort: Int
+
+  /// The HTTP/1.1 JSON and WebSocket port; 0 picks a free one.
+  public var httpPort: Int
+
+  /// The seed services' pause between `List` sends and after each `Record` receive.
+  public var pace: Duration
+
+  /// How many responses `proto.StreamService/List` sends (the seed sends 7).
+  public var listCount: Int
+
+  /// How long a graceful shutdown may take before open RPCs are cancelled.
+  public var drainTimeout: Duration
+
+  /// Creates a configuration; every parameter defaults to what `sluice` runs with.
+  public init(
+    host: String = "127.0.0.1",
+    grpcPort: Int = 8888,
+    httpPort: Int = 8080,
+    pace: Duration = .seconds(1),
+    listCount: Int = 7,
+    drainTimeout: Duration = .seconds(10)
+  ) {
+    self.host = host
+    self.grpcPort = grpcPort
+    self.httpPort = httpPort
+    self.pace = pace
+    self.listCount = listCount
+    self.drainTimeout = drainTimeout
+  }
+}

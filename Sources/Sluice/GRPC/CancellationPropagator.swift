@@ -1,0 +1,41 @@
+public import GRPCCore
+
+/// A server interceptor that cancels a handler's work when gRPC cancels its RPC.
+///
+/// gRPC Swift signals cancellation (the client reset the stream, the connection dropped, the
+/// deadline passed) through `ServerContext.cancellation` only, not by cancelling the handler's
+/// task: without this a `List` whose client went away would go on producing into a dead stream.
+/// With it, ordinary structured code (`Task.sleep`, `for try await`, awaited writes) stops at once.
+public struct CancellationPropagator: ServerInterceptor {
+  /// Creates the interceptor.
+  public init() {}
+
+  public func intercept<Input: Sendable, Output: Sendable>(
+    request: StreamingServerRequest<Input>,
+    context: ServerContext,
+    next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+  ) async throws -> StreamingServerResponse<Output> {
+    var response = try await next(request, context)
+    if case .success(var contents) = response.accepted {
+      let producer = contents.producer
+      let cancellation = context.cancellation
+      contents.producer = { writer in
+        // Race the handler against the RPC's cancellation; whichever ends first ends both.
+        try await withThrowingTaskGroup(of: Metadata?.self) { group in
+          group.addTask { try await producer(writer) }
+          group.addTask {
+            try await cancellation.cancelled
+            return nil
+          }
+          defer { group.cancelAll() }
+          guard let trailers = try await group.next()! else {
+            throw RPCError(code: .cancelled, message: "The RPC was cancelled.")
+          }
+          return trailers
+        }
+      }
+      response.accepted = .success(contents)
+    }
+    return response
+  }
+}

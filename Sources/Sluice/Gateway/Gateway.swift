@@ -1,0 +1,91 @@
+public import GRPCCore
+internal import GRPCNIOTransportHTTP2Posix
+public import Logging
+internal import ServiceLifecycle
+public import UnixSignals
+
+/// The Sluice process: every front end and the hosted services, run as one `ServiceGroup`.
+///
+/// ```swift
+/// let gateway = Gateway(configuration: .init(grpcPort: 0), logger: logger)
+/// try await gateway.run()  // until SIGTERM/SIGINT or `beginGracefulShutdown()`
+/// ```
+public final class Gateway: Sendable {
+  /// The configuration the gateway was made with.
+  public let configuration: GatewayConfiguration
+
+  /// Counts the RPCs in flight on the hosted services.
+  public let monitor: RPCMonitor
+
+  private let grpcTransport: HTTP2ServerTransport.Posix
+  private let serviceGroup: ServiceGroup
+  private let logger: Logger
+
+  /// Creates a gateway; nothing is bound until `run()`.
+  /// - Parameters:
+  ///   - configuration: Ports, pace and limits.
+  ///   - logger: The root logger.
+  ///   - shutdownSignals: Signals that start a graceful shutdown (the command passes SIGTERM and
+  ///     SIGINT; tests pass none and call `beginGracefulShutdown()`).
+  ///   - interceptors: Extra server interceptors, run after the gateway's own, for every RPC.
+  public init(
+    configuration: GatewayConfiguration,
+    logger: Logger,
+    shutdownSignals: [UnixSignal] = [],
+    interceptors: [any ServerInterceptor] = []
+  ) {
+    self.configuration = configuration
+    self.logger = logger
+    self.monitor = RPCMonitor(logger: logger)
+
+    let services = HostedServices.make(configuration: configuration, logger: logger)
+    self.grpcTransport = HTTP2ServerTransport.Posix(
+      address: Self.bindAddress(host: configuration.host, port: configuration.grpcPort),
+      transportSecurity: .plaintext
+    )
+    let grpcServer = GRPCServer(
+      transport: self.grpcTransport,
+      services: services,
+      interceptors: [self.monitor, CancellationPropagator()] + interceptors
+    )
+
+    var groupConfiguration = ServiceGroupConfiguration(
+      services: [.init(service: GRPCServerService(server: grpcServer))],
+      gracefulShutdownSignals: shutdownSignals,
+      logger: logger
+    )
+    groupConfiguration.maximumGracefulShutdownDuration = configuration.drainTimeout
+    self.serviceGroup = ServiceGroup(configuration: groupConfiguration)
+  }
+
+  /// Serves until a shutdown signal, `beginGracefulShutdown()` or cancellation, logging the
+  /// addresses it bound once they are known.
+  public func run() async throws {
+    try await withThrowingDiscardingTaskGroup { group in
+      group.addTask { try await self.serviceGroup.run() }
+      let port = try await self.grpcPort()
+      self.logger.info(
+        "Serving native gRPC (h2c)",
+        metadata: ["sluice.grpc.address": "\(self.configuration.host):\(port)"]
+      )
+    }
+  }
+
+  /// The native gRPC port, once bound (the chosen one when the configuration asked for 0).
+  public func grpcPort() async throws -> Int {
+    let address = try await self.grpcTransport.listeningAddress
+    if let ipv4 = address.ipv4 { return ipv4.port }
+    if let ipv6 = address.ipv6 { return ipv6.port }
+    throw RPCError(code: .internalError, message: "gRPC transport bound a non-IP address: \(address)")
+  }
+
+  /// Starts a graceful shutdown: no new connections or RPCs; open streams end with `UNAVAILABLE`;
+  /// `run()` returns once everything has stopped (or the drain timeout cancels what is left).
+  public func beginGracefulShutdown() async {
+    await self.serviceGroup.triggerGracefulShutdown()
+  }
+
+  private static func bindAddress(host: String, port: Int) -> GRPCNIOTransportCore.SocketAddress {
+    host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
+  }
+}

@@ -1,0 +1,98 @@
+"""Fixtures for interop tests: a real `sluice` process and clients we did not write.
+
+The binary comes from SLUICE_BIN (scripts/test.sh sets it to the freshly built one). Python
+stubs are generated from Protos/ by grpcio-tools into a temporary folder for each run.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ADDRESS = re.compile(r"sluice\.grpc\.address=\S*:(\d+)")
+
+
+@pytest.fixture(scope="session")
+def stubs(tmp_path_factory):
+    from grpc_tools import protoc
+
+    out = tmp_path_factory.mktemp("stubs")
+    protos = sorted(str(p) for p in (ROOT / "Protos").glob("*.proto"))
+    args = ["protoc", f"-I{ROOT / 'Protos'}", f"--python_out={out}", f"--grpc_python_out={out}", *protos]
+    assert protoc.main(args) == 0, "grpcio-tools could not compile Protos/"
+    sys.path.insert(0, str(out))
+    import data_pb2, data_pb2_grpc, hello_pb2, hello_pb2_grpc, stream_pb2, stream_pb2_grpc  # noqa: E401
+
+    class Stubs:
+        pass
+
+    s = Stubs()
+    for m in (data_pb2, data_pb2_grpc, hello_pb2, hello_pb2_grpc, stream_pb2, stream_pb2_grpc):
+        setattr(s, m.__name__, m)
+    return s
+
+
+class Sluice:
+    """A running `sluice` process on loopback with OS-chosen ports."""
+
+    def __init__(self, *extra):
+        binary = os.environ.get("SLUICE_BIN") or str(ROOT / ".build" / "debug" / "sluice")
+        assert Path(binary).exists(), f"sluice binary not found at {binary}: build it or set SLUICE_BIN"
+        env = dict(os.environ, SWIFT_BACKTRACE="enable=no")
+        self.process = subprocess.Popen(
+            # Later flags override earlier ones, so `extra` may change any default here.
+            [binary, "--host", "127.0.0.1", "--grpc-port", "0", "--http-port", "0", "--pace-ms", "0", *extra],
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+        )
+        self.log = []
+        found = threading.Event()
+        self.grpc_port = None
+
+        def drain():
+            for line in self.process.stderr:
+                self.log.append(line)
+                m = ADDRESS.search(line)
+                if m and not found.is_set():
+                    self.grpc_port = int(m.group(1))
+                    found.set()
+            found.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        assert found.wait(30), "sluice did not log its gRPC address within 30 s"
+        assert self.grpc_port, "sluice exited before listening:\n" + "".join(self.log)
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
+
+    def terminate(self, sig=signal.SIGTERM, timeout=30):
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def start_sluice():
+    started = []
+
+    def start(*extra):
+        s = Sluice(*extra)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.close()
+
+
+@pytest.fixture(scope="module")
+def sluice():
+    s = Sluice()
+    yield s
+    s.close()

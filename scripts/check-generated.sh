@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Fails when Protos/*.proto and the committed generated code have drifted apart (cheap: no plugins).
+# The descriptor set is rebuilt with protoc when it is installed and compared byte for byte.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fingerprint=Sources/SluiceProtos/Generated/protos.sha256
+if ! diff <(sha256sum Protos/*.proto) "$fingerprint" >/dev/null; then
+  echo "Protos/*.proto changed since the code was generated: run scripts/generate-protos.sh" >&2
+  exit 1
+fi
+if command -v protoc >/dev/null; then
+  fresh=$(mktemp)
+  trap 'rm -f "$fresh"' EXIT
+  protoc -I Protos --include_imports --descriptor_set_out="$fresh" Protos/*.proto
+  cmp -s "$fresh" Protos/sluice.binpb || {
+    echo "Protos/sluice.binpb is stale: run scripts/generate-protos.sh" >&2
+    exit 1
+  }
+fi
+echo "generated code matches Protos/"

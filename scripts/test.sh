@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test: the generated-code drift check, the Swift Testing suites (real servers on
+# loopback), and the interop tests with clients we did not write (Python grpcio, ...).
+# Installs what it needs (apt, pip) when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export SWIFT_BACKTRACE=enable=no   # a crash would otherwise linger up to 30 s collecting a backtrace
+
+step() { printf '\n==> %s\n' "$*"; }
+
+missing_apt=()
+command -v protoc >/dev/null || missing_apt+=(protobuf-compiler)
+if [ ${#missing_apt[@]} -gt 0 ]; then
+  step "apt-get install ${missing_apt[*]}"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing_apt[@]}" >/dev/null
+fi
+
+python_modules=(grpcio grpcio-tools protobuf pytest)
+if ! python3 -c 'import grpc, grpc_tools, google.protobuf, pytest' 2>/dev/null; then
+  step "pip install ${python_modules[*]}"
+  python3 -m pip install -q --disable-pip-version-check "${python_modules[@]}"
+fi
+
+step "generated code is up to date"
+scripts/check-generated.sh
+
+step "swift format lint"
+find Sources Tests Benchmarks -name '*.swift' -not -path '*/Generated/*' -print0 2>/dev/null |
+  xargs -0 swift format lint --strict
+
+step "swift build --build-tests"
+swift build --build-tests
+
+step "swift test"
+swift test --skip-build
+
+step "interop tests (pytest)"
+SLUICE_BIN="$(swift build --show-bin-path)/sluice" python3 -m pytest -q -p no:cacheprovider Tests/Interop
