@@ -27,8 +27,7 @@ step "generated code is up to date"
 scripts/check-generated.sh
 
 step "swift format lint"
-find Sources Tests Benchmarks -name '*.swift' -not -path '*/Generated/*' -print0 2>/dev/null |
-  xargs -0 swift format lint --strict
+git ls-files -z '*.swift' ':!:*/Generated/*' | xargs -0 swift format lint --strict
 
 step "swift build --build-tests"
 swift build --build-tests
