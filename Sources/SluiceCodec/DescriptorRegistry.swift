@@ -1,0 +1,142 @@
+internal import SwiftProtobuf
+
+/// The services, methods and message types of a serialized `google.protobuf.FileDescriptorSet`.
+///
+/// Build it once at startup (it precomputes every message's field tables) and share it: it is
+/// immutable and `Sendable`. The set must include its imports (`protoc --include_imports`).
+public struct DescriptorRegistry: Sendable {
+  let pool: DescriptorPool
+  /// Every method of every service, sorted by ``MethodDescriptor/path``.
+  public let methods: [MethodDescriptor]
+  private let methodsByPath: [String: MethodDescriptor]
+
+  /// Loads a serialized FileDescriptorSet.
+  /// - Parameter fileDescriptorSet: The bytes of a `google.protobuf.FileDescriptorSet`.
+  /// - Throws: ``CodecError`` with code `invalidDescriptor` when the bytes do not parse, or
+  ///   `unknownType` when a referenced type is missing from the set.
+  public init(fileDescriptorSet: [UInt8]) throws(CodecError) {
+    let set: Google_Protobuf_FileDescriptorSet
+    do {
+      set = try Google_Protobuf_FileDescriptorSet(serializedBytes: fileDescriptorSet)
+    } catch {
+      throw CodecError(code: .invalidDescriptor, reason: "the FileDescriptorSet does not parse: \(error)")
+    }
+    let pool = try DescriptorPoolBuilder(files: set.file).build()
+    self.pool = pool
+    var methods: [MethodDescriptor] = []
+    for file in set.file {
+      let prefix = file.package.isEmpty ? "" : file.package + "."
+      for service in file.service {
+        let serviceName = prefix + service.name
+        for method in service.method {
+          guard let input = pool.messageIndexByName[String(method.inputType.drop(while: { $0 == "." }))],
+            let output = pool.messageIndexByName[String(method.outputType.drop(while: { $0 == "." }))]
+          else {
+            throw CodecError(
+              code: .unknownType, reason: "a type of method \(serviceName).\(method.name) is not in the set")
+          }
+          let kind: MethodKind =
+            switch (method.clientStreaming, method.serverStreaming) {
+            case (false, false): .unary
+            case (false, true): .serverStreaming
+            case (true, false): .clientStreaming
+            case (true, true): .bidirectionalStreaming
+            }
+          methods.append(
+            MethodDescriptor(
+              path: "/\(serviceName)/\(method.name)", serviceName: serviceName, methodName: method.name,
+              kind: kind, input: MessageDescriptor(pool: pool, index: input),
+              output: MessageDescriptor(pool: pool, index: output)))
+        }
+      }
+    }
+    methods.sort { $0.path < $1.path }
+    self.methods = methods
+    self.methodsByPath = Dictionary(methods.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
+  }
+
+  /// The method at a gRPC path.
+  /// - Parameter path: `/<package>.<Service>/<Method>`, e.g. `/proto.StreamService/List`.
+  /// - Returns: The method, or `nil` when no service of the set has it.
+  public func method(path: String) -> MethodDescriptor? {
+    methodsByPath[path]
+  }
+
+  /// A message type by its full name.
+  /// - Parameter fullName: The package-qualified name, e.g. `proto.StreamRequest` (no leading dot).
+  /// - Returns: The message, or `nil` when the set has no such type.
+  public func message(fullName: String) -> MessageDescriptor? {
+    pool.messageIndexByName[fullName].map { MessageDescriptor(pool: pool, index: $0) }
+  }
+
+  /// The full names of every message type of the set, sorted.
+  public var messageNames: [String] {
+    pool.messages.map(\.fullName).sorted()
+  }
+}
+
+/// How many messages each side of a method sends.
+public enum MethodKind: Sendable, Hashable {
+  /// One request, one response.
+  case unary
+  /// One request, a stream of responses.
+  case serverStreaming
+  /// A stream of requests, one response.
+  case clientStreaming
+  /// A stream in each direction.
+  case bidirectionalStreaming
+
+  /// True when the client sends a stream of messages.
+  public var clientStreams: Bool { self == .clientStreaming || self == .bidirectionalStreaming }
+  /// True when the server sends a stream of messages.
+  public var serverStreams: Bool { self == .serverStreaming || self == .bidirectionalStreaming }
+}
+
+/// One RPC method of a service in a ``DescriptorRegistry``.
+public struct MethodDescriptor: Sendable {
+  /// The gRPC path, `/<package>.<Service>/<Method>` (`/DataService/BidirectionalStream` without package).
+  public var path: String
+  /// The service's full name, e.g. `proto.StreamService`.
+  public var serviceName: String
+  /// The method's name, e.g. `List`.
+  public var methodName: String
+  /// Which sides stream.
+  public var kind: MethodKind
+  /// The request message type.
+  public var input: MessageDescriptor
+  /// The response message type.
+  public var output: MessageDescriptor
+}
+
+/// A message type of a ``DescriptorRegistry``: a handle on its precomputed layout.
+public struct MessageDescriptor: Sendable, Hashable, CustomStringConvertible {
+  let pool: DescriptorPool
+  let index: Int
+
+  init(pool: DescriptorPool, index: Int) {
+    self.pool = pool
+    self.index = index
+  }
+
+  var layout: MessageLayout { pool.messages[index] }
+
+  /// The package-qualified name, e.g. `proto.StreamRequest`.
+  public var fullName: String { layout.fullName }
+
+  /// The field names (as in the .proto file), in field-number order.
+  public var fieldNames: [String] { layout.fields.map(\.name) }
+
+  /// The full name.
+  public var description: String { fullName }
+
+  /// Equal when both denote the same type of the same registry.
+  public static func == (lhs: MessageDescriptor, rhs: MessageDescriptor) -> Bool {
+    lhs.pool === rhs.pool && lhs.index == rhs.index
+  }
+
+  /// Hashes the registry identity and the type.
+  public func hash(into hasher: inout Hasher) {
+    hasher.combine(ObjectIdentifier(pool))
+    hasher.combine(index)
+  }
+}
