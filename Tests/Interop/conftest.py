@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ADDRESS = re.compile(r"sluice\.grpc\.address=\S*:(\d+)")
+GRPC_ADDRESS = re.compile(r"sluice\.grpc\.address=\S*:(\d+)")
+HTTP_ADDRESS = re.compile(r"sluice\.http\.address=\S*:(\d+)")
 
 
 @pytest.fixture(scope="session")
@@ -52,20 +54,43 @@ class Sluice:
         self.log = []
         found = threading.Event()
         self.grpc_port = None
+        self.http_port = None
 
         def drain():
             for line in self.process.stderr:
                 self.log.append(line)
-                m = ADDRESS.search(line)
-                if m and not found.is_set():
+                if m := GRPC_ADDRESS.search(line):
                     self.grpc_port = int(m.group(1))
+                if m := HTTP_ADDRESS.search(line):
+                    self.http_port = int(m.group(1))
+                if self.grpc_port and self.http_port:
                     found.set()
             found.set()
 
         threading.Thread(target=drain, daemon=True).start()
-        assert found.wait(30), "sluice did not log its gRPC address within 30 s"
-        assert self.grpc_port, "sluice exited before listening:\n" + "".join(self.log)
+        assert found.wait(30), "sluice did not log its addresses within 30 s"
+        assert self.grpc_port and self.http_port, "sluice exited before listening:\n" + "".join(self.log)
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
+        self.ws = f"ws://127.0.0.1:{self.http_port}"
+
+    def rss_kib(self):
+        """The process's resident set size, from /proc."""
+        with open(f"/proc/{self.process.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def log_lines(self, *needles):
+        return [line for line in list(self.log) if all(n in line for n in needles)]
+
+    def wait_for_log(self, *needles, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if lines := self.log_lines(*needles):
+                return lines
+            time.sleep(0.02)
+        return self.log_lines(*needles)
 
     def terminate(self, sig=signal.SIGTERM, timeout=30):
         self.process.send_signal(sig)

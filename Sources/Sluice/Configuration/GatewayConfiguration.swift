@@ -22,6 +22,18 @@ public struct GatewayConfiguration: Sendable {
   /// How long a graceful shutdown may take before open RPCs are cancelled.
   public var drainTimeout: Duration
 
+  /// The largest message accepted in either direction on the JSON front ends: a WebSocket frame
+  /// (after reassembling fragments), and a request or response message.
+  public var maxMessageBytes: Int
+
+  /// Origins (`scheme://host[:port]`) allowed to open WebSocket sessions and make CORS calls.
+  /// Empty means the request's own host only. Requests without `Origin` are always allowed.
+  public var allowedOrigins: [String]
+
+  /// How often the server pings an idle WebSocket peer; a peer that sends nothing (not even the
+  /// pong) for two intervals is dropped. `nil` disables keepalive.
+  public var webSocketPingInterval: Duration?
+
   /// Creates a configuration; every parameter defaults to what `sluice` runs with.
   public init(
     host: String = "127.0.0.1",
@@ -29,7 +41,10 @@ public struct GatewayConfiguration: Sendable {
     httpPort: Int = 8080,
     pace: Duration = .seconds(1),
     listCount: Int = 7,
-    drainTimeout: Duration = .seconds(10)
+    drainTimeout: Duration = .seconds(10),
+    maxMessageBytes: Int = 4 << 20,
+    allowedOrigins: [String] = [],
+    webSocketPingInterval: Duration? = .seconds(30)
   ) {
     self.host = host
     self.grpcPort = grpcPort
@@ -37,5 +52,8 @@ public struct GatewayConfiguration: Sendable {
     self.pace = pace
     self.listCount = listCount
     self.drainTimeout = drainTimeout
+    self.maxMessageBytes = maxMessageBytes
+    self.allowedOrigins = allowedOrigins
+    self.webSocketPingInterval = webSocketPingInterval
   }
 }

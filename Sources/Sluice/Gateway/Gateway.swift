@@ -1,7 +1,10 @@
 public import GRPCCore
+internal import GRPCInProcessTransport
 internal import GRPCNIOTransportHTTP2Posix
 public import Logging
 internal import ServiceLifecycle
+internal import SluiceCodec
+internal import SluiceProtos
 public import UnixSignals
 
 /// The Sluice process: every front end and the hosted services, run as one `ServiceGroup`.
@@ -18,6 +21,7 @@ public final class Gateway: Sendable {
   public let monitor: RPCMonitor
 
   private let grpcTransport: HTTP2ServerTransport.Posix
+  private let httpFrontEnd: HTTPFrontEnd
   private let serviceGroup: ServiceGroup
   private let logger: Logger
 
@@ -33,7 +37,7 @@ public final class Gateway: Sendable {
     logger: Logger,
     shutdownSignals: [UnixSignal] = [],
     interceptors: [any ServerInterceptor] = []
-  ) {
+  ) throws {
     self.configuration = configuration
     self.logger = logger
     self.monitor = RPCMonitor(logger: logger)
@@ -43,14 +47,40 @@ public final class Gateway: Sendable {
       address: Self.bindAddress(host: configuration.host, port: configuration.grpcPort),
       transportSecurity: .plaintext
     )
-    let grpcServer = GRPCServer(
-      transport: self.grpcTransport,
+    let serverInterceptors: [any ServerInterceptor] = [self.monitor, CancellationPropagator()] + interceptors
+    let grpcServer = GRPCServer(transport: self.grpcTransport, services: services, interceptors: serverInterceptors)
+
+    // The JSON front ends reach the same services through a GRPCClient over the in-process
+    // transport; pointing them at an upstream backend is a matter of giving them another client.
+    let inProcess = InProcessTransport()
+    let inProcessCancellation = InProcessCancellation()
+    let inProcessServer = GRPCServer(
+      transport: inProcess.server,
       services: services,
-      interceptors: [self.monitor, CancellationPropagator()] + interceptors
+      interceptors: [self.monitor, inProcessCancellation, CancellationPropagator()] + interceptors
+    )
+    let client = GRPCClient(transport: inProcess.client)
+    let registry = try DescriptorRegistry(fileDescriptorSet: SluiceDescriptors.fileDescriptorSet)
+    let codec = JSONCodec(registry: registry, decoding: .init(maximumBytes: configuration.maxMessageBytes))
+    self.httpFrontEnd = HTTPFrontEnd(
+      bridge: JSONBridge(
+        registry: registry,
+        codec: codec,
+        caller: client,
+        cancelServerSide: { inProcessCancellation.cancel(id: $0) }
+      ),
+      configuration: configuration,
+      logger: logger
     )
 
+    // Graceful shutdown runs in reverse order: front ends first, the in-process server last.
     var groupConfiguration = ServiceGroupConfiguration(
-      services: [.init(service: GRPCServerService(server: grpcServer))],
+      services: [
+        .init(service: GRPCServerService(server: inProcessServer)),
+        .init(service: GRPCClientService(client: client)),
+        .init(service: GRPCServerService(server: grpcServer)),
+        .init(service: self.httpFrontEnd),
+      ],
       gracefulShutdownSignals: shutdownSignals,
       logger: logger
     )
@@ -68,6 +98,7 @@ public final class Gateway: Sendable {
         "Serving native gRPC (h2c)",
         metadata: ["sluice.grpc.address": "\(self.configuration.host):\(port)"]
       )
+      _ = try await self.httpPort()
     }
   }
 
@@ -77,6 +108,11 @@ public final class Gateway: Sendable {
     if let ipv4 = address.ipv4 { return ipv4.port }
     if let ipv6 = address.ipv6 { return ipv6.port }
     throw RPCError(code: .internalError, message: "gRPC transport bound a non-IP address: \(address)")
+  }
+
+  /// The HTTP/1.1 (WebSocket and JSON) port, once bound.
+  public func httpPort() async throws -> Int {
+    try await self.httpFrontEnd.port()
   }
 
   /// Starts a graceful shutdown: no new connections or RPCs; open streams end with `UNAVAILABLE`;

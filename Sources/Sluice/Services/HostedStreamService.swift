@@ -33,6 +33,8 @@ public struct HostedStreamService: Proto_StreamService.SimpleServiceProtocol {
   ) async throws {
     try await endingWithUnavailableOnShutdown {
       for n in 0..<self.listCount {
+        // With no pace nothing else here notices cancellation: writes may complete at once.
+        try Task.checkCancellation()
         if n > 0 { try await self.pause() }
         try await response.write(
           .with {

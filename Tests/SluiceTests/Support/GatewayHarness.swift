@@ -14,7 +14,7 @@ func withGateway<Result: Sendable>(
   _ configuration: GatewayConfiguration = testConfiguration(),
   _ body: @Sendable (Gateway, GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
 ) async throws -> Result {
-  let gateway = Gateway(
+  let gateway = try Gateway(
     configuration: configuration,
     logger: Logger(label: "sluice.tests", factory: { _ in SwiftLogNoOpLogHandler() })
   )

@@ -1,0 +1,27 @@
+public import GRPCCore
+
+/// A debugging aid (`sluice --echo-metadata`): every RPC's response headers repeat the request
+/// metadata that reached the service, as `echo-<key>`. It shows what a browser, curl or websocat
+/// call really carries after the front end's translation.
+public struct MetadataEcho: ServerInterceptor {
+  /// Creates the interceptor.
+  public init() {}
+
+  public func intercept<Input: Sendable, Output: Sendable>(
+    request: StreamingServerRequest<Input>,
+    context: ServerContext,
+    next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+  ) async throws -> StreamingServerResponse<Output> {
+    var response = try await next(request, context)
+    if case .success(var contents) = response.accepted {
+      for (key, value) in request.metadata where !key.hasPrefix(":") && !key.hasPrefix("grpc-") {
+        switch value {
+        case .string(let string): contents.metadata.addString(string, forKey: "echo-\(key)")
+        case .binary(let bytes): contents.metadata.addBinary(bytes, forKey: "echo-\(key)")
+        }
+      }
+      response.accepted = .success(contents)
+    }
+    return response
+  }
+}

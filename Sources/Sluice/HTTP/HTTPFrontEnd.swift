@@ -1,0 +1,146 @@
+internal import GRPCCore
+internal import Logging
+internal import NIOCore
+internal import NIOHTTP1
+internal import NIOPosix
+internal import NIOWebSocket
+internal import ServiceLifecycle
+internal import SluiceCodec
+internal import Synchronization
+
+/// The HTTP/1.1 port: WebSocket sessions on every RPC path (and, next, HTTP JSON calls).
+///
+/// Built on SwiftNIO's typed HTTP upgrade and NIOWebSocket's frame-level API rather than
+/// hummingbird-websocket: PROTOCOL.md needs a client's Close to act as a half-close (the server
+/// still sends the remaining responses and `$end` before replying Close), which needs control over
+/// Close frames that the higher-level libraries take away.
+final class HTTPFrontEnd: Service {
+  private let bridge: JSONBridge
+  private let configuration: GatewayConfiguration
+  private let originPolicy: OriginPolicy
+  private let logger: Logger
+  private let boundPort: Mutex<Int?>
+  private let portWaiters: AsyncStream<Int>
+  private let portContinuation: AsyncStream<Int>.Continuation
+
+  enum Upgrade: Sendable {
+    case webSocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, HTTPRequestHead)
+    case http(NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>)
+  }
+
+  init(bridge: JSONBridge, configuration: GatewayConfiguration, logger: Logger) {
+    self.bridge = bridge
+    self.configuration = configuration
+    self.originPolicy = OriginPolicy(allowedOrigins: configuration.allowedOrigins)
+    self.logger = logger
+    self.boundPort = Mutex(nil)
+    (self.portWaiters, self.portContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+  }
+
+  /// The bound port, once listening.
+  func port() async throws -> Int {
+    if let port = self.boundPort.withLock({ $0 }) { return port }
+    for await port in self.portWaiters { return port }
+    throw RPCError(code: .unavailable, message: "the HTTP front end stopped before it was listening")
+  }
+
+  func run() async throws {
+    let maxBytes = self.configuration.maxMessageBytes
+    let originPolicy = self.originPolicy
+    let server = try await ServerBootstrap(group: .singletonMultiThreadedEventLoopGroup)
+      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      .bind(host: self.configuration.host, port: self.configuration.httpPort) { channel in
+        channel.eventLoop.makeCompletedFuture {
+          let upgrader = NIOTypedWebSocketServerUpgrader<Upgrade>(
+            maxFrameSize: maxBytes,
+            enableAutomaticErrorHandling: false,
+            shouldUpgrade: { channel, head in
+              // The Origin was checked by OriginGuard, in front of the upgrade handler.
+              channel.eventLoop.makeSucceededFuture(WebSocketHandshake.responseHeaders(for: head.headers))
+            },
+            upgradePipelineHandler: { channel, head in
+              channel.eventLoop.makeCompletedFuture {
+                // From here on the bytes are WebSocket frames, not HTTP requests.
+                let originGuard = try channel.pipeline.syncOperations.handler(type: OriginGuard.self)
+                _ = channel.pipeline.syncOperations.removeHandler(originGuard)
+                try channel.pipeline.syncOperations.addHandler(
+                  NIOWebSocketFrameAggregator(
+                    minNonFinalFragmentSize: 0,
+                    maxAccumulatedFrameCount: 1 << 16,
+                    maxAccumulatedFrameSize: maxBytes
+                  )
+                )
+                return .webSocket(try NIOAsyncChannel(wrappingChannelSynchronously: channel), head)
+              }
+            }
+          )
+          let configuration = NIOTypedHTTPServerUpgradeConfiguration<Upgrade>(
+            upgraders: [upgrader],
+            notUpgradingCompletionHandler: { channel in
+              channel.eventLoop.makeCompletedFuture {
+                .http(try NIOAsyncChannel(wrappingChannelSynchronously: channel))
+              }
+            }
+          )
+          let upgraded = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
+            configuration: .init(upgradeConfiguration: configuration)
+          )
+          let upgradeHandler = try channel.pipeline.syncOperations.handler(
+            type: NIOTypedHTTPServerUpgradeHandler<Upgrade>.self
+          )
+          try channel.pipeline.syncOperations.addHandler(
+            OriginGuard(policy: originPolicy),
+            position: .before(upgradeHandler)
+          )
+          return upgraded
+        }
+      }
+
+    let port = server.channel.localAddress?.port ?? self.configuration.httpPort
+    self.boundPort.withLock { $0 = port }
+    self.portContinuation.yield(port)
+    self.logger.info(
+      "Serving WebSocket/JSON (HTTP/1.1)",
+      metadata: ["sluice.http.address": "\(self.configuration.host):\(port)"]
+    )
+
+    try await withGracefulShutdownHandler {
+      try await withThrowingDiscardingTaskGroup { group in
+        try await server.executeThenClose { connections in
+          do {
+            for try await upgrade in connections {
+              group.addTask { await self.handle(upgrade) }
+            }
+          } catch  where Task.isShuttingDownGracefully {
+            // The listener was closed to stop accepting: let the open sessions finish (they end
+            // themselves with UNAVAILABLE) instead of cancelling them by throwing.
+          }
+        }
+      }
+    } onGracefulShutdown: {
+      // Stop accepting; open sessions see the shutdown themselves and end with UNAVAILABLE.
+      server.channel.close(promise: nil)
+    }
+  }
+
+  /// Handles one connection; never throws into the accept loop.
+  private func handle(_ upgrade: EventLoopFuture<Upgrade>) async {
+    do {
+      switch try await upgrade.get() {
+      case .webSocket(let channel, let head):
+        let session = WebSocketSession(
+          bridge: self.bridge,
+          path: String(head.uri.split(separator: "?", maxSplits: 1).first ?? ""),
+          handshake: head,
+          configuration: self.configuration,
+          logger: self.logger
+        )
+        await session.run(channel)
+      case .http(let channel):
+        try await self.serveHTTP(channel)
+      }
+    } catch {
+      self.logger.debug("HTTP connection ended with an error", metadata: ["sluice.error": "\(error)"])
+    }
+  }
+}

@@ -1,0 +1,50 @@
+internal import GRPCCore
+internal import NIOCore
+internal import NIOHTTP1
+internal import SluiceCodec
+
+/// Refuses WebSocket handshakes from a disallowed `Origin` with 403, before the upgrade handler.
+///
+/// Written by hand because NIO's typed upgrader, when told not to upgrade, leaves the request
+/// unanswered; PROTOCOL.md wants a plain 403 at the handshake.
+final class OriginGuard: ChannelInboundHandler, RemovableChannelHandler {
+  typealias InboundIn = HTTPServerRequestPart
+  typealias InboundOut = HTTPServerRequestPart
+  typealias OutboundOut = HTTPServerResponsePart
+
+  private let policy: OriginPolicy
+  private var refused = false
+
+  init(policy: OriginPolicy) {
+    self.policy = policy
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    if self.refused { return }
+    if case .head(let head) = Self.unwrapInboundIn(data),
+      head.headers["Upgrade"].contains(where: { $0.lowercased() == "websocket" }),
+      !self.policy.allows(origin: head.headers.first(name: "Origin"), host: head.headers.first(name: "Host"))
+    {
+      self.refused = true
+      let origin = head.headers.first(name: "Origin") ?? ""
+      let body = JSONValue.object([
+        "code": .integer(RPCError.Code.permissionDenied.rawValue),
+        "message": .string("origin \(origin) is not allowed (--allowed-origin)"),
+      ]).serializedBytes
+      var headers = HTTPHeaders()
+      headers.add(name: "Content-Type", value: "application/json")
+      headers.add(name: "Content-Length", value: "\(body.count)")
+      headers.add(name: "Connection", value: "close")
+      context.write(
+        Self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .forbidden, headers: headers))),
+        promise: nil)
+      context.write(
+        Self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+      context.writeAndFlush(Self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+        context.close(promise: nil)
+      }
+      return
+    }
+    context.fireChannelRead(data)
+  }
+}

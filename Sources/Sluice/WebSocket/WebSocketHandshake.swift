@@ -1,0 +1,37 @@
+internal import Foundation
+internal import NIOHTTP1
+
+/// The subprotocol rules of PROTOCOL.md.
+enum WebSocketHandshake {
+  /// The subprotocol the server echoes when a client offers it.
+  static let jsonSubprotocol = "grpc-json.v1"
+
+  /// Subprotocols the client offered, in order.
+  static func offeredSubprotocols(_ headers: HTTPHeaders) -> [String] {
+    headers["Sec-WebSocket-Protocol"].flatMap { $0.split(separator: ",") }
+      .map { $0.trimmingCharacters(in: .whitespaces) }
+  }
+
+  /// The token of a `bearer.<base64url token>` subprotocol (browsers cannot set `Authorization`
+  /// on a WebSocket), or nil.
+  static func bearerToken(in headers: HTTPHeaders) -> String? {
+    for offer in Self.offeredSubprotocols(headers) where offer.hasPrefix("bearer.") {
+      var base64 = offer.dropFirst("bearer.".count)
+        .replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+      while base64.utf8.count % 4 != 0 { base64 += "=" }
+      if let data = Data(base64Encoded: base64), let token = String(data: data, encoding: .utf8) {
+        return token
+      }
+    }
+    return nil
+  }
+
+  /// Headers for the 101 response: `grpc-json.v1` is echoed when offered; a bearer token never is.
+  static func responseHeaders(for request: HTTPHeaders) -> HTTPHeaders {
+    var headers = HTTPHeaders()
+    if Self.offeredSubprotocols(request).contains(Self.jsonSubprotocol) {
+      headers.add(name: "Sec-WebSocket-Protocol", value: Self.jsonSubprotocol)
+    }
+    return headers
+  }
+}

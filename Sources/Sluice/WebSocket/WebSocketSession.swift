@@ -1,0 +1,151 @@
+internal import AsyncAlgorithms
+internal import GRPCCore
+internal import Logging
+internal import NIOCore
+internal import NIOHTTP1
+internal import NIOWebSocket
+internal import ServiceLifecycle
+internal import SluiceCodec
+
+/// One WebSocket session carrying one RPC, as PROTOCOL.md describes.
+///
+/// Three concurrent parts, in one task group:
+/// - the reader owns the socket's inbound frames: it answers control frames, turns messages into
+///   wire bytes and hands them over through a rendezvous channel (so nothing is read from TCP
+///   faster than the service consumes it), and reports how the client side ended;
+/// - the RPC runs the call through the bridge and writes responses as they arrive;
+/// - watchers for graceful shutdown and keepalive.
+/// Whichever ends the session decides the `$end` frame; the others are cancelled.
+struct WebSocketSession {
+  let bridge: JSONBridge
+  let path: String
+  let handshake: HTTPRequestHead
+  let configuration: GatewayConfiguration
+  let logger: Logger
+
+  /// Events the reader hands to the RPC's request stream.
+  enum Inbound: Sendable {
+    case metadata(Metadata, Duration?)
+    case message([UInt8])
+  }
+
+  /// How the client's side of the session ended.
+  enum ReaderEnd: Sendable {
+    /// The client sent Close: it half-closed and still wants the responses.
+    case closedByClient
+    /// The connection went away without a Close.
+    case gone
+    /// The client broke the protocol or cancelled; the RPC ends with this status.
+    case failed(RPCError)
+  }
+
+  enum Event: Sendable {
+    case reader(ReaderEnd)
+    case rpc(Result<Metadata, RPCError>)
+    case shuttingDown
+    case peerUnresponsive
+    case stopped
+  }
+
+  func run(_ channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>) async {
+    do {
+      try await channel.executeThenClose { inbound, outbound in
+        let writer = WebSocketFrameWriter(outbound: outbound, allocator: channel.channel.allocator)
+        await self.serve(inbound: inbound, writer: writer)
+      }
+    } catch {
+      self.logger.debug("WebSocket session ended with an I/O error", metadata: ["sluice.error": "\(error)"])
+    }
+  }
+
+  private func serve(inbound: NIOAsyncChannelInboundStream<WebSocketFrame>, writer: WebSocketFrameWriter) async {
+    let method: SluiceCodec.MethodDescriptor
+    var metadata: Metadata
+    var timeout: Duration?
+    do {
+      method = try self.bridge.method(path: self.path)
+      (metadata, timeout) = try RequestMetadata.from(headers: self.handshake.headers)
+      if let token = WebSocketHandshake.bearerToken(in: self.handshake.headers) {
+        metadata.replaceOrAddString("Bearer \(token)", forKey: "authorization")
+      }
+    } catch {
+      await self.end(writer: writer, result: .failure(error), shuttingDown: false)
+      return
+    }
+
+    let events = AsyncChannel<Inbound>()
+    let lastHeard = Liveness()
+    let (metadataAtStart, timeoutAtStart) = (metadata, timeout)
+
+    await withTaskGroup(of: Event.self) { group in
+      group.addTask {
+        .reader(await self.read(inbound, into: events, method: method, writer: writer, lastHeard: lastHeard))
+      }
+      group.addTask {
+        .rpc(
+          await self.call(method, metadata: metadataAtStart, timeout: timeoutAtStart, events: events, writer: writer))
+      }
+      group.addTask {
+        do {
+          try await gracefulShutdown()
+          return .shuttingDown
+        } catch {
+          return .stopped
+        }
+      }
+      if let interval = self.configuration.webSocketPingInterval {
+        group.addTask { await Self.keepalive(every: interval, lastHeard: lastHeard, writer: writer) }
+      }
+
+      // The first event that ends the session decides its `$end`; the events that follow are
+      // the other parts winding down after `cancelAll()` and change nothing.
+      var outcome: RPCError?
+      var clientGone = false
+      var shuttingDown = false
+      var decided = false
+      while let event = await group.next() {
+        switch event {
+        case .rpc(let result):
+          group.cancelAll()
+          if !clientGone {
+            await self.end(writer: writer, result: outcome.map { .failure($0) } ?? result, shuttingDown: shuttingDown)
+          }
+          return
+        case _ where decided, .reader(.closedByClient), .stopped:
+          continue
+        case .reader(.gone), .peerUnresponsive:
+          clientGone = true
+        case .reader(.failed(let error)):
+          outcome = error
+        case .shuttingDown:
+          shuttingDown = true
+          outcome = RPCError(code: .unavailable, message: "Sluice is shutting down; reconnect to another instance")
+        }
+        decided = true
+        group.cancelAll()
+      }
+    }
+  }
+
+  /// Sends `$end` and the Close frame: 1000 for OK, 4000 + the gRPC code otherwise, 1001 when the
+  /// gateway is going away.
+  private func end(writer: WebSocketFrameWriter, result: Result<Metadata, RPCError>, shuttingDown: Bool) async {
+    let frame: [UInt8]
+    let closeCode: Int
+    let reason: String
+    switch result {
+    case .success(let trailers):
+      frame = StatusJSON.endFrame(code: nil, message: "", trailers: trailers)
+      (closeCode, reason) = (1000, "")
+    case .failure(let error):
+      frame = StatusJSON.endFrame(code: error.code, message: error.message, trailers: error.metadata)
+      (closeCode, reason) = (shuttingDown ? 1001 : 4000 + error.code.rawValue, error.message)
+    }
+    self.logger.debug(
+      "WebSocket RPC ended",
+      metadata: ["sluice.rpc.method": "\(self.path)", "sluice.websocket.close": "\(closeCode)"]
+    )
+    try? await writer.send(json: frame)
+    try? await writer.close(code: closeCode, reason: reason)
+  }
+}
