@@ -75,6 +75,27 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
     .testTarget(
+      name: "SluiceCodecTests",
+      dependencies: [
+        "SluiceCodec",
+        "SluiceProtos",
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      exclude: ["Protos", "reference.py"],
+      swiftSettings: swiftSettings
+    ),
+    // Benchmarks are programs that print figures; none of them is a test.
+    .executableTarget(
+      name: "CodecBenchmark",
+      dependencies: [
+        "SluiceCodec",
+        "SluiceProtos",
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      path: "Benchmarks/CodecBenchmark",
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
       name: "SluiceTests",
       dependencies: [
         "Sluice",
