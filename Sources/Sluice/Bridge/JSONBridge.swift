@@ -10,39 +10,45 @@ public struct JSONBridge: Sendable {
   public let codec: JSONCodec
   /// Runs the calls.
   public let caller: any RPCCaller
-  /// Cancels the server side of a call tagged with an `InProcessCancellation` id; nil for
-  /// transports that propagate cancellation themselves (HTTP/2 resets the stream).
-  let cancelServerSide: (@Sendable (String) -> Void)?
+  /// Cancellation and response credit for calls on the in-process transport; nil for transports
+  /// that have both themselves (HTTP/2 resets streams and has flow control).
+  let callControl: InProcessCallControl?
 
   /// Creates a bridge.
   /// - Parameters:
   ///   - registry: The descriptors of every callable method.
   ///   - codec: The JSON translation, with its limits.
   ///   - caller: The client that reaches the services.
-  ///   - cancelServerSide: For the in-process transport: cancels the server side of a tagged call.
+  ///   - callControl: For the in-process transport: the interceptor on its server.
   public init(
     registry: DescriptorRegistry,
     codec: JSONCodec,
     caller: any RPCCaller,
-    cancelServerSide: (@Sendable (String) -> Void)? = nil
+    callControl: InProcessCallControl? = nil
   ) {
     self.registry = registry
     self.codec = codec
     self.caller = caller
-    self.cancelServerSide = cancelServerSide
+    self.callControl = callControl
   }
 
-  /// Tags `metadata` so that `abandon(_:)` can cancel the call's server side; returns the tag.
+  /// Tags `metadata` so that `abandon(_:)` and `delivered(_:)` reach the call's server side;
+  /// returns the tag.
   func tag(_ metadata: inout Metadata) -> String? {
-    guard self.cancelServerSide != nil else { return nil }
+    guard self.callControl != nil else { return nil }
     let id = String(UInt64.random(in: .min ... .max), radix: 36)
-    metadata.addString(id, forKey: InProcessCancellation.metadataKey)
+    metadata.addString(id, forKey: InProcessCallControl.metadataKey)
     return id
   }
 
   /// The client of a tagged call went away: cancel the server side too.
   func abandon(_ tag: String?) {
-    if let tag { self.cancelServerSide?(tag) }
+    if let tag { self.callControl?.cancel(id: tag) }
+  }
+
+  /// One response of a tagged call reached its client: the service may produce one more.
+  func delivered(_ tag: String?) {
+    if let tag { self.callControl?.grant(id: tag) }
   }
 
   /// The method at `/<package>.<Service>/<Method>`, or `UNIMPLEMENTED`.

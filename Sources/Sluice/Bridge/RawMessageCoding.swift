@@ -1,4 +1,4 @@
-public import GRPCCore
+internal import GRPCCore
 
 /// Passes serialized protobuf messages through gRPC untouched: the bridge's JSON codec produces
 /// and consumes the wire bytes itself, so no generated message type is involved.

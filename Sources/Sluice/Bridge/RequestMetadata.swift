@@ -1,5 +1,5 @@
 internal import Foundation
-public import GRPCCore
+internal import GRPCCore
 internal import NIOHTTP1
 internal import SluiceCodec
 

@@ -1,5 +1,5 @@
 internal import Foundation
-public import GRPCCore
+internal import GRPCCore
 internal import SluiceCodec
 
 /// The `$end` frame (PROTOCOL.md): a `google.rpc.Status` JSON object with the trailers.

@@ -1,4 +1,4 @@
-public import GRPCCore
+internal import GRPCCore
 internal import ServiceLifecycle
 
 /// Runs a `GRPCClient`'s connections as a ServiceLifecycle `Service`; a graceful shutdown lets
@@ -7,10 +7,14 @@ struct GRPCClientService<Transport: ClientTransport>: Service {
   let client: GRPCClient<Transport>
 
   func run() async throws {
-    try await withGracefulShutdownHandler {
-      try await self.client.runConnections()
-    } onGracefulShutdown: {
-      self.client.beginGracefulShutdown()
+    do {
+      try await withGracefulShutdownHandler {
+        try await self.client.runConnections()
+      } onGracefulShutdown: {
+        self.client.beginGracefulShutdown()
+      }
+    } catch let error as RuntimeError where error.code == .clientIsStopped && Task.isShuttingDownGracefully {
+      // The shutdown came before the connections ran (a gateway stopped right after starting).
     }
   }
 }

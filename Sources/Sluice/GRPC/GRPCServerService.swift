@@ -1,4 +1,4 @@
-public import GRPCCore
+internal import GRPCCore
 internal import ServiceLifecycle
 
 /// Runs a `GRPCServer` as a ServiceLifecycle `Service`.

@@ -53,11 +53,11 @@ public final class Gateway: Sendable {
     // The JSON front ends reach the same services through a GRPCClient over the in-process
     // transport; pointing them at an upstream backend is a matter of giving them another client.
     let inProcess = InProcessTransport()
-    let inProcessCancellation = InProcessCancellation()
+    let callControl = InProcessCallControl()
     let inProcessServer = GRPCServer(
       transport: inProcess.server,
       services: services,
-      interceptors: [self.monitor, inProcessCancellation, CancellationPropagator()] + interceptors
+      interceptors: [self.monitor, callControl, CancellationPropagator()] + interceptors
     )
     let client = GRPCClient(transport: inProcess.client)
     let registry = try DescriptorRegistry(fileDescriptorSet: SluiceDescriptors.fileDescriptorSet)
@@ -67,7 +67,7 @@ public final class Gateway: Sendable {
         registry: registry,
         codec: codec,
         caller: client,
-        cancelServerSide: { inProcessCancellation.cancel(id: $0) }
+        callControl: callControl
       ),
       configuration: configuration,
       logger: logger

@@ -41,7 +41,7 @@ extension WebSocketSession {
 
     do {
       let trailers = try await withTaskCancellationHandler {
-        try await self.call(method, request: request, options: options, writer: writer)
+        try await self.call(method, request: request, options: options, writer: writer, tag: tag)
       } onCancel: {
         self.bridge.abandon(tag)
       }
@@ -59,7 +59,8 @@ extension WebSocketSession {
     _ method: SluiceCodec.MethodDescriptor,
     request: StreamingClientRequest<[UInt8]>,
     options: CallOptions,
-    writer: WebSocketFrameWriter
+    writer: WebSocketFrameWriter,
+    tag: String?
   ) async throws -> Metadata {
     try await self.bridge.caller.call(
       method: method.grpcDescriptor,
@@ -74,6 +75,7 @@ extension WebSocketSession {
         switch part {
         case .message(let bytes):
           try await writer.send(json: try self.bridge.decodeResponse(bytes, for: method))
+          self.bridge.delivered(tag)
         case .trailingMetadata(let trailers):
           return trailers
         }

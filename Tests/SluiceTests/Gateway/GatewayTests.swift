@@ -25,11 +25,15 @@ struct GatewayTests {
     }
   }
 
-  @Test("Port 0 binds a free port")
+  @Test("Port 0 binds free ports, and the gateway serves on them")
   func portZero() async throws {
-    try await withGateway { gateway, _ in
-      let port = try await gateway.grpcPort()
-      #expect(port > 0 && port != 8888)
+    try await withGateway { gateway, client in
+      let (grpcPort, httpPort) = (try await gateway.grpcPort(), try await gateway.httpPort())
+      #expect(grpcPort > 0 && grpcPort != 8888)
+      #expect(httpPort > 0 && httpPort != 8080 && httpPort != grpcPort)
+      // The harness's client is connected to `grpcPort`.
+      let reply = try await Hello_UserService.Client(wrapping: client).sayHi(.with { $0.name = "port" })
+      #expect(reply.result.hasPrefix("hi port---"))
     }
   }
 }
