@@ -48,7 +48,8 @@ struct SluiceCommand: AsyncParsableCommand {
   var allowedOrigins: [String] = []
 
   @Option(
-    help: "Seconds between WebSocket pings to a quiet peer; a peer silent for two intervals is dropped. 0 disables.")
+    help: "Seconds of quiet before a WebSocket peer is pinged; one silent interval after the ping drops it. 0 disables."
+  )
   var wsPingInterval = 30.0
 
   @Flag(help: "Debugging aid: response headers echo each RPC's request metadata as echo-<key>.")

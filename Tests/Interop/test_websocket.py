@@ -290,3 +290,14 @@ def test_silent_peer_is_dropped_by_keepalive(start_sluice):
         data += chunk
     assert b"\x89" in data, "the server never pinged"  # 0x89: FIN + ping opcode
     assert s.wait_for_log("RPC finished", "proto.StreamService/Route"), "the RPC of a dropped peer kept running"
+
+
+def test_nothing_is_lost_at_the_end_of_a_long_stream(start_sluice):
+    """The server waits for the client's Close before closing TCP, so the tail of a stream that
+    the client has not read yet is not reset away."""
+    s = start_sluice("--list-count", "20000")
+    for _ in range(3):
+        frames = websocat(f"{s.ws}/proto.StreamService/List", ['{"pt":{"name":"n","value":0}}'], timeout=60)
+        assert len(frames) == 20001
+        assert frames[-2] == {"pt": {"name": "n", "value": 19999}}
+        assert frames[-1] == {"$end": {"code": 0}}

@@ -30,8 +30,8 @@ public struct GatewayConfiguration: Sendable {
   /// Empty means the request's own host only. Requests without `Origin` are always allowed.
   public var allowedOrigins: [String]
 
-  /// How often the server pings an idle WebSocket peer; a peer that sends nothing (not even the
-  /// pong) for two intervals is dropped. `nil` disables keepalive.
+  /// How long a WebSocket peer may be quiet before the server pings it; a peer that then sends
+  /// nothing (not even the pong) for another interval is dropped. `nil` disables keepalive.
   public var webSocketPingInterval: Duration?
 
   /// Creates a configuration; every parameter defaults to what `sluice` runs with.

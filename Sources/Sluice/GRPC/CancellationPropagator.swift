@@ -15,27 +15,21 @@ public struct CancellationPropagator: ServerInterceptor {
     context: ServerContext,
     next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
   ) async throws -> StreamingServerResponse<Output> {
-    var response = try await next(request, context)
-    if case .success(var contents) = response.accepted {
-      let producer = contents.producer
-      let cancellation = context.cancellation
-      contents.producer = { writer in
-        // Race the handler against the RPC's cancellation; whichever ends first ends both.
-        try await withThrowingTaskGroup(of: Metadata?.self) { group in
-          group.addTask { try await producer(writer) }
-          group.addTask {
-            try await cancellation.cancelled
-            return nil
-          }
-          defer { group.cancelAll() }
-          guard let trailers = try await group.next()! else {
-            throw RPCError(code: .cancelled, message: "The RPC was cancelled.")
-          }
-          return trailers
+    let cancellation = context.cancellation
+    return try await next(request, context).wrappingProducer { writer, producer in
+      // Race the handler against the RPC's cancellation; whichever ends first ends both.
+      try await withThrowingTaskGroup(of: Metadata?.self) { group in
+        group.addTask { try await producer(writer) }
+        group.addTask {
+          try await cancellation.cancelled
+          return nil
         }
+        defer { group.cancelAll() }
+        guard let trailers = try await group.next()! else {
+          throw RPCError(code: .cancelled, message: "The RPC was cancelled.")
+        }
+        return trailers
       }
-      response.accepted = .success(contents)
     }
-    return response
   }
 }

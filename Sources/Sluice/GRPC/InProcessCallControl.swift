@@ -76,14 +76,13 @@ public final class InProcessCallControl: ServerInterceptor {
     }
     if alreadyCancelled { context.cancellation.cancel() }
 
-    var response = try await next(request, context)
-    guard case .success(var contents) = response.accepted else {
+    let response = try await next(request, context)
+    if case .failure = response.accepted {
       self.state.withLock { _ = $0.calls.removeValue(forKey: id) }
       return response
     }
-    let producer = contents.producer
     let window = self.window
-    contents.producer = { writer in
+    return response.wrappingProducer { writer, producer in
       let credit = CreditWindow(credits: window)
       let registered = self.state.withLock { state in
         state.calls[id]?.credit = credit
@@ -96,8 +95,6 @@ public final class InProcessCallControl: ServerInterceptor {
       }
       return try await producer(RPCWriter(wrapping: CreditedWriter(base: writer, credit: credit)))
     }
-    response.accepted = .success(contents)
-    return response
   }
 }
 

@@ -33,7 +33,7 @@ public final class RPCMonitor: ServerInterceptor {
     let start = ContinuousClock.now
     self.active.withLock { $0[method, default: 0] += 1 }
 
-    var response: StreamingServerResponse<Output>
+    let response: StreamingServerResponse<Output>
     do {
       response = try await next(request, context)
     } catch {
@@ -41,24 +41,20 @@ public final class RPCMonitor: ServerInterceptor {
       throw error
     }
 
-    switch response.accepted {
-    case .success(var contents):
-      let producer = contents.producer
-      contents.producer = { writer in
-        do {
-          let trailers = try await producer(writer)
-          self.finished(method, start: start, error: nil)
-          return trailers
-        } catch {
-          self.finished(method, start: start, error: error)
-          throw error
-        }
-      }
-      response.accepted = .success(contents)
-    case .failure(let error):
+    if case .failure(let error) = response.accepted {
       self.finished(method, start: start, error: error)
+      return response
     }
-    return response
+    return response.wrappingProducer { writer, producer in
+      do {
+        let trailers = try await producer(writer)
+        self.finished(method, start: start, error: nil)
+        return trailers
+      } catch {
+        self.finished(method, start: start, error: error)
+        throw error
+      }
+    }
   }
 
   private func finished(_ method: String, start: ContinuousClock.Instant, error: (any Error)?) {

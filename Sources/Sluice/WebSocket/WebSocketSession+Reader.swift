@@ -134,18 +134,24 @@ extension WebSocketSession {
     return outcome
   }
 
-  /// Pings a quiet peer every `interval`; reports it unresponsive after two silent intervals.
+  /// Pings a peer that has been quiet for `interval`; reports it unresponsive when it has sent
+  /// nothing (not even the pong) for an interval after the ping.
   static func keepalive(
     every interval: Duration,
     lastHeard: Liveness,
     writer: WebSocketFrameWriter
   ) async -> Event {
+    var pingedAt: ContinuousClock.Instant?
     while true {
       do {
         try await Task.sleep(for: interval)
-        let silence = lastHeard.silence()
-        if silence >= interval * 2 { return .peerUnresponsive }
-        if silence >= interval { try await writer.ping() }
+        let heard = lastHeard.instant()
+        if let pingedAt, heard < pingedAt { return .peerUnresponsive }
+        pingedAt = nil
+        if ContinuousClock.now - heard >= interval {
+          pingedAt = .now
+          try await writer.ping()
+        }
       } catch {
         return .stopped
       }
@@ -159,5 +165,5 @@ final class Liveness: Sendable {
 
   func touch() { self.lastHeard.withLock { $0 = .now } }
 
-  func silence() -> Duration { .now - self.lastHeard.withLock { $0 } }
+  func instant() -> ContinuousClock.Instant { self.lastHeard.withLock { $0 } }
 }

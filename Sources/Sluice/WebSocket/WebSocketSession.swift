@@ -23,6 +23,9 @@ struct WebSocketSession {
   let configuration: GatewayConfiguration
   let logger: Logger
 
+  /// How long the server waits for the client's Close after sending its own.
+  static let closeHandshakeTimeout = Duration.seconds(2)
+
   /// Events the reader hands to the RPC's request stream.
   enum Inbound: Sendable {
     case metadata(Metadata, Duration?)
@@ -45,6 +48,7 @@ struct WebSocketSession {
     case shuttingDown
     case peerUnresponsive
     case stopped
+    case closeTimedOut
   }
 
   func run(_ channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>) async {
@@ -103,19 +107,39 @@ struct WebSocketSession {
       var clientGone = false
       var shuttingDown = false
       var decided = false
+      var readerEnded = false
       while let event = await group.next() {
         switch event {
         case .rpc(let result):
-          group.cancelAll()
+          events.finish()
           if !clientGone {
             await self.end(writer: writer, result: outcome.map { .failure($0) } ?? result, shuttingDown: shuttingDown)
           }
+          if !clientGone, !readerEnded, !decided {
+            // The closing handshake: wait (briefly) for the client's Close before closing TCP.
+            // Closing at once could reset a connection whose last frames are still unread, and
+            // the client would lose the end of the stream.
+            group.addTask {
+              try? await Task.sleep(for: Self.closeHandshakeTimeout)
+              return .closeTimedOut
+            }
+            while let event = await group.next() {
+              if case .reader = event { break }
+              if case .closeTimedOut = event { break }
+            }
+          }
+          group.cancelAll()
           return
-        case _ where decided, .reader(.closedByClient), .stopped:
+        case .reader(.closedByClient):
+          readerEnded = true
+          continue
+        case _ where decided, .stopped, .closeTimedOut:
           continue
         case .reader(.gone), .peerUnresponsive:
+          readerEnded = true
           clientGone = true
         case .reader(.failed(let error)):
+          readerEnded = true
           outcome = error
         case .shuttingDown:
           shuttingDown = true
