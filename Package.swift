@@ -95,6 +95,23 @@ let package = Package(
       path: "Benchmarks/CodecBenchmark",
       swiftSettings: swiftSettings
     ),
+    .executableTarget(
+      name: "BridgeBenchmark",
+      dependencies: [
+        "Sluice",
+        "SluiceProtos",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOWebSocket", package: "swift-nio"),
+      ],
+      path: "Benchmarks/BridgeBenchmark",
+      swiftSettings: swiftSettings
+    ),
     .testTarget(
       name: "SluiceTests",
       dependencies: [

@@ -38,5 +38,10 @@ swift build --build-tests
 step "swift test"
 swift test --skip-build
 
+# The interop suites drive the binary users run: a release build (its memory figures are the ones
+# that matter; a debug build holds far more per message in flight).
+step "swift build -c release --product sluice"
+swift build -c release --product sluice
+
 step "interop tests (pytest)"
-SLUICE_BIN="$(swift build --show-bin-path)/sluice" python3 -m pytest -q -p no:cacheprovider Tests/Interop
+SLUICE_BIN="$(swift build -c release --show-bin-path)/sluice" python3 -m pytest -q -p no:cacheprovider Tests/Interop

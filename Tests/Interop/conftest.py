@@ -43,7 +43,7 @@ class Sluice:
     """A running `sluice` process on loopback with OS-chosen ports."""
 
     def __init__(self, *extra):
-        binary = os.environ.get("SLUICE_BIN") or str(ROOT / ".build" / "debug" / "sluice")
+        binary = os.environ.get("SLUICE_BIN") or str(ROOT / ".build" / "release" / "sluice")
         assert Path(binary).exists(), f"sluice binary not found at {binary}: build it or set SLUICE_BIN"
         env = dict(os.environ, SWIFT_BACKTRACE="enable=no")
         self.process = subprocess.Popen(

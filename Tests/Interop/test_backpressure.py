@@ -11,7 +11,7 @@ from pathlib import Path
 from test_websocket import masked_text, raw_handshake
 
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
-RSS_BOUND_KIB = 128 * 1024  # what one stalled session may add to the gateway, at most
+RSS_BOUND_KIB = 32 * 1024  # what one stalled session may add to a release-built gateway, at most
 FLAT_KIB = 8 * 1024  # once the pipes are full, RSS must stop growing
 
 
