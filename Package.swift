@@ -84,6 +84,17 @@ let package = Package(
       exclude: ["Protos", "reference.py"],
       swiftSettings: swiftSettings
     ),
+    // A bare WebSocket client for the tests and benchmarks (not a product).
+    .target(
+      name: "SluiceTestSupport",
+      dependencies: [
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOWebSocket", package: "swift-nio"),
+      ],
+      swiftSettings: swiftSettings
+    ),
     // Benchmarks are programs that print figures; none of them is a test.
     .executableTarget(
       name: "CodecBenchmark",
@@ -105,9 +116,8 @@ let package = Package(
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
-        .product(name: "NIOPosix", package: "swift-nio"),
-        .product(name: "NIOHTTP1", package: "swift-nio"),
         .product(name: "NIOWebSocket", package: "swift-nio"),
+        "SluiceTestSupport",
       ],
       path: "Benchmarks/BridgeBenchmark",
       swiftSettings: swiftSettings
@@ -122,7 +132,9 @@ let package = Package(
         .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         .product(name: "Logging", package: "swift-log"),
-        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOWebSocket", package: "swift-nio"),
+        "SluiceTestSupport",
       ],
       swiftSettings: swiftSettings
     ),

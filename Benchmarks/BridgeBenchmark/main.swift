@@ -11,11 +11,10 @@ import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import Logging
 import NIOCore
-import NIOHTTP1
-import NIOPosix
 import NIOWebSocket
 import Sluice
 import SluiceProtos
+import SluiceTestSupport
 import SwiftProtobuf
 
 let arguments = CommandLine.arguments.dropFirst().compactMap { Int($0) }
@@ -57,56 +56,20 @@ func nativeList(_ client: Proto_StreamService.Client<HTTP2ClientTransport.Posix>
 
 // MARK: WebSocket/JSON (a plain NIO WebSocket client)
 
-enum Upgrade: Sendable {
-  case webSocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>)
-  case refused
-}
-
-func webSocket(port: Int, path: String) async throws -> NIOAsyncChannel<WebSocketFrame, WebSocketFrame> {
-  let upgrade = try await ClientBootstrap(group: .singletonMultiThreadedEventLoopGroup)
-    .connect(host: "127.0.0.1", port: port) { channel in
-      channel.eventLoop.makeCompletedFuture {
-        let upgrader = NIOTypedWebSocketClientUpgrader<Upgrade>(maxFrameSize: 1 << 20) { channel, _ in
-          channel.eventLoop.makeCompletedFuture {
-            .webSocket(try NIOAsyncChannel(wrappingChannelSynchronously: channel))
-          }
-        }
-        var headers = HTTPHeaders()
-        headers.add(name: "Host", value: "127.0.0.1:\(port)")
-        headers.add(name: "Content-Length", value: "0")
-        let configuration = NIOTypedHTTPClientUpgradeConfiguration<Upgrade>(
-          upgradeRequestHead: HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers),
-          upgraders: [upgrader],
-          notUpgradingCompletionHandler: { $0.eventLoop.makeSucceededFuture(.refused) }
-        )
-        return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
-          configuration: .init(upgradeConfiguration: configuration)
-        )
-      }
-    }
-  guard case .webSocket(let channel) = try await upgrade.get() else { fatalError("upgrade refused") }
-  return channel
-}
-
-func textFrame(_ text: String) -> WebSocketFrame {
-  WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: ByteBuffer(string: text))
-}
-
 /// Sends `frames`, counts the message frames received until `$end`.
 func webSocketSession(port: Int, path: String, frames: @escaping @Sendable () -> [String]) async throws -> Int {
-  let channel = try await webSocket(port: port, path: path)
+  let channel = try await WebSocketTestClient.connect(port: port, path: path)
   return try await channel.executeThenClose { inbound, outbound in
     try await withThrowingTaskGroup(of: Int.self) { group in
       group.addTask {
-        for frame in frames() { try await outbound.write(textFrame(frame)) }
+        for frame in frames() { try await outbound.write(WebSocketTestClient.text(frame)) }
         return 0
       }
       group.addTask {
         var count = 0
         for try await frame in inbound where frame.opcode == .text {
           if frame.data.readableBytesView.starts(with: Array(#"{"$end""#.utf8)) {
-            try await outbound.write(
-              WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: ByteBuffer()))
+            try await outbound.write(WebSocketTestClient.close())
             return count
           }
           count += 1

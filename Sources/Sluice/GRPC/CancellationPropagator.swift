@@ -17,18 +17,24 @@ public struct CancellationPropagator: ServerInterceptor {
   ) async throws -> StreamingServerResponse<Output> {
     let cancellation = context.cancellation
     return try await next(request, context).wrappingProducer { writer, producer in
-      // Race the handler against the RPC's cancellation; whichever ends first ends both.
+      // Race the handler against the RPC's cancellation. If the RPC is cancelled first, the
+      // handler is cancelled and its own outcome is reported (a handler ending on a graceful
+      // shutdown says UNAVAILABLE); a plain cancellation becomes CANCELLED.
       try await withThrowingTaskGroup(of: Metadata?.self) { group in
         group.addTask { try await producer(writer) }
         group.addTask {
           try await cancellation.cancelled
           return nil
         }
-        defer { group.cancelAll() }
-        guard let trailers = try await group.next()! else {
-          throw RPCError(code: .cancelled, message: "The RPC was cancelled.")
+        if let trailers = try await group.next()! {
+          group.cancelAll()
+          return trailers
         }
-        return trailers
+        group.cancelAll()
+        do {
+          if let trailers = try await group.next()! { return trailers }
+        } catch is CancellationError {}
+        throw RPCError(code: .cancelled, message: "The RPC was cancelled.")
       }
     }
   }

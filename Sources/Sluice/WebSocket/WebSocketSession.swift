@@ -74,6 +74,7 @@ struct WebSocketSession {
       }
     } catch {
       await self.end(writer: writer, result: .failure(error), shuttingDown: false)
+      await Self.awaitClientClose(inbound)
       return
     }
 
@@ -148,6 +149,21 @@ struct WebSocketSession {
         decided = true
         group.cancelAll()
       }
+    }
+  }
+
+  /// The closing handshake when no reader is running: reads (and drops) frames until the client's
+  /// Close, for at most `closeHandshakeTimeout`.
+  private static func awaitClientClose(_ inbound: NIOAsyncChannelInboundStream<WebSocketFrame>) async {
+    await withTaskGroup(of: Void.self) { group in
+      group.addTask {
+        do {
+          for try await frame in inbound where frame.opcode == .connectionClose { return }
+        } catch {}
+      }
+      group.addTask { try? await Task.sleep(for: Self.closeHandshakeTimeout) }
+      await group.next()
+      group.cancelAll()
     }
   }
 
