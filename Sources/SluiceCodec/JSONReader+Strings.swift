@@ -92,24 +92,7 @@ extension JSONReader {
 
   /// Validates one multi-byte UTF-8 sequence (RFC 3629 table) and copies it.
   private mutating func readMultiByte(into bytes: inout [UInt8]) throws(CodecError) {
-    let first = base[position]
-    let count: Int
-    var lower: UInt8 = 0x80
-    var upper: UInt8 = 0xBF
-    switch first {
-    case 0xC2...0xDF: count = 2
-    case 0xE0: count = 3; lower = 0xA0
-    case 0xE1...0xEC, 0xEE...0xEF: count = 3
-    case 0xED: count = 3; upper = 0x9F
-    case 0xF0: count = 4; lower = 0x90
-    case 0xF1...0xF3: count = 4
-    case 0xF4: count = 4; upper = 0x8F
-    default: throw error("invalid UTF-8")
-    }
-    guard end - position >= count else { throw error("invalid UTF-8") }
-    let second = base[position + 1]
-    guard second >= lower && second <= upper else { throw error("invalid UTF-8") }
-    for offset in 2..<max(2, count) where base[position + offset] & 0xC0 != 0x80 {
+    guard let count = utf8SequenceLength(UnsafeBufferPointer(start: base, count: end), at: position) else {
       throw error("invalid UTF-8")
     }
     bytes.append(contentsOf: UnsafeBufferPointer(start: base + position, count: count))

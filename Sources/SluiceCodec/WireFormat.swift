@@ -157,34 +157,36 @@ struct WireReader {
 /// True when the bytes are well-formed UTF-8 (RFC 3629: no overlongs, surrogates, or > U+10FFFF).
 func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
   var index = 0
-  let count = bytes.count
-  while index < count {
-    let first = bytes[index]
-    if first < 0x80 {
+  while index < bytes.count {
+    if bytes[index] < 0x80 {
       index += 1
-      continue
+    } else if let length = utf8SequenceLength(bytes, at: index) {
+      index += length
+    } else {
+      return false
     }
-    var length = 0
-    var lower: UInt8 = 0x80
-    var upper: UInt8 = 0xBF
-    switch first {
-    case 0xC2...0xDF: length = 2
-    case 0xE0: length = 3; lower = 0xA0
-    case 0xE1...0xEC, 0xEE...0xEF: length = 3
-    case 0xED: length = 3; upper = 0x9F
-    case 0xF0: length = 4; lower = 0x90
-    case 0xF1...0xF3: length = 4
-    case 0xF4: length = 4; upper = 0x8F
-    default: return false
-    }
-    guard count - index >= length else { return false }
-    guard bytes[index + 1] >= lower && bytes[index + 1] <= upper else { return false }
-    var offset = 2
-    while offset < length {
-      if bytes[index + offset] & 0xC0 != 0x80 { return false }
-      offset += 1
-    }
-    index += length
   }
   return true
+}
+
+/// The length of the well-formed multi-byte UTF-8 sequence that starts at `index` (RFC 3629,
+/// table of well-formed byte sequences), or nil when there is none.
+@inline(__always)
+func utf8SequenceLength(_ bytes: UnsafeBufferPointer<UInt8>, at index: Int) -> Int? {
+  let length: Int
+  var lower: UInt8 = 0x80
+  var upper: UInt8 = 0xBF
+  switch bytes[index] {
+  case 0xC2...0xDF: length = 2
+  case 0xE0: (length, lower) = (3, 0xA0)
+  case 0xE1...0xEC, 0xEE...0xEF: length = 3
+  case 0xED: (length, upper) = (3, 0x9F)
+  case 0xF0: (length, lower) = (4, 0x90)
+  case 0xF1...0xF3: length = 4
+  case 0xF4: (length, upper) = (4, 0x8F)
+  default: return nil
+  }
+  guard bytes.count - index >= length, (lower...upper).contains(bytes[index + 1]) else { return nil }
+  for offset in 2..<max(2, length) where bytes[index + offset] & 0xC0 != 0x80 { return nil }
+  return length
 }
