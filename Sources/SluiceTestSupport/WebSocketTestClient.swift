@@ -33,9 +33,10 @@ public enum WebSocketTestClient {
             upgraders: [upgrader],
             notUpgradingCompletionHandler: { $0.eventLoop.makeSucceededFuture(.refused) }
           )
-          return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
-            configuration: .init(upgradeConfiguration: configuration)
-          )
+          var pipeline = NIOUpgradableHTTPClientPipelineConfiguration(upgradeConfiguration: configuration)
+          // Frames the server sends right behind its 101 (an immediate `$end`) arrive with it.
+          pipeline.leftOverBytesStrategy = .forwardBytes
+          return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(configuration: pipeline)
         }
       }
     guard case .webSocket(let channel) = try await upgrade.get() else {
