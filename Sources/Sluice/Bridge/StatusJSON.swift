@@ -6,11 +6,16 @@ internal import SluiceCodec
 enum StatusJSON {
   /// `{"$end":{"code":N,"message":"…","trailers":{"k":["v"]}}}`.
   static func endFrame(code: RPCError.Code?, message: String, trailers: Metadata) -> [UInt8] {
+    JSONValue.object(["$end": .object(Self.status(code: code, message: message, trailers: trailers))]).serializedBytes
+  }
+
+  /// A `google.rpc.Status` object: `{"code":N,"message":"…"}`, plus the trailers when there are any.
+  static func status(code: RPCError.Code?, message: String, trailers: Metadata = [:]) -> JSONObject {
     var status: JSONObject = ["code": .integer(code?.rawValue ?? 0)]
     if !message.isEmpty { status.members.append((key: "message", value: .string(message))) }
     let trailers = Self.json(trailers)
     if !trailers.isEmpty { status.members.append((key: "trailers", value: .object(trailers))) }
-    return JSONValue.object(["$end": .object(status)]).serializedBytes
+    return status
   }
 
   /// `{"$headers":{"k":["v"]}}`, or nil when there is nothing to say.

@@ -98,7 +98,6 @@ public final class Gateway: Sendable {
         "Serving native gRPC (h2c)",
         metadata: ["sluice.grpc.address": "\(self.configuration.host):\(port)"]
       )
-      _ = try await self.httpPort()
     }
   }
 

@@ -1,4 +1,3 @@
-internal import GRPCCore
 internal import Logging
 internal import NIOCore
 internal import NIOHTTP1
@@ -6,7 +5,6 @@ internal import NIOPosix
 internal import NIOWebSocket
 internal import ServiceLifecycle
 internal import SluiceCodec
-internal import Synchronization
 
 /// The HTTP/1.1 port: WebSocket sessions on every RPC path (and, next, HTTP JSON calls).
 ///
@@ -19,9 +17,7 @@ final class HTTPFrontEnd: Service {
   private let configuration: GatewayConfiguration
   private let originPolicy: OriginPolicy
   private let logger: Logger
-  private let boundPort: Mutex<Int?>
-  private let portWaiters: AsyncStream<Int>
-  private let portContinuation: AsyncStream<Int>.Continuation
+  private let boundPort = BoundPort()
 
   enum Upgrade: Sendable {
     case webSocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, HTTPRequestHead)
@@ -33,18 +29,23 @@ final class HTTPFrontEnd: Service {
     self.configuration = configuration
     self.originPolicy = OriginPolicy(allowedOrigins: configuration.allowedOrigins)
     self.logger = logger
-    self.boundPort = Mutex(nil)
-    (self.portWaiters, self.portContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
   }
 
   /// The bound port, once listening.
   func port() async throws -> Int {
-    if let port = self.boundPort.withLock({ $0 }) { return port }
-    for await port in self.portWaiters { return port }
-    throw RPCError(code: .unavailable, message: "the HTTP front end stopped before it was listening")
+    try await self.boundPort.value()
   }
 
   func run() async throws {
+    do {
+      try await self.serve()
+    } catch {
+      self.boundPort.resolve(.failure(error))  // no effect once bound
+      throw error
+    }
+  }
+
+  private func serve() async throws {
     let maxBytes = self.configuration.maxMessageBytes
     let originPolicy = self.originPolicy
     let server = try await ServerBootstrap(group: .singletonMultiThreadedEventLoopGroup)
@@ -97,8 +98,7 @@ final class HTTPFrontEnd: Service {
       }
 
     let port = server.channel.localAddress?.port ?? self.configuration.httpPort
-    self.boundPort.withLock { $0 = port }
-    self.portContinuation.yield(port)
+    self.boundPort.resolve(.success(port))
     self.logger.info(
       "Serving WebSocket/JSON (HTTP/1.1)",
       metadata: ["sluice.http.address": "\(self.configuration.host):\(port)"]

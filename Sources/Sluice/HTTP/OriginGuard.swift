@@ -1,7 +1,6 @@
 internal import GRPCCore
 internal import NIOCore
 internal import NIOHTTP1
-internal import SluiceCodec
 
 /// Refuses WebSocket handshakes from a disallowed `Origin` with 403, before the upgrade handler.
 ///
@@ -27,19 +26,16 @@ final class OriginGuard: ChannelInboundHandler, RemovableChannelHandler {
     {
       self.refused = true
       let origin = head.headers.first(name: "Origin") ?? ""
-      let body = JSONValue.object([
-        "code": .integer(RPCError.Code.permissionDenied.rawValue),
-        "message": .string("origin \(origin) is not allowed (--allowed-origin)"),
-      ]).serializedBytes
-      var headers = HTTPHeaders()
-      headers.add(name: "Content-Type", value: "application/json")
-      headers.add(name: "Content-Length", value: "\(body.count)")
-      headers.add(name: "Connection", value: "close")
+      let response = HTTPStatusResponse(
+        .forbidden,
+        code: .permissionDenied,
+        message: "origin \(origin) is not allowed (--allowed-origin)"
+      )
+      context.write(Self.wrapOutboundOut(.head(response.head)), promise: nil)
       context.write(
-        Self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .forbidden, headers: headers))),
-        promise: nil)
-      context.write(
-        Self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+        Self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: response.body)))),
+        promise: nil
+      )
       context.writeAndFlush(Self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
         context.close(promise: nil)
       }
