@@ -35,8 +35,11 @@ async def session(url, frames, headers=None, subprotocols=None, origin=None):
     if origin:
         kwargs["origin"] = origin
     async with websockets.connect(url, max_size=None, **kwargs) as ws:
-        for f in frames:
-            await ws.send(f if isinstance(f, (str, bytes)) else json.dumps(f))
+        try:
+            for f in frames:
+                await ws.send(f if isinstance(f, (str, bytes)) else json.dumps(f))
+        except ConnectionClosed:
+            pass  # the server may end a session (unknown method) before we are done sending
         received = []
         try:
             async for m in ws:
