@@ -107,7 +107,6 @@ struct WebSocketSession {
       var outcome: RPCError?
       var clientGone = false
       var shuttingDown = false
-      var decided = false
       var readerEnded = false
       while let event = await group.next() {
         switch event {
@@ -116,7 +115,7 @@ struct WebSocketSession {
           if !clientGone {
             await self.end(writer: writer, result: outcome.map { .failure($0) } ?? result, shuttingDown: shuttingDown)
           }
-          if !clientGone, !readerEnded, !decided {
+          if !clientGone, !readerEnded, outcome == nil {
             // The closing handshake: wait (briefly) for the client's Close before closing TCP.
             // Closing at once could reset a connection whose last frames are still unread, and
             // the client would lose the end of the stream.
@@ -134,7 +133,7 @@ struct WebSocketSession {
         case .reader(.closedByClient):
           readerEnded = true
           continue
-        case _ where decided, .stopped, .closeTimedOut:
+        case _ where clientGone || outcome != nil, .stopped, .closeTimedOut:  // already decided
           continue
         case .reader(.gone), .peerUnresponsive:
           readerEnded = true
@@ -146,7 +145,6 @@ struct WebSocketSession {
           shuttingDown = true
           outcome = RPCError(code: .unavailable, message: "Sluice is shutting down; reconnect to another instance")
         }
-        decided = true
         group.cancelAll()
       }
     }
