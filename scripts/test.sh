@@ -11,6 +11,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 missing_apt=()
 command -v protoc >/dev/null || missing_apt+=(protobuf-compiler)
+command -v curl >/dev/null || missing_apt+=(curl)
 if [ ${#missing_apt[@]} -gt 0 ]; then
   step "apt-get install ${missing_apt[*]}"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -1,4 +1,5 @@
 public import ArgumentParser
+internal import Foundation
 public import Logging
 import Sluice
 import UnixSignals
@@ -23,7 +24,10 @@ struct SluiceCommand: AsyncParsableCommand {
   @Option(help: "The native gRPC (h2c) port; 0 picks a free port, which is logged.")
   var grpcPort = GatewayConfiguration().grpcPort
 
-  @Option(help: "The HTTP/1.1 port for WebSocket/JSON sessions; 0 picks a free port, which is logged.")
+  @Option(
+    help:
+      "The HTTP/1.1 port for WebSocket/JSON sessions, HTTP JSON calls and the page; 0 picks a free port, which is logged."
+  )
   var httpPort = GatewayConfiguration().httpPort
 
   @Option(help: "Milliseconds the seed services pause between List sends and after each Record receive; 0 for none.")
@@ -48,9 +52,22 @@ struct SluiceCommand: AsyncParsableCommand {
   var allowedOrigins: [String] = []
 
   @Option(
+    name: .customLong("require-bearer"),
+    help: ArgumentHelp(
+      "Require authorization: Bearer <token> on every RPC: file:<path> or env:<NAME> holds the tokens.",
+      discussion:
+        "One token per line (or comma-separated); # starts a comment line. Calls without a listed token get UNAUTHENTICATED (HTTP 401)."
+    )
+  )
+  var requireBearer: String?
+
+  @Option(
     help: "Seconds of quiet before a WebSocket peer is pinged; one silent interval after the ping drops it. 0 disables."
   )
   var wsPingInterval = 30.0
+
+  @Option(help: "The folder served on GET / (the browser page); an empty value serves no files.")
+  var publicDir = GatewayConfiguration().publicDirectory ?? ""
 
   @Flag(help: "Debugging aid: response headers echo each RPC's request metadata as echo-<key>.")
   var echoMetadata = false
@@ -68,6 +85,31 @@ struct SluiceCommand: AsyncParsableCommand {
     guard self.drainTimeout >= 0 else { throw ValidationError("--drain-timeout must not be negative.") }
     guard self.maxMessageBytes >= 64 else { throw ValidationError("--max-message-bytes must be at least 64.") }
     guard self.wsPingInterval >= 0 else { throw ValidationError("--ws-ping-interval must not be negative.") }
+    _ = try self.bearerTokens()
+  }
+
+  /// The tokens named by `--require-bearer`, or nil when it is not given.
+  private func bearerTokens() throws -> [String]? {
+    guard let source = self.requireBearer else { return nil }
+    let text: String
+    if source.hasPrefix("file:") {
+      let path = String(source.dropFirst("file:".count))
+      guard let contents = try? String(contentsOfFile: path, encoding: .utf8) else {
+        throw ValidationError("--require-bearer: cannot read \(path).")
+      }
+      text = contents
+    } else if source.hasPrefix("env:") {
+      let name = String(source.dropFirst("env:".count))
+      guard let value = ProcessInfo.processInfo.environment[name] else {
+        throw ValidationError("--require-bearer: the environment variable \(name) is not set.")
+      }
+      text = value
+    } else {
+      throw ValidationError("--require-bearer takes file:<path> or env:<NAME>, not \(source).")
+    }
+    let tokens = BearerAuthenticator.tokens(fromList: text)
+    guard !tokens.isEmpty else { throw ValidationError("--require-bearer: \(source) holds no token.") }
+    return tokens
   }
 
   func run() async throws {
@@ -86,7 +128,9 @@ struct SluiceCommand: AsyncParsableCommand {
       drainTimeout: .milliseconds(Int64(self.drainTimeout * 1000)),
       maxMessageBytes: self.maxMessageBytes,
       allowedOrigins: self.allowedOrigins,
-      webSocketPingInterval: self.wsPingInterval > 0 ? .milliseconds(Int64(self.wsPingInterval * 1000)) : nil
+      webSocketPingInterval: self.wsPingInterval > 0 ? .milliseconds(Int64(self.wsPingInterval * 1000)) : nil,
+      publicDirectory: self.publicDir.isEmpty ? nil : self.publicDir,
+      bearerTokens: try self.bearerTokens()
     )
     let gateway = try Gateway(
       configuration: configuration,

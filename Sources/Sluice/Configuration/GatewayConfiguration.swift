@@ -34,6 +34,13 @@ public struct GatewayConfiguration: Sendable {
   /// nothing (not even the pong) for another interval is dropped. `nil` disables keepalive.
   public var webSocketPingInterval: Duration?
 
+  /// The folder served on `GET /` (the browser page); `nil` serves no files.
+  public var publicDirectory: String?
+
+  /// Bearer tokens every RPC must present (`authorization: Bearer <token>`) on every transport;
+  /// `nil` requires none.
+  public var bearerTokens: [String]?
+
   /// Creates a configuration; every parameter defaults to what `sluice` runs with.
   public init(
     host: String = "127.0.0.1",
@@ -44,7 +51,9 @@ public struct GatewayConfiguration: Sendable {
     drainTimeout: Duration = .seconds(10),
     maxMessageBytes: Int = 4 << 20,
     allowedOrigins: [String] = [],
-    webSocketPingInterval: Duration? = .seconds(30)
+    webSocketPingInterval: Duration? = .seconds(30),
+    publicDirectory: String? = "public",
+    bearerTokens: [String]? = nil
   ) {
     self.host = host
     self.grpcPort = grpcPort
@@ -55,5 +64,7 @@ public struct GatewayConfiguration: Sendable {
     self.maxMessageBytes = maxMessageBytes
     self.allowedOrigins = allowedOrigins
     self.webSocketPingInterval = webSocketPingInterval
+    self.publicDirectory = publicDirectory
+    self.bearerTokens = bearerTokens
   }
 }

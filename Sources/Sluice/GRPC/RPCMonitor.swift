@@ -2,18 +2,27 @@ public import GRPCCore
 public import Logging
 internal import Synchronization
 
-/// A server interceptor that counts the RPCs in flight, by method, and logs how each one ended.
+/// A server interceptor that counts the RPCs in flight, by method, and their messages, exports
+/// them as metrics, and logs one line per ended RPC.
 ///
 /// An RPC counts as in flight from the moment it is routed until its handler has returned or
 /// thrown, so a cancelled stream leaves the count as soon as its handler has stopped.
 public final class RPCMonitor: ServerInterceptor {
+  /// The request metadata key with which the JSON front ends name their transport on the
+  /// in-process server (`websocket`, `http`); calls from the network are `grpc`.
+  static let transportKey = "sluice-transport"
+
   private let active: Mutex<[String: Int]>
+  private let metrics: GatewayMetrics
   private let logger: Logger
 
   /// Creates a monitor.
-  /// - Parameter logger: Receives one debug line per finished RPC.
-  public init(logger: Logger) {
+  /// - Parameters:
+  ///   - metrics: Where the counts are exported.
+  ///   - logger: Receives one info line per ended RPC.
+  public init(metrics: GatewayMetrics, logger: Logger) {
     self.active = Mutex([:])
+    self.metrics = metrics
     self.logger = logger
   }
 
@@ -29,38 +38,53 @@ public final class RPCMonitor: ServerInterceptor {
     context: ServerContext,
     next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
   ) async throws -> StreamingServerResponse<Output> {
-    let method = context.descriptor.fullyQualifiedMethod
-    let start = ContinuousClock.now
-    self.active.withLock { $0[method, default: 0] += 1 }
+    let call = Call(
+      method: context.descriptor.fullyQualifiedMethod,
+      transport: Self.transport(of: request.metadata, peer: context.remotePeer)
+    )
+    self.active.withLock { $0[call.method, default: 0] += 1 }
+    self.metrics.rpcStarted(method: call.method, transport: call.transport)
+
+    var request = request
+    request.metadata.removeAllValues(forKey: Self.transportKey)  // the gateway's own, not the service's
+    request.messages = RPCAsyncSequence(wrapping: CountingSequence(base: request.messages, count: call.received))
 
     let response: StreamingServerResponse<Output>
     do {
       response = try await next(request, context)
     } catch {
-      self.finished(method, start: start, error: error)
+      self.finished(call, error: error)
       throw error
     }
 
     if case .failure(let error) = response.accepted {
-      self.finished(method, start: start, error: error)
+      self.finished(call, error: error)
       return response
     }
     return response.wrappingProducer { writer, producer in
       do {
-        let trailers = try await producer(writer)
-        self.finished(method, start: start, error: nil)
+        let trailers = try await producer(RPCWriter(wrapping: CountingWriter(base: writer, count: call.sent)))
+        self.finished(call, error: nil)
         return trailers
       } catch {
-        self.finished(method, start: start, error: error)
+        self.finished(call, error: error)
         throw error
       }
     }
   }
 
-  private func finished(_ method: String, start: ContinuousClock.Instant, error: (any Error)?) {
+  private static func transport(of metadata: Metadata, peer: String) -> GatewayMetrics.Transport {
+    // Only the in-process server's callers (the gateway's own front ends) may name a transport.
+    guard peer.hasPrefix("in-process"),
+      let name = metadata[stringValues: Self.transportKey].first(where: { _ in true })
+    else { return .grpc }
+    return GatewayMetrics.Transport(rawValue: name) ?? .grpc
+  }
+
+  private func finished(_ call: Call, error: (any Error)?) {
     self.active.withLock { counts in
-      counts[method, default: 1] -= 1
-      if counts[method] == 0 { counts[method] = nil }
+      counts[call.method, default: 1] -= 1
+      if counts[call.method] == 0 { counts[call.method] = nil }
     }
     let code: String
     switch error {
@@ -69,13 +93,80 @@ public final class RPCMonitor: ServerInterceptor {
     case is CancellationError: code = "cancelled"
     case let error?: code = "unknown (\(type(of: error)))"
     }
-    self.logger.debug(
+    let (received, sent) = (call.received.value, call.sent.value)
+    self.metrics.rpcEnded(method: call.method, transport: call.transport, code: code)
+    self.metrics.messages(call.transport, .in, count: received)
+    self.metrics.messages(call.transport, .out, count: sent)
+    self.logger.info(
       "RPC finished",
       metadata: [
-        "sluice.rpc.method": "\(method)",
+        "sluice.rpc.method": "\(call.method)",
+        "sluice.rpc.transport": "\(call.transport.rawValue)",
         "sluice.rpc.code": "\(code)",
-        "sluice.rpc.duration": "\(ContinuousClock.now - start)",
+        "sluice.rpc.duration": "\(ContinuousClock.now - call.start)",
+        "sluice.rpc.messages_in": "\(received)",
+        "sluice.rpc.messages_out": "\(sent)",
       ]
     )
   }
+
+  /// One RPC being watched.
+  private final class Call: Sendable {
+    let method: String
+    let transport: GatewayMetrics.Transport
+    let start = ContinuousClock.now
+    let received = MessageCount()
+    let sent = MessageCount()
+
+    init(method: String, transport: GatewayMetrics.Transport) {
+      self.method = method
+      self.transport = transport
+    }
+  }
+}
+
+/// Request messages, counted as the handler reads them.
+private struct CountingSequence<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable where Base.Element: Sendable {
+  typealias Element = Base.Element
+  let base: Base
+  let count: MessageCount
+
+  struct AsyncIterator: AsyncIteratorProtocol {
+    var base: Base.AsyncIterator
+    let count: MessageCount
+
+    mutating func next() async throws -> Element? {
+      let element = try await self.base.next()
+      if element != nil { self.count.add() }
+      return element
+    }
+  }
+
+  func makeAsyncIterator() -> AsyncIterator {
+    AsyncIterator(base: self.base.makeAsyncIterator(), count: self.count)
+  }
+}
+
+/// Response messages, counted as the handler writes them.
+private struct CountingWriter<Element: Sendable>: RPCWriterProtocol {
+  let base: RPCWriter<Element>
+  let count: MessageCount
+
+  func write(_ element: Element) async throws {
+    try await self.base.write(element)
+    self.count.add()
+  }
+
+  func write(contentsOf elements: some Sequence<Element>) async throws {
+    for element in elements { try await self.write(element) }
+  }
+}
+
+/// A message counter shared by an RPC's wrappers.
+private final class MessageCount: Sendable {
+  private let count = Atomic<Int>(0)
+
+  var value: Int { self.count.load(ordering: .relaxed) }
+
+  func add() { self.count.add(1, ordering: .relaxed) }
 }

@@ -20,6 +20,9 @@ public final class Gateway: Sendable {
   /// Counts the RPCs in flight on the hosted services.
   public let monitor: RPCMonitor
 
+  /// The metrics served on `GET /metrics`.
+  public let metrics: GatewayMetrics
+
   private let grpcTransport: HTTP2ServerTransport.Posix
   private let httpFrontEnd: HTTPFrontEnd
   private let serviceGroup: ServiceGroup
@@ -40,14 +43,25 @@ public final class Gateway: Sendable {
   ) throws {
     self.configuration = configuration
     self.logger = logger
-    self.monitor = RPCMonitor(logger: logger)
+    self.metrics = GatewayMetrics()
+    self.monitor = RPCMonitor(metrics: self.metrics, logger: logger)
 
     let services = HostedServices.make(configuration: configuration, logger: logger)
     self.grpcTransport = HTTP2ServerTransport.Posix(
       address: Self.bindAddress(host: configuration.host, port: configuration.grpcPort),
-      transportSecurity: .plaintext
+      transportSecurity: .plaintext,
+      config: .defaults { config in
+        // Accept client pings at any rate: grpc-go's flow-control (BDP) pings otherwise count as
+        // keepalive "strikes" between calls, and the server answers a second call on the same
+        // connection with GOAWAY too_many_pings (grpc/grpc-swift-2#5).
+        config.connection.keepalive.clientBehavior = .init(minPingIntervalWithoutCalls: .zero, allowWithoutCalls: true)
+      }
     )
-    let serverInterceptors: [any ServerInterceptor] = [self.monitor, CancellationPropagator()] + interceptors
+    // The monitor first (it sees refused calls too), then authentication, before anything else.
+    let authentication: [any ServerInterceptor] =
+      configuration.bearerTokens.map { [BearerAuthenticator(tokens: $0)] } ?? []
+    let serverInterceptors: [any ServerInterceptor] =
+      [self.monitor] + authentication + [CancellationPropagator()] + interceptors
     let grpcServer = GRPCServer(transport: self.grpcTransport, services: services, interceptors: serverInterceptors)
 
     // The JSON front ends reach the same services through a GRPCClient over the in-process
@@ -57,7 +71,7 @@ public final class Gateway: Sendable {
     let inProcessServer = GRPCServer(
       transport: inProcess.server,
       services: services,
-      interceptors: [self.monitor, callControl, CancellationPropagator()] + interceptors
+      interceptors: [self.monitor] + authentication + [callControl, CancellationPropagator()] + interceptors
     )
     let client = GRPCClient(transport: inProcess.client)
     let registry = try DescriptorRegistry(fileDescriptorSet: SluiceDescriptors.fileDescriptorSet)
@@ -70,6 +84,7 @@ public final class Gateway: Sendable {
         callControl: callControl
       ),
       configuration: configuration,
+      metrics: self.metrics,
       logger: logger
     )
 

@@ -6,7 +6,7 @@ internal import NIOWebSocket
 internal import ServiceLifecycle
 internal import SluiceCodec
 
-/// The HTTP/1.1 port: WebSocket sessions on every RPC path (and, next, HTTP JSON calls).
+/// The HTTP/1.1 port: on every RPC path a WebSocket session or an HTTP JSON call, and `public/`.
 ///
 /// Built on SwiftNIO's typed HTTP upgrade and NIOWebSocket's frame-level API rather than
 /// hummingbird-websocket: PROTOCOL.md needs a client's Close to act as a half-close (the server
@@ -16,6 +16,7 @@ final class HTTPFrontEnd: Service {
   private let bridge: JSONBridge
   private let configuration: GatewayConfiguration
   private let originPolicy: OriginPolicy
+  private let metrics: GatewayMetrics
   private let logger: Logger
   private let boundPort = BoundPort()
 
@@ -24,7 +25,8 @@ final class HTTPFrontEnd: Service {
     case http(NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>)
   }
 
-  init(bridge: JSONBridge, configuration: GatewayConfiguration, logger: Logger) {
+  init(bridge: JSONBridge, configuration: GatewayConfiguration, metrics: GatewayMetrics, logger: Logger) {
+    self.metrics = metrics
     self.bridge = bridge
     self.configuration = configuration
     self.originPolicy = OriginPolicy(allowedOrigins: configuration.allowedOrigins)
@@ -83,8 +85,13 @@ final class HTTPFrontEnd: Service {
               }
             }
           )
+          var pipeline = NIOUpgradableHTTPServerPipelineConfiguration(upgradeConfiguration: configuration)
+          // Reads go on while a response streams, so a client hanging up is noticed at once (NIO's
+          // pipelining assistance would stop reading); `HTTPConnection` keeps a request that
+          // arrives early for later.
+          pipeline.enablePipelining = false
           let upgraded = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
-            configuration: .init(upgradeConfiguration: configuration)
+            configuration: pipeline
           )
           let upgradeHandler = try channel.pipeline.syncOperations.handler(
             type: NIOTypedHTTPServerUpgradeHandler<Upgrade>.self
@@ -100,7 +107,7 @@ final class HTTPFrontEnd: Service {
     let port = server.channel.localAddress?.port ?? self.configuration.httpPort
     self.boundPort.resolve(.success(port))
     self.logger.info(
-      "Serving WebSocket/JSON (HTTP/1.1)",
+      "Serving WebSocket/JSON and HTTP JSON (HTTP/1.1)",
       metadata: ["sluice.http.address": "\(self.configuration.host):\(port)"]
     )
 
@@ -133,11 +140,22 @@ final class HTTPFrontEnd: Service {
           path: String(head.uri.split(separator: "?", maxSplits: 1).first ?? ""),
           handshake: head,
           configuration: self.configuration,
+          metrics: self.metrics,
           logger: self.logger
         )
+        self.metrics.connectionOpened(.websocket)
+        defer { self.metrics.connectionClosed(.websocket) }
         await session.run(channel)
       case .http(let channel):
-        try await self.serveHTTP(channel)
+        let connection = HTTPConnection(
+          bridge: self.bridge,
+          configuration: self.configuration,
+          originPolicy: self.originPolicy,
+          staticFiles: self.configuration.publicDirectory.map { StaticFiles(root: $0) },
+          metrics: self.metrics,
+          logger: self.logger
+        )
+        try await connection.run(channel)
       }
     } catch {
       self.logger.debug("HTTP connection ended with an error", metadata: ["sluice.error": "\(error)"])

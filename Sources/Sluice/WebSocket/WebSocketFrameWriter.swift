@@ -7,10 +7,12 @@ internal import NIOWebSocket
 struct WebSocketFrameWriter: Sendable {
   let outbound: NIOAsyncChannelOutboundWriter<WebSocketFrame>
   let allocator: ByteBufferAllocator
+  let metrics: GatewayMetrics
 
   /// One JSON document as a text frame.
   func send(json: [UInt8]) async throws {
     try await self.outbound.write(WebSocketFrame(fin: true, opcode: .text, data: self.allocator.buffer(bytes: json)))
+    self.metrics.bytes(.websocket, .out, count: json.count)
   }
 
   func ping() async throws {

@@ -12,8 +12,7 @@ extension WebSocketSession {
     writer: WebSocketFrameWriter
   ) async -> Result<Metadata, RPCError> {
     var metadata = metadata
-    var options = CallOptions.defaults
-    options.timeout = timeout
+    var timeout = timeout
     var firstMessage: [UInt8]?
 
     // The RPC starts on the first frame: it may carry `$metadata` that must go in the headers.
@@ -21,7 +20,7 @@ extension WebSocketSession {
     switch await iterator.next() {
     case .metadata(let extra, let extraTimeout):
       metadata.add(contentsOf: extra)
-      options.timeout = extraTimeout ?? options.timeout
+      timeout = extraTimeout ?? timeout
     case .message(let bytes):
       firstMessage = bytes
     case nil:
@@ -31,56 +30,22 @@ extension WebSocketSession {
       }
     }
 
-    let tag = self.bridge.tag(&metadata)
-    let request = StreamingClientRequest<[UInt8]>(metadata: metadata) { [firstMessage] requests in
+    let request: @Sendable (RPCWriter<[UInt8]>) async throws -> Void = { [firstMessage] requests in
       if let firstMessage { try await requests.write(firstMessage) }
       for await event in events {
         if case .message(let bytes) = event { try await requests.write(bytes) }
       }
     }
-
-    do {
-      let trailers = try await withTaskCancellationHandler {
-        try await self.call(method, request: request, options: options, writer: writer, tag: tag)
-      } onCancel: {
-        self.bridge.abandon(tag)
-      }
-      return .success(trailers)
-    } catch let error as RPCError {
-      return .failure(error)
-    } catch {
-      // Our side failed (the socket is gone): the service must stop too.
-      self.bridge.abandon(tag)
-      return .failure(RPCError(code: .cancelled, message: "the session ended before the RPC did"))
-    }
-  }
-
-  private func call(
-    _ method: SluiceCodec.MethodDescriptor,
-    request: StreamingClientRequest<[UInt8]>,
-    options: CallOptions,
-    writer: WebSocketFrameWriter,
-    tag: String?
-  ) async throws -> Metadata {
-    try await self.bridge.caller.call(
-      method: method.grpcDescriptor,
-      request: request,
-      options: options
-    ) { response in
-      let contents = try response.accepted.get()
-      if let headers = StatusJSON.headersFrame(contents.metadata) {
-        try await writer.send(json: headers)
-      }
-      for try await part in contents.bodyParts {
-        switch part {
-        case .message(let bytes):
-          try await writer.send(json: try self.bridge.decodeResponse(bytes, for: method))
-          self.bridge.delivered(tag)
-        case .trailingMetadata(let trailers):
-          return trailers
-        }
-      }
-      return Metadata()
-    }
+    return await self.bridge.run(
+      method,
+      metadata: metadata,
+      timeout: timeout,
+      transport: .websocket,
+      requests: request,
+      onHeaders: { headers in
+        if let frame = StatusJSON.headersFrame(headers) { try await writer.send(json: frame) }
+      },
+      onMessage: { json in try await writer.send(json: json) }
+    )
   }
 }

@@ -28,6 +28,7 @@ extension WebSocketSession {
         lastHeard.touch()
         switch frame.opcode {
         case .text:
+          self.metrics.bytes(.websocket, .in, count: frame.length)
           let value = try self.bridge.parse(frame.unmaskedData.readableBytesView)
           defer { isFirstFrame = false }
           if case .object(let object) = value, let first = object.members.first, first.key.hasPrefix("$") {

@@ -21,6 +21,7 @@ struct WebSocketSession {
   let path: String
   let handshake: HTTPRequestHead
   let configuration: GatewayConfiguration
+  let metrics: GatewayMetrics
   let logger: Logger
 
   /// How long the server waits for the client's Close after sending its own.
@@ -54,7 +55,11 @@ struct WebSocketSession {
   func run(_ channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>) async {
     do {
       try await channel.executeThenClose { inbound, outbound in
-        let writer = WebSocketFrameWriter(outbound: outbound, allocator: channel.channel.allocator)
+        let writer = WebSocketFrameWriter(
+          outbound: outbound,
+          allocator: channel.channel.allocator,
+          metrics: self.metrics
+        )
         await self.serve(inbound: inbound, writer: writer)
       }
     } catch {

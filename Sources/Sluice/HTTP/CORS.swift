@@ -1,0 +1,36 @@
+internal import NIOHTTP1
+
+/// Cross-origin headers for the HTTP JSON calls (PROTOCOL.md: the same `--allowed-origin` list as
+/// the WebSocket side). The origin itself is checked by `OriginPolicy` before any of this is used.
+enum CORS {
+  /// Methods a preflight may ask for.
+  static let allowedMethods = "GET, POST, PUT, OPTIONS"
+
+  /// How long a browser may cache a preflight answer, in seconds.
+  static let maxAge = "600"
+
+  /// Headers for an answer to a request from `origin` (none when the request has no Origin).
+  static func headers(origin: String?) -> HTTPHeaders {
+    guard let origin else { return [:] }
+    return ["Access-Control-Allow-Origin": origin, "Vary": "Origin"]
+  }
+
+  /// The answer to a preflight (`OPTIONS` with `Access-Control-Request-Method`): every request
+  /// header is allowed, because any `grpc-metadata-<key>` header is metadata.
+  static func preflightHeaders(origin: String?, request: HTTPHeaders) -> HTTPHeaders {
+    var headers = Self.headers(origin: origin)
+    headers.add(name: "Access-Control-Allow-Methods", value: Self.allowedMethods)
+    if let requested = request.first(name: "Access-Control-Request-Headers") {
+      headers.add(name: "Access-Control-Allow-Headers", value: requested)
+    }
+    headers.add(name: "Access-Control-Max-Age", value: Self.maxAge)
+    return headers
+  }
+
+  /// Lets a page's script read the response headers it was given (metadata as
+  /// `grpc-metadata-<key>`); `*` is not used, so this also holds for credentialed requests.
+  static func exposing(_ names: [String], in headers: inout HTTPHeaders) {
+    guard headers.contains(name: "Access-Control-Allow-Origin"), !names.isEmpty else { return }
+    headers.add(name: "Access-Control-Expose-Headers", value: names.joined(separator: ", "))
+  }
+}

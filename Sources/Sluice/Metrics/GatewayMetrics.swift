@@ -1,0 +1,114 @@
+internal import CoreMetrics
+internal import Prometheus
+
+/// The gateway's metrics, exported in Prometheus text format on `GET /metrics`.
+///
+/// The instruments are swift-metrics types made by a swift-prometheus factory owned by this
+/// object (not the process-wide `MetricsSystem`), so every `Gateway`, including the many in one
+/// test process, has its own registry.
+///
+/// | metric | labels | meaning |
+/// |---|---|---|
+/// | `sluice_connections_open` | `transport` (`http`, `websocket`) | open HTTP/1.1 connections and WebSocket sessions |
+/// | `sluice_rpcs_active` | `method`, `transport` (`grpc`, `websocket`, `http`) | RPCs whose handler is running |
+/// | `sluice_rpcs_total` | `method`, `transport`, `code` | ended RPCs by status code (`ok`, `cancelled`, …) |
+/// | `sluice_messages_total` | `transport`, `direction` (`in`, `out`) | messages received from / sent to clients |
+/// | `sluice_bytes_total` | `transport` (`websocket`, `http`), `direction` | payload bytes of JSON front-end frames and bodies |
+public final class GatewayMetrics: Sendable {
+  /// Where a call came from.
+  public enum Transport: String, Sendable, CaseIterable {
+    case grpc, websocket, http
+  }
+
+  /// Which way a message or byte went, seen from the gateway.
+  public enum Direction: String, Sendable, CaseIterable {
+    case `in`, out
+  }
+
+  private let registry: PrometheusCollectorRegistry
+  private let factory: PrometheusMetricsFactory
+  private let messageCounters: [Transport: [Direction: CoreMetrics.Counter]]
+  private let byteCounters: [Transport: [Direction: CoreMetrics.Counter]]
+  private let connections: [Transport: CoreMetrics.Meter]
+
+  public init() {
+    self.registry = PrometheusCollectorRegistry()
+    self.factory = PrometheusMetricsFactory(registry: self.registry)
+    var messages: [Transport: [Direction: CoreMetrics.Counter]] = [:]
+    var bytes: [Transport: [Direction: CoreMetrics.Counter]] = [:]
+    var connections: [Transport: CoreMetrics.Meter] = [:]
+    for transport in Transport.allCases {
+      for direction in Direction.allCases {
+        let dimensions = [("transport", transport.rawValue), ("direction", direction.rawValue)]
+        messages[transport, default: [:]][direction] = CoreMetrics.Counter(
+          label: "sluice_messages_total",
+          dimensions: dimensions,
+          factory: self.factory
+        )
+        // Bytes and connections are the JSON front ends' own; grpc-swift exposes neither.
+        guard transport != .grpc else { continue }
+        bytes[transport, default: [:]][direction] = CoreMetrics.Counter(
+          label: "sluice_bytes_total",
+          dimensions: dimensions,
+          factory: self.factory
+        )
+      }
+      guard transport != .grpc else { continue }
+      connections[transport] = CoreMetrics.Meter(
+        label: "sluice_connections_open",
+        dimensions: [("transport", transport.rawValue)],
+        factory: self.factory
+      )
+    }
+    self.messageCounters = messages
+    self.byteCounters = bytes
+    self.connections = connections
+  }
+
+  /// Every metric in Prometheus text exposition format.
+  public func exposition() -> [UInt8] {
+    self.registry.emitToBuffer()
+  }
+
+  /// A connection or session opened; `connectionClosed` when it ends.
+  func connectionOpened(_ transport: Transport) {
+    self.connections[transport]?.increment()
+  }
+
+  func connectionClosed(_ transport: Transport) {
+    self.connections[transport]?.decrement()
+  }
+
+  /// An RPC's handler started.
+  func rpcStarted(method: String, transport: Transport) {
+    self.activeRPCs(method: method, transport: transport).increment()
+  }
+
+  /// An RPC's handler stopped with `code` (`ok` or the gRPC status code's name).
+  func rpcEnded(method: String, transport: Transport, code: String) {
+    self.activeRPCs(method: method, transport: transport).decrement()
+    CoreMetrics.Counter(
+      label: "sluice_rpcs_total",
+      dimensions: [("method", method), ("transport", transport.rawValue), ("code", code)],
+      factory: self.factory
+    ).increment()
+  }
+
+  /// Counts `count` messages.
+  func messages(_ transport: Transport, _ direction: Direction, count: Int = 1) {
+    self.messageCounters[transport]?[direction]?.increment(by: count)
+  }
+
+  /// Counts `count` payload bytes.
+  func bytes(_ transport: Transport, _ direction: Direction, count: Int) {
+    self.byteCounters[transport]?[direction]?.increment(by: count)
+  }
+
+  private func activeRPCs(method: String, transport: Transport) -> CoreMetrics.Meter {
+    CoreMetrics.Meter(
+      label: "sluice_rpcs_active",
+      dimensions: [("method", method), ("transport", transport.rawValue)],
+      factory: self.factory
+    )
+  }
+}
