@@ -66,6 +66,24 @@ struct SluiceCommand: AsyncParsableCommand {
   )
   var wsPingInterval = 30.0
 
+  @Option(help: "The deepest nesting of JSON arrays and objects accepted in a request.")
+  var maxJsonDepth = GatewayConfiguration().maxJSONDepth
+
+  @Option(help: "The largest HTTP request head (all headers) accepted, in bytes.")
+  var maxHeaderBytes = GatewayConfiguration().maxHeaderBytes
+
+  @Option(help: "RPCs allowed to run at once over every transport; more get RESOURCE_EXHAUSTED.")
+  var maxConcurrentRpcs = GatewayConfiguration().maxConcurrentRPCs
+
+  @Option(help: "Connections allowed open at once on the HTTP port; more get 503.")
+  var maxConnections = GatewayConfiguration().maxConnections
+
+  @Option(help: "Seconds a new HTTP-port connection may take to send its request head (handshake).")
+  var handshakeTimeout = 10.0
+
+  @Option(help: "Seconds a kept-alive HTTP connection may wait for its next request.")
+  var idleTimeout = 60.0
+
   @Option(help: "The folder served on GET / (the browser page); an empty value serves no files.")
   var publicDir = GatewayConfiguration().publicDirectory ?? ""
 
@@ -85,6 +103,15 @@ struct SluiceCommand: AsyncParsableCommand {
     guard self.drainTimeout >= 0 else { throw ValidationError("--drain-timeout must not be negative.") }
     guard self.maxMessageBytes >= 64 else { throw ValidationError("--max-message-bytes must be at least 64.") }
     guard self.wsPingInterval >= 0 else { throw ValidationError("--ws-ping-interval must not be negative.") }
+    for (flag, value) in [
+      ("--max-json-depth", self.maxJsonDepth), ("--max-header-bytes", self.maxHeaderBytes),
+      ("--max-concurrent-rpcs", self.maxConcurrentRpcs), ("--max-connections", self.maxConnections),
+    ] where value < 1 {
+      throw ValidationError("\(flag) must be at least 1.")
+    }
+    guard self.handshakeTimeout > 0, self.idleTimeout > 0 else {
+      throw ValidationError("--handshake-timeout and --idle-timeout must be positive.")
+    }
     _ = try self.bearerTokens()
   }
 
@@ -130,7 +157,13 @@ struct SluiceCommand: AsyncParsableCommand {
       allowedOrigins: self.allowedOrigins,
       webSocketPingInterval: self.wsPingInterval > 0 ? .milliseconds(Int64(self.wsPingInterval * 1000)) : nil,
       publicDirectory: self.publicDir.isEmpty ? nil : self.publicDir,
-      bearerTokens: try self.bearerTokens()
+      bearerTokens: try self.bearerTokens(),
+      maxJSONDepth: self.maxJsonDepth,
+      maxHeaderBytes: self.maxHeaderBytes,
+      maxConcurrentRPCs: self.maxConcurrentRpcs,
+      maxConnections: self.maxConnections,
+      handshakeTimeout: .milliseconds(Int64(self.handshakeTimeout * 1000)),
+      idleTimeout: .milliseconds(Int64(self.idleTimeout * 1000))
     )
     let gateway = try Gateway(
       configuration: configuration,

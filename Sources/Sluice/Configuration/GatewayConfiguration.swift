@@ -41,6 +41,25 @@ public struct GatewayConfiguration: Sendable {
   /// `nil` requires none.
   public var bearerTokens: [String]?
 
+  /// The deepest nesting of JSON arrays and objects accepted in a request.
+  public var maxJSONDepth: Int
+
+  /// The largest request head (all header names and values) accepted on the HTTP port.
+  public var maxHeaderBytes: Int
+
+  /// RPCs allowed to run at once, over every transport; more get `RESOURCE_EXHAUSTED`.
+  public var maxConcurrentRPCs: Int
+
+  /// Connections allowed open at once on the HTTP port; more get 503.
+  public var maxConnections: Int
+
+  /// How long a new HTTP-port connection may take to send its first request head (a WebSocket
+  /// handshake or an HTTP request) before it is closed.
+  public var handshakeTimeout: Duration
+
+  /// How long a kept-alive HTTP connection may wait for its next request before it is closed.
+  public var idleTimeout: Duration
+
   /// Creates a configuration; every parameter defaults to what `sluice` runs with.
   public init(
     host: String = "127.0.0.1",
@@ -53,7 +72,13 @@ public struct GatewayConfiguration: Sendable {
     allowedOrigins: [String] = [],
     webSocketPingInterval: Duration? = .seconds(30),
     publicDirectory: String? = "public",
-    bearerTokens: [String]? = nil
+    bearerTokens: [String]? = nil,
+    maxJSONDepth: Int = 100,
+    maxHeaderBytes: Int = 32 << 10,
+    maxConcurrentRPCs: Int = 20_000,
+    maxConnections: Int = 20_000,
+    handshakeTimeout: Duration = .seconds(10),
+    idleTimeout: Duration = .seconds(60)
   ) {
     self.host = host
     self.grpcPort = grpcPort
@@ -66,5 +91,11 @@ public struct GatewayConfiguration: Sendable {
     self.webSocketPingInterval = webSocketPingInterval
     self.publicDirectory = publicDirectory
     self.bearerTokens = bearerTokens
+    self.maxJSONDepth = maxJSONDepth
+    self.maxHeaderBytes = maxHeaderBytes
+    self.maxConcurrentRPCs = maxConcurrentRPCs
+    self.maxConnections = maxConnections
+    self.handshakeTimeout = handshakeTimeout
+    self.idleTimeout = idleTimeout
   }
 }

@@ -60,8 +60,9 @@ public final class Gateway: Sendable {
     // The monitor first (it sees refused calls too), then authentication, before anything else.
     let authentication: [any ServerInterceptor] =
       configuration.bearerTokens.map { [BearerAuthenticator(tokens: $0)] } ?? []
+    let limiter = RPCLimiter(limit: configuration.maxConcurrentRPCs)
     let serverInterceptors: [any ServerInterceptor] =
-      [self.monitor] + authentication + [CancellationPropagator()] + interceptors
+      [self.monitor, limiter] + authentication + [CancellationPropagator()] + interceptors
     let grpcServer = GRPCServer(transport: self.grpcTransport, services: services, interceptors: serverInterceptors)
 
     // The JSON front ends reach the same services through a GRPCClient over the in-process
@@ -71,11 +72,13 @@ public final class Gateway: Sendable {
     let inProcessServer = GRPCServer(
       transport: inProcess.server,
       services: services,
-      interceptors: [self.monitor] + authentication + [callControl, CancellationPropagator()] + interceptors
+      interceptors: [self.monitor, limiter] + authentication + [callControl, CancellationPropagator()] + interceptors
     )
     let client = GRPCClient(transport: inProcess.client)
     let registry = try DescriptorRegistry(fileDescriptorSet: SluiceDescriptors.fileDescriptorSet)
-    let codec = JSONCodec(registry: registry, decoding: .init(maximumBytes: configuration.maxMessageBytes))
+    let codec = JSONCodec(
+      registry: registry,
+      decoding: .init(maximumDepth: configuration.maxJSONDepth, maximumBytes: configuration.maxMessageBytes))
     self.httpFrontEnd = HTTPFrontEnd(
       bridge: JSONBridge(
         registry: registry,

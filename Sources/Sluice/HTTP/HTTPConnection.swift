@@ -36,10 +36,7 @@ struct HTTPConnection {
           var readAhead: HTTPServerRequestPart?
           while idle.beginRequest() {
             var part = readAhead
-            if part == nil {
-              var iterator = parts.makeAsyncIterator()
-              part = await iterator.next()
-            }
+            if part == nil { part = await self.nextPart(of: parts) }
             guard case .head(let head) = part else { break }  // closed, or a stray part
             guard idle.startResponse() else { break }
             let outcome = try await self.respond(to: head, parts: parts, outbound: outbound, allocator: allocator)
@@ -145,6 +142,24 @@ struct HTTPConnection {
 }
 
 extension HTTPConnection {
+  /// The next request part, or nil when the connection closed or stayed idle for `--idle-timeout`.
+  fileprivate func nextPart(of parts: AsyncChannel<HTTPServerRequestPart>) async -> HTTPServerRequestPart? {
+    let idleTimeout = self.configuration.idleTimeout
+    return await withTaskGroup(of: HTTPServerRequestPart?.self) { group in
+      group.addTask {
+        var iterator = parts.makeAsyncIterator()
+        return await iterator.next()
+      }
+      group.addTask {
+        try? await Task.sleep(for: idleTimeout)
+        return nil
+      }
+      let part = await group.next() ?? nil
+      group.cancelAll()
+      return part
+    }
+  }
+
   /// How long, and how many bytes, the rest of an unread request may take to skip.
   static let skipLimit = (time: Duration.seconds(2), bytesPerMessageLimit: 2)
 

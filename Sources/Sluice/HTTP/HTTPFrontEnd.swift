@@ -50,10 +50,18 @@ final class HTTPFrontEnd: Service {
   private func serve() async throws {
     let maxBytes = self.configuration.maxMessageBytes
     let originPolicy = self.originPolicy
+    let connections = ConnectionCounter(limit: self.configuration.maxConnections)
+    let handshakeTimeout = TimeAmount(self.configuration.handshakeTimeout)
+    let maxHeaderBytes = self.configuration.maxHeaderBytes
     let server = try await ServerBootstrap(group: .singletonMultiThreadedEventLoopGroup)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
       .bind(host: self.configuration.host, port: self.configuration.httpPort) { channel in
         channel.eventLoop.makeCompletedFuture {
+          guard connections.admit(channel) else {
+            try channel.pipeline.syncOperations.addHandler(
+              RefuseConnection(limit: connections.limit, timeout: handshakeTimeout))
+            return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) as EventLoopFuture<Upgrade>
+          }
           let upgrader = NIOTypedWebSocketServerUpgrader<Upgrade>(
             maxFrameSize: maxBytes,
             enableAutomaticErrorHandling: false,
@@ -90,6 +98,8 @@ final class HTTPFrontEnd: Service {
           // pipelining assistance would stop reading); `HTTPConnection` keeps a request that
           // arrives early for later.
           pipeline.enablePipelining = false
+          pipeline.decoderConfiguration.maxHeaderListSize = maxHeaderBytes
+          pipeline.decoderConfiguration.maxHeaderFieldSize = maxHeaderBytes
           let upgraded = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
             configuration: pipeline
           )
@@ -98,6 +108,10 @@ final class HTTPFrontEnd: Service {
           )
           try channel.pipeline.syncOperations.addHandler(
             OriginGuard(policy: originPolicy),
+            position: .before(upgradeHandler)
+          )
+          try channel.pipeline.syncOperations.addHandler(
+            RequestHeadTimeout(timeout: handshakeTimeout),
             position: .before(upgradeHandler)
           )
           return upgraded

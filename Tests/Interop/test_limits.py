@@ -1,0 +1,127 @@
+"""Limits (issue 8): each a flag with a clear error when hit, leaving everything else working."""
+import asyncio
+import json
+import socket
+import time
+
+import websockets
+
+
+def http(port, raw, timeout=10):
+    """Sends raw bytes on a new connection; returns everything the server sent before closing."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(raw)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def post(path, body, extra=b""):
+    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + extra + b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+
+
+def status_and_json(response):
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(body) if body else None
+
+
+def closed_within(sock, seconds):
+    """Whether the server closes `sock` (EOF or reset) within `seconds`, and what it sent first."""
+    sock.settimeout(seconds)
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+        return True, received
+    except ConnectionResetError:
+        return True, received
+    except socket.timeout:
+        return False, received
+
+
+def test_max_connections_refuses_new_ones_and_keeps_the_open_ones(start_sluice):
+    s = start_sluice("--max-connections", "2")
+    held = [socket.create_connection(("127.0.0.1", s.http_port)) for _ in range(2)]
+    try:
+        status, error = status_and_json(http(s.http_port, post("/hello.UserService/SayHi", b'{"name":"a"}')))
+        assert status == 503 and error["code"] == 8 and "--max-connections" in error["message"]
+        # The connections that were in still work.
+        held[0].sendall(post("/hello.UserService/SayHi", b'{"name":"a"}'))
+        ok, answer = closed_within(held[0], 10)
+        assert ok and status_and_json(answer)[0] == 200
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the freed slots are reused
+        if status_and_json(http(s.http_port, post("/hello.UserService/SayHi", b'{"name":"a"}')))[0] == 200:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("no connection admitted after the held ones closed")
+
+
+def test_max_concurrent_rpcs_refuses_new_rpcs_on_every_transport(start_sluice):
+    s = start_sluice("--max-concurrent-rpcs", "2", "--pace-ms", "60000")
+
+    async def scenario():
+        url = f"{s.ws}/proto.StreamService/List"
+        running = [await websockets.connect(url) for _ in range(2)]
+        for ws in running:
+            await ws.send('{"pt":{"value":1}}')
+            assert json.loads(await ws.recv())["pt"]["value"] == 1  # both are running
+        async with websockets.connect(url) as third:
+            await third.send('{"pt":{"value":1}}')
+            end = json.loads(await third.recv())["$end"]
+        status, error = status_and_json(http(s.http_port, post("/hello.UserService/SayHi", b'{"name":"a"}')))
+        for ws in running:  # a Close alone would be a half-close: the List would go on
+            await ws.send('{"$cancel":true}')
+            await ws.close()
+        return end, status, error
+
+    end, status, error = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert end["code"] == 8 and "--max-concurrent-rpcs" in end["message"]
+    assert status == 429 and error["code"] == 8
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if status_and_json(http(s.http_port, post("/hello.UserService/SayHi", b'{"name":"a"}')))[0] == 200:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("RPCs still refused after the running ones ended")
+
+
+def test_a_trickled_handshake_is_dropped_after_the_handshake_timeout(start_sluice):
+    s = start_sluice("--handshake-timeout", "0.5")
+    with socket.create_connection(("127.0.0.1", s.http_port)) as sock:
+        sock.sendall(b"GET /proto.StreamService/List HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+        closed, received = closed_within(sock, 10)
+    assert closed and received == b""
+    # Others are served meanwhile and after.
+    assert status_and_json(http(s.http_port, post("/hello.UserService/SayHi", b'{"name":"a"}')))[0] == 200
+
+
+def test_an_idle_kept_alive_connection_is_closed_after_the_idle_timeout(start_sluice):
+    s = start_sluice("--idle-timeout", "0.5")
+    with socket.create_connection(("127.0.0.1", s.http_port)) as sock:
+        body = b'{"name":"a"}'
+        sock.sendall(b"POST /hello.UserService/SayHi HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: "
+                     + str(len(body)).encode() + b"\r\n\r\n" + body)
+        closed, received = closed_within(sock, 10)
+    assert closed and received.startswith(b"HTTP/1.1 200")
+
+
+def test_oversized_request_head_is_refused(start_sluice):
+    s = start_sluice("--max-header-bytes", "1024")
+    response = http(s.http_port, post("/hello.UserService/SayHi", b'{"name":"a"}', b"X-Big: " + b"a" * 4096 + b"\r\n"))
+    assert response.split(b" ")[1] in (b"400", b"431")
+    assert status_and_json(http(s.http_port, post("/hello.UserService/SayHi", b'{"name":"a"}')))[0] == 200
+
+
+def test_json_nested_past_the_depth_limit_is_invalid_argument(start_sluice):
+    s = start_sluice("--max-json-depth", "8")
+    deep = b'{"name":"a","x":' + b"[" * 20 + b"]" * 20 + b"}"
+    status, error = status_and_json(http(s.http_port, post("/hello.UserService/SayHi", deep)))
+    assert status == 400 and error["code"] == 3 and "nesting exceeds the limit of 8" in error["message"]
