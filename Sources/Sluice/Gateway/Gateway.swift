@@ -49,7 +49,12 @@ public final class Gateway: Sendable {
     let services = HostedServices.make(configuration: configuration, logger: logger)
     self.grpcTransport = HTTP2ServerTransport.Posix(
       address: Self.bindAddress(host: configuration.host, port: configuration.grpcPort),
-      transportSecurity: .plaintext,
+      transportSecurity: configuration.tls.map { files in
+        .tls(
+          certificateChain: [.file(path: files.certificateChainPath, format: .pem)],
+          privateKey: .file(path: files.privateKeyPath, format: .pem)
+        )
+      } ?? .plaintext,
       config: .defaults { config in
         // Accept client pings at any rate: grpc-go's flow-control (BDP) pings otherwise count as
         // keepalive "strikes" between calls, and the server answers a second call on the same
@@ -113,7 +118,7 @@ public final class Gateway: Sendable {
       group.addTask { try await self.serviceGroup.run() }
       let port = try await self.grpcPort()
       self.logger.info(
-        "Serving native gRPC (h2c)",
+        self.configuration.tls == nil ? "Serving native gRPC (h2c)" : "Serving native gRPC (HTTP/2 over TLS)",
         metadata: ["sluice.grpc.address": "\(self.configuration.host):\(port)"]
       )
     }

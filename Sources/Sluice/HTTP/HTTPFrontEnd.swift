@@ -2,6 +2,7 @@ internal import Logging
 internal import NIOCore
 internal import NIOHTTP1
 internal import NIOPosix
+internal import NIOSSL
 internal import NIOWebSocket
 internal import ServiceLifecycle
 internal import SluiceCodec
@@ -53,10 +54,14 @@ final class HTTPFrontEnd: Service {
     let connections = ConnectionCounter(limit: self.configuration.maxConnections)
     let handshakeTimeout = TimeAmount(self.configuration.handshakeTimeout)
     let maxHeaderBytes = self.configuration.maxHeaderBytes
+    let tlsContext = try self.configuration.tls.map { try Self.tlsContext($0) }
     let server = try await ServerBootstrap(group: .singletonMultiThreadedEventLoopGroup)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
       .bind(host: self.configuration.host, port: self.configuration.httpPort) { channel in
         channel.eventLoop.makeCompletedFuture {
+          if let tlsContext {
+            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tlsContext))
+          }
           guard connections.admit(channel) else {
             try channel.pipeline.syncOperations.addHandler(
               RefuseConnection(limit: connections.limit, timeout: handshakeTimeout))
@@ -142,6 +147,16 @@ final class HTTPFrontEnd: Service {
       // Stop accepting; open sessions see the shutdown themselves and end with UNAVAILABLE.
       server.channel.close(promise: nil)
     }
+  }
+
+  /// The server side of TLS on the HTTP port: HTTP/1.1 only (WebSocket needs it).
+  private static func tlsContext(_ files: GatewayConfiguration.TLSFiles) throws -> NIOSSLContext {
+    var configuration = TLSConfiguration.makeServerConfiguration(
+      certificateChain: try NIOSSLCertificate.fromPEMFile(files.certificateChainPath).map { .certificate($0) },
+      privateKey: .privateKey(try NIOSSLPrivateKey(file: files.privateKeyPath, format: .pem))
+    )
+    configuration.applicationProtocols = ["http/1.1"]
+    return try NIOSSLContext(configuration: configuration)
   }
 
   /// Handles one connection; never throws into the accept loop.
