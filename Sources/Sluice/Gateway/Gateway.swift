@@ -56,9 +56,9 @@ public final class Gateway: Sendable {
         )
       } ?? .plaintext,
       config: .defaults { config in
-        // Accept client pings at any rate: grpc-go's flow-control (BDP) pings otherwise count as
-        // keepalive "strikes" between calls, and the server answers a second call on the same
-        // connection with GOAWAY too_many_pings (grpc/grpc-swift-2#5).
+        // Keepalive: accept client pings at any rate. grpc-swift counts pings that arrive while it
+        // writes long responses as strikes and closes the connection (grpc/grpc-swift-2#5);
+        // swift-nio-http2 still caps PING/SETTINGS frames at 200 per 30 s per connection.
         config.connection.keepalive.clientBehavior = .init(minPingIntervalWithoutCalls: .zero, allowWithoutCalls: true)
       }
     )
