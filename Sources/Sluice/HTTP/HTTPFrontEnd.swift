@@ -79,6 +79,8 @@ final class HTTPFrontEnd: Service {
                 // From here on the bytes are WebSocket frames, not HTTP requests.
                 let originGuard = try channel.pipeline.syncOperations.handler(type: OriginGuard.self)
                 _ = channel.pipeline.syncOperations.removeHandler(originGuard)
+                let errorHandler = try channel.pipeline.syncOperations.handler(type: HTTPProtocolErrorHandler.self)
+                _ = channel.pipeline.syncOperations.removeHandler(errorHandler)
                 try channel.pipeline.syncOperations.addHandler(
                   NIOWebSocketFrameAggregator(
                     minNonFinalFragmentSize: 0,
@@ -103,6 +105,7 @@ final class HTTPFrontEnd: Service {
           // pipelining assistance would stop reading); `HTTPConnection` keeps a request that
           // arrives early for later.
           pipeline.enablePipelining = false
+          pipeline.enableErrorHandling = false  // HTTPProtocolErrorHandler instead, with a Status body
           pipeline.decoderConfiguration.maxHeaderListSize = maxHeaderBytes
           pipeline.decoderConfiguration.maxHeaderFieldSize = maxHeaderBytes
           let upgraded = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
@@ -110,6 +113,10 @@ final class HTTPFrontEnd: Service {
           )
           let upgradeHandler = try channel.pipeline.syncOperations.handler(
             type: NIOTypedHTTPServerUpgradeHandler<Upgrade>.self
+          )
+          try channel.pipeline.syncOperations.addHandler(
+            HTTPProtocolErrorHandler(),
+            position: .before(upgradeHandler)
           )
           try channel.pipeline.syncOperations.addHandler(
             OriginGuard(policy: originPolicy),
