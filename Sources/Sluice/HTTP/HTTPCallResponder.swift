@@ -27,9 +27,15 @@ final class HTTPCallResponder: Sendable {
     }
   }
 
+  /// Where the status line is. `writing` stays when its write failed (the task was cancelled or
+  /// the connection broke): nothing more may be written then, not knowing what went out.
+  private enum Head {
+    case notSent, writing, sent
+  }
+
   private struct State {
     var initialMetadata: Metadata = [:]
-    var headSent = false
+    var head = Head.notSent
     /// The response of a `.json` call, held until the trailers say it succeeded.
     var single: [UInt8]?
   }
@@ -55,9 +61,6 @@ final class HTTPCallResponder: Sendable {
     self.baseHeaders = headers
   }
 
-  /// Whether the status line and headers have been sent.
-  var headSent: Bool { self.state.withLock { $0.headSent } }
-
   /// The RPC's initial metadata: sent as `grpc-metadata-<key>` headers with the status line.
   func headers(_ metadata: Metadata) {
     self.state.withLock { $0.initialMetadata = metadata }
@@ -76,11 +79,17 @@ final class HTTPCallResponder: Sendable {
       return
     }
     let metadata = self.state.withLock { state -> Metadata? in
-      defer { state.headSent = true }
-      return state.headSent ? nil : state.initialMetadata
+      guard state.head == .notSent else { return nil }
+      state.head = .writing
+      return state.initialMetadata
     }
     if let metadata {
-      try await self.outbound.write(.head(self.head(.ok, metadata: metadata, keepAlive: true)))
+      // In a task of its own, so that cancelling the call (a bad NDJSON line, say) cannot stop
+      // the status line half-way: once it is attempted, the outcome must follow as the `$end` line.
+      let head = self.head(.ok, metadata: metadata, keepAlive: true)
+      let outbound = self.outbound
+      try await Task { try await outbound.write(.head(head)) }.value
+      self.state.withLock { $0.head = .sent }
     }
     try await self.writeLine(json)
   }
@@ -90,10 +99,11 @@ final class HTTPCallResponder: Sendable {
   func finish(_ result: Result<Metadata, RPCError>, keepAlive: Bool, errorStatus: HTTPResponseStatus?) async throws
     -> Bool
   {
-    let (headSent, initialMetadata, single) = self.state.withLock {
-      ($0.headSent, $0.initialMetadata, $0.single)
+    let (head, initialMetadata, single) = self.state.withLock {
+      ($0.head, $0.initialMetadata, $0.single)
     }
-    if headSent {
+    if head == .writing { return false }  // unknown what went out: close without another word
+    if head == .sent {
       // Streaming, after messages: the outcome is the last line.
       try await self.writeLine(Self.endLine(result))
       try await self.outbound.write(.end(nil))

@@ -81,6 +81,7 @@ final class HTTPFrontEnd: Service {
                 _ = channel.pipeline.syncOperations.removeHandler(originGuard)
                 let errorHandler = try channel.pipeline.syncOperations.handler(type: HTTPProtocolErrorHandler.self)
                 _ = channel.pipeline.syncOperations.removeHandler(errorHandler)
+                try channel.pipeline.syncOperations.addHandler(WebSocketFrameValidator())
                 try channel.pipeline.syncOperations.addHandler(
                   NIOWebSocketFrameAggregator(
                     minNonFinalFragmentSize: 0,

@@ -120,6 +120,12 @@ struct WebSocketSession {
           if !clientGone {
             await self.end(writer: writer, result: outcome.map { .failure($0) } ?? result, shuttingDown: shuttingDown)
           }
+          if !clientGone, !shuttingDown, outcome != nil {
+            // The client broke the protocol, so nobody reads its socket any more. Stay open a
+            // moment before closing TCP: closing with its bytes unread would reset the connection,
+            // and the client could lose the `$end` and Close it has not read yet.
+            try? await Task.sleep(for: Self.closeHandshakeTimeout)
+          }
           if !clientGone, !readerEnded, outcome == nil {
             // The closing handshake: wait (briefly) for the client's Close before closing TCP.
             // Closing at once could reset a connection whose last frames are still unread, and
