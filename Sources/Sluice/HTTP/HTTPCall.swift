@@ -95,9 +95,7 @@ struct HTTPCall {
           "\(self.path) answers \(self.allowedMethods.map { "\($0)" }.joined(separator: ", ")), not \(self.head.method)",
         headers: headers
       )
-      try await outbound.write(.head(response.head))
-      try await outbound.write(.body(.byteBuffer(allocator.buffer(bytes: response.body))))
-      try await outbound.write(.end(nil))
+      try await response.write(to: outbound, allocator: allocator)
       return closing
     }
 

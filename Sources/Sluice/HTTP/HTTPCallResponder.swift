@@ -150,9 +150,7 @@ final class HTTPCallResponder: Sendable {
       trailers: error.metadata,
       headers: headers
     )
-    try await self.outbound.write(.head(response.head))
-    try await self.outbound.write(.body(.byteBuffer(self.allocator.buffer(bytes: response.body))))
-    try await self.outbound.write(.end(nil))
+    try await response.write(to: self.outbound, allocator: self.allocator)
   }
 
   private static func endLine(_ result: Result<Metadata, RPCError>) -> [UInt8] {

@@ -33,12 +33,7 @@ final class HTTPProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHand
         message: tooLarge
           ? "request head larger than the limit (--max-header-bytes)" : "malformed HTTP request: \(parserError)"
       )
-      context.write(Self.wrapOutboundOut(.head(response.head)), promise: nil)
-      context.write(
-        Self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: response.body)))),
-        promise: nil
-      )
-      context.writeAndFlush(Self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+      response.write(from: context).assumeIsolated().whenComplete { _ in
         // Half-close and read on for a moment: closing with the rest of the client's request still
         // unread would reset the connection, and the client could lose the answer.
         context.close(mode: .output, promise: nil)

@@ -31,12 +31,7 @@ final class OriginGuard: ChannelInboundHandler, RemovableChannelHandler {
         code: .permissionDenied,
         message: "origin \(origin) is not allowed (--allowed-origin)"
       )
-      context.write(Self.wrapOutboundOut(.head(response.head)), promise: nil)
-      context.write(
-        Self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: response.body)))),
-        promise: nil
-      )
-      context.writeAndFlush(Self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+      response.write(from: context).assumeIsolated().whenComplete { _ in
         context.close(promise: nil)
       }
       return
