@@ -36,7 +36,7 @@ struct HTTPConnection {
           var readAhead: HTTPServerRequestPart?
           while idle.beginRequest() {
             var part = readAhead
-            if part == nil { part = await self.nextPart(of: parts) }
+            if part == nil { part = await self.nextPart(of: parts, on: channel.channel) }
             guard case .head(let head) = part else { break }  // closed, or a stray part
             guard idle.startResponse() else { break }
             let outcome = try await self.respond(to: head, parts: parts, outbound: outbound, allocator: allocator)
@@ -66,9 +66,7 @@ struct HTTPConnection {
     let closing = HTTPCall.Outcome(keepAlive: false, readAhead: nil, requestEnded: false)
 
     func answer(_ response: HTTPStatusResponse) async throws -> HTTPCall.Outcome {
-      try await outbound.write(.head(response.head))
-      if head.method != .HEAD { try await outbound.write(.body(.byteBuffer(allocator.buffer(bytes: response.body)))) }
-      try await outbound.write(.end(nil))
+      try await response.write(to: outbound, allocator: allocator, includingBody: head.method != .HEAD)
       return closing
     }
 
@@ -142,22 +140,18 @@ struct HTTPConnection {
 }
 
 extension HTTPConnection {
-  /// The next request part, or nil when the connection closed or stayed idle for `--idle-timeout`.
-  fileprivate func nextPart(of parts: AsyncChannel<HTTPServerRequestPart>) async -> HTTPServerRequestPart? {
-    let idleTimeout = self.configuration.idleTimeout
-    return await withTaskGroup(of: HTTPServerRequestPart?.self) { group in
-      group.addTask {
-        var iterator = parts.makeAsyncIterator()
-        return await iterator.next()
-      }
-      group.addTask {
-        try? await Task.sleep(for: idleTimeout)
-        return nil
-      }
-      let part = await group.next() ?? nil
-      group.cancelAll()
-      return part
+  /// The next request part, or nil when the connection closed or stayed idle for `--idle-timeout`
+  /// (a timer on the event loop closes it then; cheaper than a task per request).
+  fileprivate func nextPart(
+    of parts: AsyncChannel<HTTPServerRequestPart>,
+    on channel: any Channel
+  ) async -> HTTPServerRequestPart? {
+    let idleTimer = channel.eventLoop.scheduleTask(in: TimeAmount(self.configuration.idleTimeout)) {
+      channel.close(promise: nil)
     }
+    defer { idleTimer.cancel() }
+    var iterator = parts.makeAsyncIterator()
+    return await iterator.next()
   }
 
   /// How long, and how many bytes, the rest of an unread request may take to skip.
