@@ -23,20 +23,8 @@ public final class RPCLimiter: ServerInterceptor {
         message: "the gateway is running its limit of \(self.limit) RPCs (--max-concurrent-rpcs); retry later"
       )
     }
-    let response: StreamingServerResponse<Output>
-    do {
-      response = try await next(request, context)
-    } catch {
+    return try await .observingEnd(of: { try await next(request, context) }) { _ in
       self.running.subtract(1, ordering: .relaxed)
-      throw error
-    }
-    guard case .success = response.accepted else {
-      self.running.subtract(1, ordering: .relaxed)
-      return response
-    }
-    return response.wrappingProducer { writer, producer in
-      defer { self.running.subtract(1, ordering: .relaxed) }
-      return try await producer(writer)
     }
   }
 }

@@ -49,28 +49,11 @@ public final class RPCMonitor: ServerInterceptor {
     request.metadata.removeAllValues(forKey: Self.transportKey)  // the gateway's own, not the service's
     request.messages = RPCAsyncSequence(wrapping: CountingSequence(base: request.messages, count: call.received))
 
-    let response: StreamingServerResponse<Output>
-    do {
-      response = try await next(request, context)
-    } catch {
-      self.finished(call, error: error)
-      throw error
-    }
-
-    if case .failure(let error) = response.accepted {
-      self.finished(call, error: error)
-      return response
-    }
-    return response.wrappingProducer { writer, producer in
-      do {
-        let trailers = try await producer(RPCWriter(wrapping: CountingWriter(base: writer, count: call.sent)))
-        self.finished(call, error: nil)
-        return trailers
-      } catch {
-        self.finished(call, error: error)
-        throw error
-      }
-    }
+    return try await .observingEnd(
+      of: { try await next(request, context) },
+      writer: { RPCWriter(wrapping: CountingWriter(base: $0, count: call.sent)) },
+      ended: { self.finished(call, error: $0) }
+    )
   }
 
   private static func transport(of metadata: Metadata, peer: String) -> GatewayMetrics.Transport {

@@ -18,3 +18,40 @@ extension StreamingServerResponse {
     return response
   }
 }
+
+extension StreamingServerResponse {
+  /// Runs `next` and calls `ended` exactly once, when the RPC's handler has stopped, whichever
+  /// way: `next` threw, the RPC was rejected, or the producer returned (`nil`) or threw. For
+  /// interceptors that hold something from an RPC's start to its end.
+  /// - Parameters:
+  ///   - next: The rest of the interceptor chain and the handler.
+  ///   - writer: Wraps the writer the producer writes its responses to.
+  ///   - ended: Receives the error the RPC ended with, or `nil`.
+  static func observingEnd(
+    of next: () async throws -> Self,
+    writer: @escaping @Sendable (RPCWriter<Message>) -> RPCWriter<Message> = { $0 },
+    ended: @escaping @Sendable ((any Error)?) -> Void
+  ) async throws -> Self {
+    let response: Self
+    do {
+      response = try await next()
+    } catch {
+      ended(error)
+      throw error
+    }
+    if case .failure(let error) = response.accepted {
+      ended(error)
+      return response
+    }
+    return response.wrappingProducer { base, producer in
+      do {
+        let trailers = try await producer(writer(base))
+        ended(nil)
+        return trailers
+      } catch {
+        ended(error)
+        throw error
+      }
+    }
+  }
+}
