@@ -58,6 +58,98 @@ def settle_active(s, started, timeout=20):
 # --- 1,000 stalled readers -------------------------------------------------------------------
 
 
+def tcp_kernel_kib():
+    """Memory the kernel holds for all TCP sockets (both ends of loopback), from /proc/net/sockstat."""
+    with open("/proc/net/sockstat") as f:
+        for line in f:
+            if line.startswith("TCP:"):
+                fields = line.split()
+                return int(fields[fields.index("mem") + 1]) * 4  # pages of 4 KiB
+    raise AssertionError("no TCP line in /proc/net/sockstat")
+
+
+def open_stalled_list(port, request):
+    """A WebSocket List client that reads the first response and then never reads again. Its
+    receive buffer is small (set before connecting), so the TCP window closes quickly."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(fz.handshake_bytes(port, LIST))
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, f"closed during the handshake: {data!r}"
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 101"), data
+    sock.sendall(request)
+    rest = data.split(b"\r\n\r\n", 1)[1]
+    while len(rest) < 2:  # the first frame's header: the List runs
+        chunk = sock.recv(4096)
+        assert chunk, "closed before the first response"
+        rest += chunk
+    assert rest[0] == 0x81, f"expected a text frame, got {rest[:40]!r}"
+    return sock
+
+
+def test_a_thousand_stalled_list_readers(start_sluice):
+    """1,000 clients stop reading a full-speed List. Each socket holds at most TCP_NOTSENT_LOWAT
+    unsent bytes and NIO's write buffer its high-water mark, so memory stays bounded, the gateway
+    keeps serving, and keepalive (whose ping cannot be written) drops every stalled session and
+    cancels its RPC without the clients doing anything. Two rounds: the second must not need more
+    memory than the first (nothing kept from the first)."""
+    fz.raise_nofile(20000)
+    n, ping = 1000, 10
+    s = start_sluice("--list-count", "100000000", "--ws-ping-interval", str(ping))
+    request = fz.text(json.dumps({"pt": {"name": "stall", "value": 0}}))
+    rss_before, kernel_before = s.rss_kib(), tcp_kernel_kib()
+    peaks = []
+    for round_ in (1, 2):
+        t0 = time.monotonic()
+        socks = [open_stalled_list(s.http_port, request) for _ in range(n)]
+        opened = time.monotonic() - t0
+        try:
+            rss, kernel = [], []
+            for _ in range(4):
+                time.sleep(1.5)
+                rss.append(s.rss_kib())
+                kernel.append(tcp_kernel_kib())
+            active = fz.active_rpcs(s)
+            t = time.monotonic()
+            status, body = fz.say_hi_over_http(s.http_port)
+            say_hi = time.monotonic() - t
+            # Nobody closes the stalled clients: keepalive must end them (a ping every `ping` s).
+            remaining = settle_active(s, None, timeout=4 * ping + 20)
+            reaped = time.monotonic() - t0
+            rss_after = s.rss_kib()
+        finally:
+            for sock in socks:
+                sock.close()
+        peaks.append(max(rss))
+        per_session = (max(rss) - rss_before) / n
+        record(f"round {round_}: {n} stalled List readers (client SO_RCVBUF 16 KiB, --ws-ping-interval {ping}): "
+               f"opened in {opened:.1f} s; gateway RSS {rss_before} KiB at start, {rss} KiB while stalled "
+               f"({per_session:.0f} KiB per session); kernel TCP memory {kernel_before} -> {kernel} KiB "
+               f"({(max(kernel) - kernel_before) / n:.0f} KiB per session, both ends); {active} RPCs active; "
+               f"SayHi over HTTP meanwhile: {status} in {say_hi:.3f} s; all dropped by keepalive after "
+               f"{reaped:.1f} s ({remaining} RPCs left); RSS afterwards {rss_after} KiB")
+        assert s.process.poll() is None, "the gateway died"
+        assert active == n, f"{active} RPCs active while {n} Lists were stalled"
+        assert status == 200 and b"hi health" in body, (status, body[:200])
+        # Bounded: the write buffers per session are capped (16 KiB unsent in the kernel, 16 KiB
+        # in NIO); before the cap the kernel grew each stalled socket towards tcp_wmem's maximum.
+        assert (max(kernel) - kernel_before) / n < 128, f"kernel TCP memory per stalled session: {kernel}"
+        assert per_session < 512, f"RSS per stalled session: {per_session:.0f} KiB"
+        # Flat: nothing accumulates while the readers stay stalled.
+        assert rss[-1] - rss[0] < 16 * 1024, f"RSS kept growing while the readers stalled: {rss}"
+        assert remaining == 0, f"{remaining} RPCs still active: keepalive did not drop the stalled sessions"
+    # The second round reuses the first one's memory.
+    assert peaks[1] - peaks[0] < 32 * 1024, f"RSS peaks of the two rounds: {peaks} KiB"
+
+
+# --- 10,000 connect/abort cycles -------------------------------------------------------------
+
+
 def test_ten_thousand_connect_abort_cycles(start_sluice):
     fz.raise_nofile(20000)
     s = start_sluice("--list-count", "100000", "--log-level", "debug")

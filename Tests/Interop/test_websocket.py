@@ -250,9 +250,14 @@ def test_origin_policy(start_sluice):
 # --- vanishing and silent peers ---------------------------------------------------------------
 
 
-def raw_handshake(port, path):
-    """A bare TCP WebSocket client: handshake only, so the test controls every byte after it."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+def raw_handshake(port, path, rcvbuf=None):
+    """A bare TCP WebSocket client: handshake only, so the test controls every byte after it.
+    `rcvbuf` sets a small receive buffer before connecting (it bounds the TCP window)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
     key = base64.b64encode(b"0123456789abcdef").decode()
     sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
@@ -304,3 +309,17 @@ def test_nothing_is_lost_at_the_end_of_a_long_stream(start_sluice):
         assert len(frames) == 20001
         assert frames[-2] == {"pt": {"name": "n", "value": 19999}}
         assert frames[-1] == {"$end": {"code": 0}}
+
+
+def test_peer_that_stops_reading_is_dropped_by_keepalive(start_sluice):
+    """A client that stops reading a full-speed List: the ping cannot even be written (the socket
+    is full), so keepalive must give up on its own clock rather than wait for the write."""
+    s = start_sluice("--ws-ping-interval", "0.5", "--list-count", "100000000", "--log-level", "debug")
+    sock = raw_handshake(s.http_port, "/proto.StreamService/List", rcvbuf=16 * 1024)
+    sock.sendall(masked_text(b'{"pt":{"name":"stall","value":0}}'))
+    assert sock.recv(64), "no responses"
+    # Never read again, never answer a ping.
+    finished = s.wait_for_log("RPC finished", "proto.StreamService/List", timeout=20)
+    assert finished, "the List of a client that stopped reading kept running"
+    assert "sluice.rpc.code=cancelled" in finished[0], finished[0]
+    sock.close()

@@ -4,6 +4,12 @@ internal import NIOHTTP1
 internal import SluiceCodec
 internal import Synchronization
 
+#if canImport(Glibc)
+  internal import Glibc
+#elseif canImport(Darwin)
+  internal import Darwin
+#endif
+
 /// Counts the HTTP port's connections so that those past `--max-connections` can be refused.
 final class ConnectionCounter: Sendable {
   let limit: Int
@@ -104,4 +110,9 @@ extension TimeAmount {
     let (seconds, attoseconds) = duration.components
     self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
   }
+}
+
+extension NIOBSDSocket.Option {
+  /// `TCP_NOTSENT_LOWAT` (Linux 3.12+, macOS): NIO names no constant for it.
+  static let tcp_notsent_lowat = NIOBSDSocket.Option(rawValue: TCP_NOTSENT_LOWAT)
 }

@@ -14,6 +14,12 @@ internal import SluiceCodec
 /// still sends the remaining responses and `$end` before replying Close), which needs control over
 /// Close frames that the higher-level libraries take away.
 final class HTTPFrontEnd: Service {
+  /// The kernel's limit on unsent bytes per connection (`TCP_NOTSENT_LOWAT`). Without it Linux
+  /// grows a socket's send buffer to `tcp_wmem`'s maximum (4 MiB here) even for a client that
+  /// reads nothing: a stalled `List` reader then cost the gateway the CPU to fill 4 MiB of small
+  /// frames and the kernel the memory to hold them, per session.
+  static let unsentBytesLimit: SocketOptionValue = 16 * 1024
+
   private let bridge: JSONBridge
   private let configuration: GatewayConfiguration
   private let originPolicy: OriginPolicy
@@ -57,6 +63,12 @@ final class HTTPFrontEnd: Service {
     let tlsContext = try self.configuration.tls.map { try Self.tlsContext($0) }
     let server = try await ServerBootstrap(group: .singletonMultiThreadedEventLoopGroup)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      // A client that stops reading holds at most this much unsent data in the kernel; past it the
+      // socket is unwritable, so NIO's write buffer fills and the RPC's writes wait (see
+      // `unsentBytesLimit`). Data in flight (sent, not yet acknowledged) does not count, so fast
+      // clients on long paths are not slowed.
+      .childChannelOption(.tcpOption(.tcp_notsent_lowat), value: Self.unsentBytesLimit)
+      .childChannelOption(.writeBufferWaterMark, value: .init(low: 8 * 1024, high: 16 * 1024))
       .bind(host: self.configuration.host, port: self.configuration.httpPort) { channel in
         channel.eventLoop.makeCompletedFuture {
           if let tlsContext {

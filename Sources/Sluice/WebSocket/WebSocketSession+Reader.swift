@@ -136,7 +136,8 @@ extension WebSocketSession {
   }
 
   /// Pings a peer that has been quiet for `interval`; reports it unresponsive when it has sent
-  /// nothing (not even the pong) for an interval after the ping.
+  /// nothing (not even the pong) for an interval after the ping, or when the ping could not even
+  /// be written within an interval: a peer that stopped reading while responses wait for it.
   static func keepalive(
     every interval: Duration,
     lastHeard: Liveness,
@@ -151,11 +152,27 @@ extension WebSocketSession {
         pingedAt = nil
         if ContinuousClock.now - heard >= interval {
           pingedAt = .now
-          try await writer.ping()
+          guard try await Self.ping(writer, within: interval) else { return .peerUnresponsive }
         }
       } catch {
         return .stopped
       }
+    }
+  }
+
+  /// Writes a ping; false when the write is still waiting (the socket full) after `limit`.
+  private static func ping(_ writer: WebSocketFrameWriter, within limit: Duration) async throws -> Bool {
+    try await withThrowingTaskGroup(of: Bool.self) { group in
+      group.addTask {
+        try await writer.ping()
+        return true
+      }
+      group.addTask {
+        try await Task.sleep(for: limit)
+        return false
+      }
+      defer { group.cancelAll() }
+      return try await group.next() ?? false
     }
   }
 }
