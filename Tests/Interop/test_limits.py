@@ -4,6 +4,7 @@ import json
 import socket
 import time
 
+import pytest
 import websockets
 
 
@@ -61,6 +62,58 @@ def test_max_connections_refuses_new_ones_and_keeps_the_open_ones(start_sluice):
         time.sleep(0.05)
     else:
         raise AssertionError("no connection admitted after the held ones closed")
+
+
+def test_max_connections_applies_to_the_grpc_port_too(start_sluice, stubs):
+    import grpc
+    s = start_sluice("--max-connections", "2")
+
+    def channel():
+        # A local subchannel pool: each channel its own TCP connection.
+        return grpc.insecure_channel(s.grpc_target, options=[("grpc.use_local_subchannel_pool", 1)])
+
+    def say_hi(ch, name):
+        stub = stubs.hello_pb2_grpc.UserServiceStub(ch)
+        return stub.SayHi(stubs.hello_pb2.Request(name=name), timeout=5)
+
+    def grpc_connections():
+        status, body = metrics(s.http_port)
+        assert status == 200, status
+        lines = [l for l in body.decode().splitlines() if l.startswith("sluice_connections_open") and 'transport="grpc"' in l]
+        return int(float(lines[0].rsplit(" ", 1)[1])) if lines else 0
+
+    held = [channel(), channel()]
+    try:
+        for i, ch in enumerate(held):
+            assert say_hi(ch, f"held{i}").result.startswith(f"hi held{i}")
+        assert grpc_connections() == 2
+        third = channel()
+        try:
+            with pytest.raises(grpc.RpcError) as refused:
+                say_hi(third, "third")
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value
+        finally:
+            third.close()
+        # The connections that were in still work.
+        assert say_hi(held[0], "again").result.startswith("hi again")
+    finally:
+        held[1].close()
+    deadline = time.monotonic() + 10
+    while grpc_connections() != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert grpc_connections() == 1
+    fresh = channel()  # the freed slot is reused
+    try:
+        assert say_hi(fresh, "fresh").result.startswith("hi fresh")
+    finally:
+        fresh.close()
+        held[0].close()
+
+
+def metrics(port):
+    response = http(port, b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
 
 
 def test_max_concurrent_rpcs_refuses_new_rpcs_on_every_transport(start_sluice):

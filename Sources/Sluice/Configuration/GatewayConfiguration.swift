@@ -50,7 +50,8 @@ public struct GatewayConfiguration: Sendable {
   /// RPCs allowed to run at once, over every transport; more get `RESOURCE_EXHAUSTED`.
   public var maxConcurrentRPCs: Int
 
-  /// Connections allowed open at once on the HTTP port; more get 503.
+  /// Connections allowed open at once on each port; more get 503 on the HTTP port and are closed
+  /// on the gRPC port.
   public var maxConnections: Int
 
   /// How long a new HTTP-port connection may take to send its first request head (a WebSocket

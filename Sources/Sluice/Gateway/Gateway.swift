@@ -2,6 +2,7 @@ public import GRPCCore
 internal import GRPCInProcessTransport
 internal import GRPCNIOTransportHTTP2Posix
 public import Logging
+internal import NIOCore
 internal import ServiceLifecycle
 internal import SluiceCodec
 internal import SluiceProtos
@@ -47,6 +48,8 @@ public final class Gateway: Sendable {
     self.monitor = RPCMonitor(metrics: self.metrics, logger: logger)
 
     let services = HostedServices.make(configuration: configuration, logger: logger)
+    let grpcConnections = ConnectionCounter(limit: configuration.maxConnections)
+    let metrics = self.metrics
     self.grpcTransport = HTTP2ServerTransport.Posix(
       address: Self.bindAddress(host: configuration.host, port: configuration.grpcPort),
       transportSecurity: configuration.tls.map { files in
@@ -60,6 +63,19 @@ public final class Gateway: Sendable {
         // writes long responses as strikes and closes the connection (grpc/grpc-swift-2#5);
         // swift-nio-http2 still caps PING/SETTINGS frames at 200 per 30 s per connection.
         config.connection.keepalive.clientBehavior = .init(minPingIntervalWithoutCalls: .zero, allowWithoutCalls: true)
+        // Count connections for /metrics and refuse those past `--max-connections`: the transport
+        // has no limit of its own, and this callback is its only hook on accepted connections. A
+        // refused client sees its connection closed (UNAVAILABLE) and retries with backoff.
+        config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
+          guard grpcConnections.admit(channel) else {
+            channel.close(promise: nil)  // failing the future alone left it open (grpcio waited out its deadline)
+            return channel.eventLoop.makeFailedFuture(
+              RPCError(code: .resourceExhausted, message: "over --max-connections (\(grpcConnections.limit))"))
+          }
+          metrics.connectionOpened(.grpc)
+          channel.closeFuture.whenComplete { _ in metrics.connectionClosed(.grpc) }
+          return channel.eventLoop.makeSucceededVoidFuture()
+        }
       }
     )
     // The monitor first (it sees refused calls too), then authentication, before anything else.

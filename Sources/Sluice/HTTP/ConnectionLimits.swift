@@ -10,7 +10,7 @@ internal import Synchronization
   internal import Darwin
 #endif
 
-/// Counts the HTTP port's connections so that those past `--max-connections` can be refused.
+/// Counts a port's connections so that those past `--max-connections` can be refused.
 final class ConnectionCounter: Sendable {
   let limit: Int
   private let open = Atomic<Int>(0)

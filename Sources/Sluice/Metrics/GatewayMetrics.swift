@@ -9,7 +9,7 @@ internal import Prometheus
 ///
 /// | metric | labels | meaning |
 /// |---|---|---|
-/// | `sluice_connections_open` | `transport` (`http`, `websocket`) | open HTTP/1.1 connections and WebSocket sessions |
+/// | `sluice_connections_open` | `transport` (`grpc`, `http`, `websocket`) | open native gRPC (HTTP/2) and HTTP/1.1 connections, WebSocket sessions |
 /// | `sluice_rpcs_active` | `method`, `transport` (`grpc`, `websocket`, `http`) | RPCs whose handler is running |
 /// | `sluice_rpcs_total` | `method`, `transport`, `code` | ended RPCs by status code (`ok`, `cancelled`, …) |
 /// | `sluice_messages_total` | `transport`, `direction` (`in`, `out`) | messages received from / sent to clients |
@@ -45,7 +45,7 @@ public final class GatewayMetrics: Sendable {
           dimensions: dimensions,
           factory: self.factory
         )
-        // Bytes and connections are the JSON front ends' own; grpc-swift exposes neither.
+        // Bytes are the JSON front ends' own; grpc-swift does not expose them.
         guard transport != .grpc else { continue }
         bytes[transport, default: [:]][direction] = CoreMetrics.Counter(
           label: "sluice_bytes_total",
@@ -53,7 +53,6 @@ public final class GatewayMetrics: Sendable {
           factory: self.factory
         )
       }
-      guard transport != .grpc else { continue }
       connections[transport] = CoreMetrics.Meter(
         label: "sluice_connections_open",
         dimensions: [("transport", transport.rawValue)],
