@@ -62,6 +62,16 @@ struct SluiceCommand: AsyncParsableCommand {
   var requireBearer: String?
 
   @Option(
+    name: .customLong("bearer-cookie"),
+    help: ArgumentHelp(
+      "A cookie that may carry the bearer token on a WebSocket handshake (needs --require-bearer and --allowed-origin).",
+      discussion:
+        "Browsers attach cookies to every handshake, even from other sites' pages, so the cookie counts only with an Origin allow list (not *)."
+    )
+  )
+  var bearerCookie: String?
+
+  @Option(
     help: "Seconds of quiet before a WebSocket peer is pinged; one silent interval after the ping drops it. 0 disables."
   )
   var wsPingInterval = 30.0
@@ -122,6 +132,17 @@ struct SluiceCommand: AsyncParsableCommand {
       throw ValidationError("--tls-cert and --tls-key go together.")
     }
     _ = try self.bearerTokens()
+    if let cookie = self.bearerCookie {
+      guard self.requireBearer != nil else { throw ValidationError("--bearer-cookie needs --require-bearer.") }
+      guard !cookie.isEmpty, !cookie.contains(where: { ";=, \t".contains($0) }) else {
+        throw ValidationError("--bearer-cookie: \"\(cookie)\" is not a cookie name.")
+      }
+      guard GatewayConfiguration(allowedOrigins: self.allowedOrigins).hasOriginAllowList else {
+        throw ValidationError(
+          "--bearer-cookie needs an Origin allow list (--allowed-origin, not *): cookies are sent with every handshake, even from other sites' pages."
+        )
+      }
+    }
   }
 
   /// The tokens named by `--require-bearer`, or nil when it is not given.
@@ -167,6 +188,7 @@ struct SluiceCommand: AsyncParsableCommand {
       webSocketPingInterval: self.wsPingInterval > 0 ? .milliseconds(Int64(self.wsPingInterval * 1000)) : nil,
       publicDirectory: self.publicDir.isEmpty ? nil : self.publicDir,
       bearerTokens: try self.bearerTokens(),
+      bearerCookie: self.bearerCookie,
       maxJSONDepth: self.maxJsonDepth,
       maxHeaderBytes: self.maxHeaderBytes,
       maxConcurrentRPCs: self.maxConcurrentRpcs,

@@ -2,11 +2,13 @@
 import asyncio
 import base64
 import json
+import os
 import shutil
 import socket
 import struct
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import websockets
@@ -146,6 +148,48 @@ def test_json_subprotocol_is_echoed_and_bearer_is_not(sluice):
                                       subprotocols=["grpc-json.v1", "bearer.eHl6"]) as ws:
             return ws.subprotocol
     assert run(go()) == "grpc-json.v1"
+
+
+def bearer_file(tmp_path, token):
+    path = tmp_path / "tokens.txt"
+    path.write_text(token + "\n")
+    return f"file:{path}"
+
+
+def test_cookies_are_not_credentials_without_bearer_cookie(start_sluice, tmp_path):
+    s = start_sluice("--require-bearer", bearer_file(tmp_path, "cookie-secret"),
+                     "--allowed-origin", "http://app.example")
+    frames, code, _ = run(session(f"{s.ws}/hello.UserService/SayHi", [{"name": "c"}],
+                                  headers={"Cookie": "sluice_token=cookie-secret"}, origin="http://app.example"))
+    assert frames[-1]["$end"]["code"] == 16 and code == 4016, frames
+
+
+def test_bearer_cookie_counts_only_from_allowed_origins(start_sluice, tmp_path):
+    s = start_sluice("--require-bearer", bearer_file(tmp_path, "cookie-secret"), "--bearer-cookie", "sluice_token",
+                     "--allowed-origin", "http://app.example")
+    url = f"{s.ws}/hello.UserService/SayHi"
+    frames, code, _ = run(session(url, [{"name": "c"}], origin="http://app.example",
+                                  headers={"Cookie": 'theme=dark; sluice_token="cookie-secret"'}))
+    assert frames[0]["result"].startswith("hi c") and frames[-1] == {"$end": {"code": 0}} and code == 1000, frames
+    frames, code, _ = run(session(url, [{"name": "c"}], origin="http://app.example",
+                                  headers={"Cookie": "sluice_token=wrong"}))
+    assert frames[-1]["$end"]["code"] == 16 and code == 4016, frames
+    # A page on another site: the browser would send the cookie, the handshake is refused.
+    with pytest.raises(InvalidStatus) as refused:
+        run(session(url, [{"name": "c"}], origin="http://evil.example",
+                    headers={"Cookie": "sluice_token=cookie-secret"}))
+    assert refused.value.response.status_code == 403
+    assert not s.log_lines("cookie-secret"), "the token reached the log"
+
+
+@pytest.mark.parametrize("origins", [[], ["--allowed-origin", "*"]], ids=["no allow list", "any origin"])
+def test_bearer_cookie_without_an_origin_allow_list_does_not_start(tmp_path, origins):
+    binary = os.environ.get("SLUICE_BIN") or str(Path(__file__).resolve().parents[2] / ".build/release/sluice")
+    out = subprocess.run([binary, "--grpc-port", "0", "--http-port", "0", "--require-bearer",
+                          bearer_file(tmp_path, "t"), "--bearer-cookie", "sluice_token", *origins],
+                         capture_output=True, text=True, timeout=30, env=dict(os.environ, SWIFT_BACKTRACE="enable=no"))
+    assert out.returncode != 0
+    assert "--bearer-cookie needs an Origin allow list" in out.stderr, out.stderr
 
 
 def test_timeout_ms_gives_deadline_exceeded(sluice):

@@ -41,6 +41,12 @@ public struct GatewayConfiguration: Sendable {
   /// `nil` requires none.
   public var bearerTokens: [String]?
 
+  /// A cookie whose value a WebSocket handshake without `Authorization` (or a `bearer.`
+  /// subprotocol) may present as its bearer token. Honoured only with an Origin allow list
+  /// (`allowedOrigins` set and without `*`): browsers send cookies with every handshake, so a
+  /// page on another site could otherwise open sessions with its visitors' credentials.
+  public var bearerCookie: String?
+
   /// The deepest nesting of JSON arrays and objects accepted in a request.
   public var maxJSONDepth: Int
 
@@ -91,6 +97,7 @@ public struct GatewayConfiguration: Sendable {
     webSocketPingInterval: Duration? = .seconds(30),
     publicDirectory: String? = "public",
     bearerTokens: [String]? = nil,
+    bearerCookie: String? = nil,
     maxJSONDepth: Int = 100,
     maxHeaderBytes: Int = 32 << 10,
     maxConcurrentRPCs: Int = 20_000,
@@ -110,6 +117,7 @@ public struct GatewayConfiguration: Sendable {
     self.webSocketPingInterval = webSocketPingInterval
     self.publicDirectory = publicDirectory
     self.bearerTokens = bearerTokens
+    self.bearerCookie = bearerCookie
     self.maxJSONDepth = maxJSONDepth
     self.maxHeaderBytes = maxHeaderBytes
     self.maxConcurrentRPCs = maxConcurrentRPCs
@@ -117,5 +125,12 @@ public struct GatewayConfiguration: Sendable {
     self.handshakeTimeout = handshakeTimeout
     self.idleTimeout = idleTimeout
     self.tls = tls
+  }
+}
+
+extension GatewayConfiguration {
+  /// Whether `allowedOrigins` is an allow list proper: set, and without `*`.
+  public var hasOriginAllowList: Bool {
+    !self.allowedOrigins.isEmpty && !self.allowedOrigins.contains("*")
   }
 }

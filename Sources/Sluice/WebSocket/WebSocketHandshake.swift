@@ -26,6 +26,24 @@ enum WebSocketHandshake {
     return nil
   }
 
+  /// The value of the cookie `name` in the `Cookie` headers (RFC 6265 §4.2: `a=b; c=d`, a value
+  /// optionally in double quotes), or nil. Written by hand: NIO has no cookie parser, and these few
+  /// lines do not justify a web framework dependency.
+  static func cookie(named name: String, in headers: HTTPHeaders) -> String? {
+    for header in headers["Cookie"] {
+      for pair in header.split(separator: ";") {
+        guard let equals = pair.firstIndex(of: "=") else { continue }
+        guard pair[..<equals].trimmingCharacters(in: .whitespaces) == name else { continue }
+        var value = pair[pair.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+        if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") {
+          value = String(value.dropFirst().dropLast())
+        }
+        return value.isEmpty ? nil : value
+      }
+    }
+    return nil
+  }
+
   /// Headers for the 101 response: `grpc-json.v1` is echoed when offered; a bearer token never is.
   static func responseHeaders(for request: HTTPHeaders) -> HTTPHeaders {
     var headers = HTTPHeaders()

@@ -76,6 +76,11 @@ struct WebSocketSession {
       (metadata, timeout) = try RequestMetadata.from(headers: self.handshake.headers)
       if let token = WebSocketHandshake.bearerToken(in: self.handshake.headers) {
         metadata.replaceOrAddString("Bearer \(token)", forKey: "authorization")
+      } else if let name = self.configuration.bearerCookie, self.configuration.hasOriginAllowList,
+        metadata[stringValues: "authorization"].first(where: { _ in true }) == nil,
+        let token = WebSocketHandshake.cookie(named: name, in: self.handshake.headers)
+      {
+        metadata.addString("Bearer \(token)", forKey: "authorization")
       }
     } catch {
       await self.end(writer: writer, result: .failure(error), shuttingDown: false)
