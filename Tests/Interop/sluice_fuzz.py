@@ -132,10 +132,11 @@ async def read_server_frame(reader, out):
 
 
 async def raw_ws_case(port, path, chunks, after="keep", probe=False, timeout=DEFAULT_TIMEOUT,
-                      handshake_extra="", pause=0.0, client_closes=False):
+                      handshake_extra="", pause=0.0, client_closes=False, coalesce=False):
     """Runs one raw WebSocket session: handshake, write `chunks` (bytes, written one by one), then
     `after`: "keep" (wait for the server to end it), "fin" (shutdown our write side), "rst" (reset).
-    With `probe`, a ping follows the chunks to detect a server that ignored a violation."""
+    With `probe`, a ping follows the chunks to detect a server that ignored a violation. With
+    `coalesce`, the first chunk goes in the same write as the handshake, before the 101."""
     out = WSOutcome()
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 22)
@@ -143,7 +144,10 @@ async def raw_ws_case(port, path, chunks, after="keep", probe=False, timeout=DEF
         out.problems.append(f"connect failed: {e}")
         return out
     try:
-        writer.write(handshake_bytes(port, path, handshake_extra))
+        early = chunks[0] if coalesce and chunks else b""
+        if early:
+            chunks = chunks[1:]
+        writer.write(handshake_bytes(port, path, handshake_extra) + early)
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -753,7 +757,9 @@ def ws_message_case(rng, index, port_ref, max_bytes):
         half_close = None
     # A garbage text frame ends the session; the half-close after it is harmless.
     via_lib = rng.random() < 0.3 and all(isinstance(f, str) or family == "binary" for f in frames)
-    description = f"WS {path} frames={short([f if isinstance(f, str) else f for f in frames])} then {half_close}"
+    coalesce = not via_lib and rng.random() < 0.25
+    description = (f"WS {path} frames={short([f if isinstance(f, str) else f for f in frames])} then {half_close}"
+                   + (" (first frame with the handshake)" if coalesce else ""))
 
     async def run():
         port = port_ref()
@@ -773,7 +779,8 @@ def ws_message_case(rng, index, port_ref, max_bytes):
             cuts = sorted(rng.sample(range(1, len(blob)), min(3, len(blob) - 1))) if len(blob) > 1 else []
             chunks = [blob[a:b] for a, b in zip([0] + cuts, cuts + [len(blob)])]
             return await raw_ws_case(port, path, chunks, pause=0.002, client_closes=half_close == "close")
-        return await raw_ws_case(port, path, chunks, client_closes=half_close == "close")
+        # Sometimes send the first frame with the handshake, before the 101 (a crash once).
+        return await raw_ws_case(port, path, chunks, client_closes=half_close == "close", coalesce=coalesce)
 
     def check(out):
         errs = ws_common_checks(out)

@@ -355,6 +355,29 @@ def test_nothing_is_lost_at_the_end_of_a_long_stream(start_sluice):
         assert frames[-1] == {"$end": {"code": 0}}
 
 
+def test_frames_sent_with_the_handshake_are_not_lost(sluice):
+    """A client may send its first frames in the same packet as the handshake, without waiting
+    for the 101. The HTTP decoder hands those bytes on as it leaves; they once reached a handler
+    that expected request parts and crashed the process."""
+    key = base64.b64encode(b"0123456789abcdef").decode()
+    handshake = (f"GET /proto.StreamService/Route HTTP/1.1\r\nHost: 127.0.0.1:{sluice.http_port}\r\n"
+                 f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                 f"Sec-WebSocket-Version: 13\r\n\r\n").encode()
+    frames = b"".join(masked_text(json.dumps({"pt": {"value": n}}).encode()) for n in range(3))
+    with socket.create_connection(("127.0.0.1", sluice.http_port), timeout=10) as sock:
+        sock.sendall(handshake + frames + masked_text(b'{"$end":true}'))
+        data = b""
+        while b'"$end"' not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed early: {data!r}"
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 101"), data[:200]
+    for n in range(3):
+        assert f'{{"pt":{{"name":"gRPC Stream Server: Route","value":{n}}}}}'.encode() in data, data
+    assert b'{"$end":{"code":0}}' in data, data
+    assert sluice.process.poll() is None, "the gateway died"
+
+
 def test_peer_that_stops_reading_is_dropped_by_keepalive(start_sluice):
     """A client that stops reading a full-speed List: the ping cannot even be written (the socket
     is full), so keepalive must give up on its own clock rather than wait for the write."""

@@ -13,6 +13,7 @@ final class OriginGuard: ChannelInboundHandler, RemovableChannelHandler {
 
   private let policy: OriginPolicy
   private var refused = false
+  private var checked = false
 
   init(policy: OriginPolicy) {
     self.policy = policy
@@ -20,6 +21,15 @@ final class OriginGuard: ChannelInboundHandler, RemovableChannelHandler {
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     if self.refused { return }
+    // Only a connection's first request can be a handshake: NIO's upgrade handler leaves after
+    // it. Everything later passes untouched, unread: that includes the raw WebSocket bytes that
+    // the HTTP decoder hands on as it leaves during an upgrade (a client may send its first frame
+    // with the handshake), which are not request parts.
+    guard !self.checked else {
+      context.fireChannelRead(data)
+      return
+    }
+    self.checked = true
     if case .head(let head) = Self.unwrapInboundIn(data),
       head.headers["Upgrade"].contains(where: { $0.lowercased() == "websocket" }),
       !self.policy.allows(origin: head.headers.first(name: "Origin"), host: head.headers.first(name: "Host"))
