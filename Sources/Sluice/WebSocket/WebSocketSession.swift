@@ -140,6 +140,10 @@ struct WebSocketSession {
               return .closeTimedOut
             }
             while let event = await group.next() {
+              // A client still sending after the end (a message too many, say) gets the rest of
+              // the wait to read the end: closing now would reset a connection it still writes to,
+              // and it could lose the `$end` it has not read yet.
+              if case .reader(.failed) = event { continue }
               if case .reader = event { break }
               if case .closeTimedOut = event { break }
             }
