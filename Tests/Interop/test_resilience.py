@@ -99,7 +99,7 @@ def test_a_thousand_stalled_list_readers(start_sluice):
     cancels its RPC without the clients doing anything. Two rounds: the second must not need more
     memory than the first (nothing kept from the first)."""
     fz.raise_nofile(20000)
-    n, ping = 1000, 10
+    n, ping = 1000, 15  # keepalive drops a stalled session about 2 pings in: after it is measured
     s = start_sluice("--list-count", "100000000", "--ws-ping-interval", str(ping))
     request = fz.text(json.dumps({"pt": {"name": "stall", "value": 0}}))
     rss_before, kernel_before = s.rss_kib(), tcp_kernel_kib()
@@ -143,8 +143,8 @@ def test_a_thousand_stalled_list_readers(start_sluice):
         # Flat: nothing accumulates while the readers stay stalled.
         assert rss[-1] - rss[0] < 16 * 1024, f"RSS kept growing while the readers stalled: {rss}"
         assert remaining == 0, f"{remaining} RPCs still active: keepalive did not drop the stalled sessions"
-    # The second round reuses the first one's memory.
-    assert peaks[1] - peaks[0] < 32 * 1024, f"RSS peaks of the two rounds: {peaks} KiB"
+    # The second round reuses the first one's memory: a leak would add about a round's worth.
+    assert peaks[1] - peaks[0] < (peaks[0] - rss_before) / 4, f"RSS peaks of the two rounds: {peaks} KiB"
 
 
 # --- 10,000 connect/abort cycles -------------------------------------------------------------
