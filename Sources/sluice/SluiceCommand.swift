@@ -85,7 +85,7 @@ struct SluiceCommand: AsyncParsableCommand {
   @Option(help: "RPCs allowed to run at once over every transport; more get RESOURCE_EXHAUSTED.")
   var maxConcurrentRpcs = GatewayConfiguration().maxConcurrentRPCs
 
-  @Option(help: "Connections allowed open at once on the HTTP port; more get 503.")
+  @Option(help: "Connections allowed open at once on each port; more get 503 (HTTP) or are closed (gRPC).")
   var maxConnections = GatewayConfiguration().maxConnections
 
   @Option(help: "Seconds a new HTTP-port connection may take to send its request head (handshake).")
@@ -93,6 +93,11 @@ struct SluiceCommand: AsyncParsableCommand {
 
   @Option(help: "Seconds a kept-alive HTTP connection may wait for its next request.")
   var idleTimeout = 60.0
+
+  @Option(
+    help:
+      "Seconds an HTTP-port connection may accept none of Sluice's writes (a client not reading) before it is closed.")
+  var sendTimeout = 60.0
 
   @Option(help: "A PEM certificate chain: serve TLS on both ports (https/wss, and gRPC with ALPN h2).")
   var tlsCert: String?
@@ -125,8 +130,8 @@ struct SluiceCommand: AsyncParsableCommand {
     ] where value < 1 {
       throw ValidationError("\(flag) must be at least 1.")
     }
-    guard self.handshakeTimeout > 0, self.idleTimeout > 0 else {
-      throw ValidationError("--handshake-timeout and --idle-timeout must be positive.")
+    guard self.handshakeTimeout > 0, self.idleTimeout > 0, self.sendTimeout > 0 else {
+      throw ValidationError("--handshake-timeout, --idle-timeout and --send-timeout must be positive.")
     }
     guard (self.tlsCert == nil) == (self.tlsKey == nil) else {
       throw ValidationError("--tls-cert and --tls-key go together.")
@@ -195,6 +200,7 @@ struct SluiceCommand: AsyncParsableCommand {
       maxConnections: self.maxConnections,
       handshakeTimeout: .milliseconds(Int64(self.handshakeTimeout * 1000)),
       idleTimeout: .milliseconds(Int64(self.idleTimeout * 1000)),
+      sendTimeout: .milliseconds(Int64(self.sendTimeout * 1000)),
       tls: self.tlsCert.map { .init(certificateChainPath: $0, privateKeyPath: self.tlsKey ?? "") }
     )
     let gateway = try Gateway(

@@ -2,6 +2,7 @@
 import asyncio
 import json
 import socket
+import subprocess
 import time
 
 import pytest
@@ -179,3 +180,49 @@ def test_json_nested_past_the_depth_limit_is_invalid_argument(start_sluice):
     deep = b'{"name":"a","x":' + b"[" * 20 + b"]" * 20 + b"}"
     status, error = status_and_json(http(s.http_port, post("/hello.UserService/SayHi", deep)))
     assert status == 400 and error["code"] == 3 and "nesting exceeds the limit of 8" in error["message"]
+
+
+def stalled_reader(port, request):
+    """Sends `request` on a socket with a small receive buffer, reads the first bytes of the
+    answer, then never reads again."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(request)
+    assert sock.recv(64), "no answer"
+    return sock
+
+
+def test_send_timeout_drops_clients_that_stop_reading(start_sluice):
+    # Keepalive off: only --send-timeout can notice the stalled WebSocket reader.
+    s = start_sluice("--send-timeout", "1", "--ws-ping-interval", "0", "--list-count", "100000000",
+                     "--log-level", "debug")
+    list_body = b'{"pt":{"name":"stall","value":0}}'
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    ws = stalled_reader(s.http_port, (
+        f"GET /proto.StreamService/List HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+        + bytes([0x81, 0x80 | len(list_body), 0, 0, 0, 0]) + list_body)
+    http_ = stalled_reader(s.http_port, post("/proto.StreamService/List", list_body))
+    try:
+        for transport in ("websocket", "http"):
+            finished = s.wait_for_log("RPC finished", "proto.StreamService/List",
+                                      f"sluice.rpc.transport={transport}", timeout=20)
+            assert finished, f"the stalled {transport} List kept running"
+            assert "sluice.rpc.code=cancelled" in finished[0], finished[0]
+    finally:
+        ws.close()
+        http_.close()
+
+
+def test_send_timeout_spares_slow_readers(start_sluice):
+    """--send-timeout is about no progress, not total time: a reader limited to 20 kB/s gets a
+    List of ~90 kB (over 4 s) whole with a 1 s send timeout."""
+    s = start_sluice("--send-timeout", "1", "--list-count", "2000")
+    out = subprocess.run(["curl", "-sS", "--limit-rate", "20k", "-d", '{"pt":{"name":"slow","value":0}}',
+                          f"http://127.0.0.1:{s.http_port}/proto.StreamService/List"],
+                         capture_output=True, text=True, timeout=60)
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(lines) == 2001 and lines[-1] == {"$end": {"code": 0}}, (len(lines), lines[-2:], out.stderr)
+    assert lines[-2]["pt"]["value"] == 1999

@@ -67,6 +67,10 @@ public struct GatewayConfiguration: Sendable {
   /// How long a kept-alive HTTP connection may wait for its next request before it is closed.
   public var idleTimeout: Duration
 
+  /// How long an HTTP-port connection may accept none of the gateway's writes (its client not
+  /// reading) before it is closed and its RPC cancelled.
+  public var sendTimeout: Duration
+
   /// PEM files for TLS on both ports (`https`/`wss` and gRPC over TLS with ALPN h2); `nil` serves
   /// plaintext.
   public var tls: TLSFiles?
@@ -104,6 +108,7 @@ public struct GatewayConfiguration: Sendable {
     maxConnections: Int = 20_000,
     handshakeTimeout: Duration = .seconds(10),
     idleTimeout: Duration = .seconds(60),
+    sendTimeout: Duration = .seconds(60),
     tls: TLSFiles? = nil
   ) {
     self.host = host
@@ -124,6 +129,7 @@ public struct GatewayConfiguration: Sendable {
     self.maxConnections = maxConnections
     self.handshakeTimeout = handshakeTimeout
     self.idleTimeout = idleTimeout
+    self.sendTimeout = sendTimeout
     self.tls = tls
   }
 }

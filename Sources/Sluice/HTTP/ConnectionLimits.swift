@@ -44,8 +44,7 @@ final class RefuseConnection: ChannelInboundHandler {
 
   func handlerAdded(context: ChannelHandlerContext) {
     // A refused client that sends nothing is not kept waiting.
-    let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-    context.eventLoop.scheduleTask(in: self.timeout) { loopBound.value.close(promise: nil) }
+    context.closeLater(in: self.timeout)
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -83,10 +82,7 @@ final class RequestHeadTimeout: ChannelInboundHandler, RemovableChannelHandler {
   }
 
   func handlerAdded(context: ChannelHandlerContext) {
-    let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-    self.deadline = context.eventLoop.scheduleTask(in: self.timeout) {
-      loopBound.value.close(promise: nil)
-    }
+    self.deadline = context.closeLater(in: self.timeout)
   }
 
   func handlerRemoved(context: ChannelHandlerContext) {
@@ -101,6 +97,50 @@ final class RequestHeadTimeout: ChannelInboundHandler, RemovableChannelHandler {
       self.deadline?.cancel()
       context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
+  }
+}
+
+/// Closes a connection that has accepted none of the gateway's writes for `timeout`: it stays
+/// unwritable (NIO's write buffer over its high-water mark) for that long, so its client reads
+/// nothing, or too little to matter. nginx's `send_timeout` in spirit. A stalled reader would
+/// otherwise keep its RPC, a concurrency slot and its buffers for ever (an HTTP response has no
+/// keepalive ping to notice it).
+final class SendTimeout: ChannelInboundHandler {
+  typealias InboundIn = NIOAny
+
+  private let timeout: TimeAmount
+  private var deadline: Scheduled<Void>?
+
+  init(timeout: TimeAmount) {
+    self.timeout = timeout
+  }
+
+  func channelWritabilityChanged(context: ChannelHandlerContext) {
+    if context.channel.isWritable {
+      self.deadline?.cancel()
+      self.deadline = nil
+    } else if self.deadline == nil {
+      self.deadline = context.closeLater(in: self.timeout)
+    }
+    context.fireChannelWritabilityChanged()
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    self.deadline?.cancel()
+    context.fireChannelInactive()
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) {
+    self.deadline?.cancel()
+  }
+}
+
+extension ChannelHandlerContext {
+  /// Closes the channel after `timeout`, unless the returned task is cancelled first.
+  @discardableResult
+  func closeLater(in timeout: TimeAmount) -> Scheduled<Void> {
+    let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
+    return self.eventLoop.scheduleTask(in: timeout) { loopBound.value.close(promise: nil) }
   }
 }
 

@@ -59,6 +59,7 @@ final class HTTPFrontEnd: Service {
     let originPolicy = self.originPolicy
     let connections = ConnectionCounter(limit: self.configuration.maxConnections)
     let handshakeTimeout = TimeAmount(self.configuration.handshakeTimeout)
+    let sendTimeout = TimeAmount(self.configuration.sendTimeout)
     let maxHeaderBytes = self.configuration.maxHeaderBytes
     let tlsContext = try self.configuration.tls.map { try Self.tlsContext($0) }
     let server = try await ServerBootstrap(group: .singletonMultiThreadedEventLoopGroup)
@@ -71,6 +72,7 @@ final class HTTPFrontEnd: Service {
       .childChannelOption(.writeBufferWaterMark, value: .init(low: 8 * 1024, high: 16 * 1024))
       .bind(host: self.configuration.host, port: self.configuration.httpPort) { channel in
         channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHandler(SendTimeout(timeout: sendTimeout))
           if let tlsContext {
             try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tlsContext))
           }

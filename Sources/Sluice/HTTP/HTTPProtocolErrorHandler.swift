@@ -37,8 +37,7 @@ final class HTTPProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHand
         // Half-close and read on for a moment: closing with the rest of the client's request still
         // unread would reset the connection, and the client could lose the answer.
         context.close(mode: .output, promise: nil)
-        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        context.eventLoop.scheduleTask(in: Self.lingerTime) { loopBound.value.close(promise: nil) }
+        context.closeLater(in: Self.lingerTime)
       }
     } else {
       context.close(promise: nil)
