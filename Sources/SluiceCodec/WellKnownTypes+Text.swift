@@ -120,13 +120,17 @@ enum WellKnownText {
   // MARK: FieldMask
 
   /// `foo_bar.baz` → `fooBar.baz`; nil when the path would not survive the round trip.
+  ///
+  /// Case is ASCII case, as in protobuf's C++ and Go runtimes (field names are ASCII): Unicode's
+  /// `isUppercase` is also true of letters such as U+01BA `ƺ` that are lowercase and have no
+  /// uppercase, which once turned the JSON path `ƺ41` into the binary path `_ƺ41`.
   static func camelCasePath(_ path: String) -> String? {
     var result = ""
     var afterUnderscore = false
     for character in path {
-      if character.isUppercase { return nil }
+      if character.isASCIIUppercase { return nil }
       if afterUnderscore {
-        guard character.isLowercase else { return nil }
+        guard character.isASCIILowercase else { return nil }
         result += character.uppercased()
         afterUnderscore = false
       } else if character == "_" {
@@ -138,12 +142,12 @@ enum WellKnownText {
     return afterUnderscore ? nil : result
   }
 
-  /// `fooBar.baz` → `foo_bar.baz`; nil when the path holds an underscore.
+  /// `fooBar.baz` → `foo_bar.baz`; nil when the path holds an underscore. ASCII case, as above.
   static func snakeCasePath(_ path: String) -> String? {
     var result = ""
     for character in path {
       if character == "_" { return nil }
-      if character.isUppercase {
+      if character.isASCIIUppercase {
         result += "_" + character.lowercased()
       } else {
         result.append(character)
@@ -196,4 +200,9 @@ enum WellKnownText {
     if nanos % 1000 == 0 { return "." + nine.prefix(6) }
     return "." + nine
   }
+}
+
+extension Character {
+  fileprivate var isASCIIUppercase: Bool { self.isASCII && self.isUppercase }
+  fileprivate var isASCIILowercase: Bool { self.isASCII && self.isLowercase }
 }

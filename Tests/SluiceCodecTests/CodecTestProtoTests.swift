@@ -109,6 +109,9 @@ struct CodecTestProtoTests {
         #"{"recursive":{"recursive":{"nested":{"child":{"name":"😀\u0000\"\\/é"}}}}}"#
       ),
       (#"{"largeFieldNumber":1}"#, #"{"largeFieldNumber":1}"#),
+      // Field-mask case is ASCII case: U+01BA `ƺ` counts as both upper- and lowercase in Unicode
+      // (found by libFuzzer: "ƺ41" became the binary path "_ƺ41" and did not translate back).
+      (#"{"fieldMask":"ƺ41,aƺB.cD"}"#, #"{"fieldMask":"ƺ41,aƺB.cD"}"#),
     ])
   func normalizes(input: String, expected: String) throws {
     #expect(try normalized(input) == expected)
