@@ -15,6 +15,7 @@ command -v curl >/dev/null || missing_apt+=(curl)
 # Headless Chromium and its WebDriver for the browser-page test.
 command -v chromium >/dev/null || missing_apt+=(chromium)
 command -v chromedriver >/dev/null || missing_apt+=(chromium-driver)
+command -v certutil >/dev/null || missing_apt+=(libnss3-tools)  # the browser TLS test trusts its CA in NSS
 if [ ${#missing_apt[@]} -gt 0 ]; then
   step "apt-get install ${missing_apt[*]}"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -4,6 +4,7 @@ Needs `chromium` and `chromium-driver` (Debian) and the `selenium` pip module; w
 is missing the tests FAIL (they never skip). Screenshots of every step land in
 test-output/browser/<step>.png.
 """
+import os
 import re
 import shutil
 import socket
@@ -24,8 +25,9 @@ HI = re.compile(r"^hi ada---\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 # --- the browser ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser():
+def launch_browser(home=None):
+    """Headless Chromium under chromedriver; `home` is its $HOME (where it finds its NSS trust
+    store, `.pki/nssdb`)."""
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.options import Options
@@ -43,10 +45,17 @@ def browser():
                 "--window-size=1280,1400", "--no-first-run", "--no-default-browser-check"):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
+    env = dict(os.environ, HOME=str(home)) if home else None
+    driver = webdriver.Chrome(service=Service(executable_path=chromedriver, env=env), options=options)
     driver.set_page_load_timeout(WAIT)
     driver.set_script_timeout(WAIT)
     SHOTS.mkdir(parents=True, exist_ok=True)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = launch_browser()
     yield driver
     driver.quit()
 
@@ -330,3 +339,54 @@ def test_cross_origin_page(browser, start_sluice, static_site):
     click(browser, "sayhi-fetch")
     wait(browser, lambda d: text(d, "sayhi-fetch-result").startswith("error"), "the refused fetch to show an error")
     shot(browser, "10-cross-origin-refused", "sayhi")
+
+
+# --- TLS: the page over https, its sessions over wss -------------------------------------------------
+
+
+def test_page_over_https_and_wss(start_sluice, tmp_path):
+    """A CA made here (trustme), trusted in a fresh NSS store that only this Chromium uses: the
+    page loads over https and its fetch and WebSocket calls go to https:// and wss://."""
+    import trustme
+
+    certutil = shutil.which("certutil")
+    assert certutil, "certutil is missing: apt-get install -y libnss3-tools"
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    cert.private_key_pem.write_to_path(tmp_path / "key.pem")
+    (tmp_path / "chain.pem").write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    nssdb = tmp_path / "home" / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    subprocess.run([certutil, "-d", f"sql:{nssdb}", "-N", "--empty-password"], check=True)
+    subprocess.run([certutil, "-d", f"sql:{nssdb}", "-A", "-n", "sluice test CA", "-t", "C,,",
+                    "-i", str(tmp_path / "ca.pem")], check=True)
+
+    s = start_sluice("--pace-ms", "50", "--public-dir", str(PUBLIC),
+                     "--tls-cert", str(tmp_path / "chain.pem"), "--tls-key", str(tmp_path / "key.pem"))
+    driver = launch_browser(home=tmp_path / "home")
+    try:
+        open_page(driver, f"https://127.0.0.1:{s.http_port}/")
+        assert driver.execute_script("return location.protocol + window.isSecureContext") == "https:true"
+        assert attr(driver, "gateway", "value") == f"https://127.0.0.1:{s.http_port}"
+
+        type_into(driver, "sayhi-name", "ada")
+        click(driver, "sayhi-fetch")
+        wait(driver, lambda d: text(d, "sayhi-fetch-result") not in ("—", "calling…"), "the SayHi over https")
+        assert HI.match(text(driver, "sayhi-fetch-result")), text(driver, "sayhi-fetch-result")
+        click(driver, "sayhi-ws")
+        wait(driver, lambda d: ended(d, "sayhi", 0), "the SayHi over wss to end with code 0")
+        assert HI.match(text(driver, "sayhi-ws-result")), text(driver, "sayhi-ws-result")
+
+        type_into(driver, "list-value", 3)
+        click(driver, "list-start")
+        wait(driver, lambda d: ended(d, "list", 0), "the List over wss to end with code 0")
+        assert [int(r.get_attribute("data-value")) for r in items(driver, "list-item")] == list(range(3, 10))
+        # The port speaks only TLS, so those sessions were wss://; and every resource the page
+        # fetched (its modules, the SayHi fetch) was https://.
+        urls = driver.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name)")
+        assert all(u.startswith("https://") for u in urls), urls
+        shot(driver, "11-https-wss")
+    finally:
+        driver.quit()
