@@ -246,16 +246,21 @@ def test_route_and_data_answer_each_message(browser, gateway):
     shot(browser, "06-data", "data")
 
 
+def say_hi_both_ways(driver):
+    """The page's SayHi for "ada" over fetch, then over a WebSocket: both answer "hi ada---<time>"."""
+    type_into(driver, "sayhi-name", "ada")
+    click(driver, "sayhi-fetch")
+    wait(driver, lambda d: text(d, "sayhi-fetch-result") not in ("—", "calling…"), "the HTTP JSON SayHi")
+    assert HI.match(text(driver, "sayhi-fetch-result")), text(driver, "sayhi-fetch-result")
+
+    click(driver, "sayhi-ws")
+    wait(driver, lambda d: ended(d, "sayhi", 0), "the WebSocket SayHi to end with code 0")
+    assert HI.match(text(driver, "sayhi-ws-result")), text(driver, "sayhi-ws-result")
+
+
 def test_sayhi_over_fetch_and_websocket(browser, gateway):
     open_page(browser, page_url(gateway))
-    type_into(browser, "sayhi-name", "ada")
-    click(browser, "sayhi-fetch")
-    wait(browser, lambda d: text(d, "sayhi-fetch-result") not in ("—", "calling…"), "the HTTP JSON SayHi")
-    assert HI.match(text(browser, "sayhi-fetch-result")), text(browser, "sayhi-fetch-result")
-
-    click(browser, "sayhi-ws")
-    wait(browser, lambda d: ended(d, "sayhi", 0), "the WebSocket SayHi to end with code 0")
-    assert HI.match(text(browser, "sayhi-ws-result")), text(browser, "sayhi-ws-result")
+    say_hi_both_ways(browser)
     assert text(browser, "sayhi-status") == "0 OK"
     shot(browser, "07-sayhi", "sayhi")
 
@@ -370,13 +375,7 @@ def test_page_over_https_and_wss(start_sluice, tmp_path):
         assert driver.execute_script("return location.protocol + window.isSecureContext") == "https:true"
         assert attr(driver, "gateway", "value") == f"https://127.0.0.1:{s.http_port}"
 
-        type_into(driver, "sayhi-name", "ada")
-        click(driver, "sayhi-fetch")
-        wait(driver, lambda d: text(d, "sayhi-fetch-result") not in ("—", "calling…"), "the SayHi over https")
-        assert HI.match(text(driver, "sayhi-fetch-result")), text(driver, "sayhi-fetch-result")
-        click(driver, "sayhi-ws")
-        wait(driver, lambda d: ended(d, "sayhi", 0), "the SayHi over wss to end with code 0")
-        assert HI.match(text(driver, "sayhi-ws-result")), text(driver, "sayhi-ws-result")
+        say_hi_both_ways(driver)  # https:// and wss://: the port speaks only TLS
 
         type_into(driver, "list-value", 3)
         click(driver, "list-start")
