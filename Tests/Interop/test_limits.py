@@ -8,6 +8,8 @@ import time
 import pytest
 import websockets
 
+import sluice_fuzz as fz
+
 
 def http(port, raw, timeout=10):
     """Sends raw bytes on a new connection; returns everything the server sent before closing."""
@@ -78,7 +80,7 @@ def test_max_connections_applies_to_the_grpc_port_too(start_sluice, stubs):
         return stub.SayHi(stubs.hello_pb2.Request(name=name), timeout=5)
 
     def grpc_connections():
-        status, body = metrics(s.http_port)
+        status, body = fz.http_get(s.http_port, "/metrics")
         assert status == 200, status
         lines = [l for l in body.decode().splitlines() if l.startswith("sluice_connections_open") and 'transport="grpc"' in l]
         return int(float(lines[0].rsplit(" ", 1)[1])) if lines else 0
@@ -109,12 +111,6 @@ def test_max_connections_applies_to_the_grpc_port_too(start_sluice, stubs):
     finally:
         fresh.close()
         held[0].close()
-
-
-def metrics(port):
-    response = http(port, b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-    head, _, body = response.partition(b"\r\n\r\n")
-    return int(head.split(b" ")[1]), body
 
 
 def test_max_concurrent_rpcs_refuses_new_rpcs_on_every_transport(start_sluice):
