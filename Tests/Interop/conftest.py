@@ -39,6 +39,23 @@ def stubs(tmp_path_factory):
     return s
 
 
+def make_pki(folder, key_type=None):
+    """A test CA (trustme) and a certificate for 127.0.0.1 and localhost, written as PEM files in
+    `folder`; returns their paths ("ca", "chain", "key"). `key_type`: trustme's (ECDSA by default)."""
+    import trustme
+
+    kind = {} if key_type is None else {"key_type": key_type}
+    ca = trustme.CA(**kind)
+    cert = ca.issue_cert("127.0.0.1", "localhost", **kind)
+    paths = {"ca": folder / "ca.pem", "chain": folder / "chain.pem", "key": folder / "key.pem"}
+    ca.cert_pem.write_to_path(paths["ca"])
+    cert.private_key_pem.write_to_path(paths["key"])
+    with open(paths["chain"], "wb") as f:
+        for blob in cert.cert_chain_pems:
+            f.write(blob.bytes())
+    return paths
+
+
 class Sluice:
     """A running `sluice` process on loopback with OS-chosen ports."""
 

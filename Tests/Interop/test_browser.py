@@ -352,15 +352,11 @@ def test_cross_origin_page(browser, start_sluice, static_site):
 def test_page_over_https_and_wss(start_sluice, tmp_path):
     """A CA made here (trustme), trusted in a fresh NSS store that only this Chromium uses: the
     page loads over https and its fetch and WebSocket calls go to https:// and wss://."""
-    import trustme
+    from conftest import make_pki
 
     certutil = shutil.which("certutil")
     assert certutil, "certutil is missing: apt-get install -y libnss3-tools"
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
-    cert.private_key_pem.write_to_path(tmp_path / "key.pem")
-    (tmp_path / "chain.pem").write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    make_pki(tmp_path)
     nssdb = tmp_path / "home" / ".pki" / "nssdb"
     nssdb.mkdir(parents=True)
     subprocess.run([certutil, "-d", f"sql:{nssdb}", "-N", "--empty-password"], check=True)

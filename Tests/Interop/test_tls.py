@@ -7,21 +7,13 @@ import subprocess
 
 import grpc
 import pytest
-import trustme
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    folder = tmp_path_factory.mktemp("tls")
-    paths = {"ca": folder / "ca.pem", "chain": folder / "chain.pem", "key": folder / "key.pem"}
-    ca.cert_pem.write_to_path(paths["ca"])
-    cert.private_key_pem.write_to_path(paths["key"])
-    with open(paths["chain"], "wb") as f:
-        for blob in cert.cert_chain_pems:
-            f.write(blob.bytes())
-    return paths
+    from conftest import make_pki
+
+    return make_pki(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")
