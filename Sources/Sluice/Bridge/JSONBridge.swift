@@ -37,7 +37,7 @@ public struct JSONBridge: Sendable {
   func tag(_ metadata: inout Metadata) -> String? {
     guard self.callControl != nil else { return nil }
     let id = String(UInt64.random(in: .min ... .max), radix: 36)
-    metadata.addString(id, forKey: InProcessCallControl.metadataKey)
+    metadata.replaceOrAddString(id, forKey: InProcessCallControl.metadataKey)
     return id
   }
 

@@ -18,27 +18,37 @@ enum RequestMetadata {
       } else if name.hasPrefix("grpc-metadata-") {
         try Self.add(key: String(name.dropFirst("grpc-metadata-".count)), value: value, to: &metadata)
       } else if name == "grpc-timeout" {
-        guard let parsed = Self.parseGRPCTimeout(value) else {
-          throw RPCError(code: .invalidArgument, message: "invalid grpc-timeout header \"\(value)\"")
-        }
+        guard let parsed = GRPCTimeout.parse(value) else { throw GRPCTimeout.invalid(value) }
         timeout = parsed
       }
     }
     return (metadata, timeout)
   }
 
-  /// Adds the members of a `$metadata` object: `{"k":"v"}` or `{"k":["v1","v2"]}`.
-  static func add(_ object: JSONObject, to metadata: inout Metadata) throws(RPCError) {
+  /// Adds the members of a `$metadata` object: `{"k":"v"}` or `{"k":["v1","v2"]}`, at most
+  /// `maxBytes` of keys and values in all (the HTTP port's `--max-header-bytes`).
+  static func add(_ object: JSONObject, to metadata: inout Metadata, maxBytes: Int) throws(RPCError) {
+    var bytes = 0
+    func add(key: String, value: String) throws(RPCError) {
+      bytes += key.utf8.count + value.utf8.count
+      guard bytes <= maxBytes else {
+        throw RPCError(
+          code: .resourceExhausted,
+          message: "$metadata is larger than the \(maxBytes)-byte limit (--max-header-bytes)"
+        )
+      }
+      try Self.add(key: key.lowercased(), value: value, to: &metadata)
+    }
     for (key, value) in object.members {
       switch value {
       case .string(let string):
-        try Self.add(key: key.lowercased(), value: string, to: &metadata)
+        try add(key: key, value: string)
       case .array(let values):
         for value in values {
           guard case .string(let string) = value else {
             throw RPCError(code: .invalidArgument, message: "$metadata.\(key) must hold strings")
           }
-          try Self.add(key: key.lowercased(), value: string, to: &metadata)
+          try add(key: key, value: string)
         }
       default:
         throw RPCError(code: .invalidArgument, message: "$metadata.\(key) must be a string or an array of strings")
@@ -56,24 +66,14 @@ enum RequestMetadata {
     return .nanoseconds(Int64(min(milliseconds, 1e12) * 1_000_000))
   }
 
-  /// The gRPC wire format of a timeout: up to 8 digits and a unit (H, M, S, m, u, n).
-  static func parseGRPCTimeout(_ text: String) -> Duration? {
-    guard let unit = text.last, text.count >= 2, text.count <= 9,
-      let amount = Int64(text.dropLast()), amount >= 0
-    else { return nil }
-    switch unit {
-    case "H": return .seconds(amount * 3600)
-    case "M": return .seconds(amount * 60)
-    case "S": return .seconds(amount)
-    case "m": return .milliseconds(amount)
-    case "u": return .microseconds(amount)
-    case "n": return .nanoseconds(amount)
-    default: return nil
-    }
-  }
-
   private static func add(key: String, value: String, to metadata: inout Metadata) throws(RPCError) {
-    guard !key.isEmpty, !StatusJSON.isReserved(key) else {
+    guard MetadataKeys.isValid(key) else {
+      throw RPCError(
+        code: .invalidArgument,
+        message: "metadata key \"\(key)\" is not valid: gRPC metadata keys are made of 0-9 a-z _ . -"
+      )
+    }
+    guard !MetadataKeys.isReservedInRequests(key) else {
       throw RPCError(code: .invalidArgument, message: "metadata key \"\(key)\" is reserved")
     }
     if key.hasSuffix("-bin") {
@@ -82,6 +82,12 @@ enum RequestMetadata {
       }
       metadata.addBinary(Array(bytes), forKey: key)
     } else {
+      guard value.utf8.allSatisfy({ (0x20...0x7E).contains($0) }) else {
+        throw RPCError(
+          code: .invalidArgument,
+          message: "metadata \(key): text values are printable ASCII (binary values go in keys ending in -bin)"
+        )
+      }
       metadata.addString(value, forKey: key)
     }
   }

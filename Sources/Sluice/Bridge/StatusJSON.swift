@@ -28,7 +28,7 @@ enum StatusJSON {
   static func json(_ metadata: Metadata) -> JSONObject {
     var keys: [String] = []
     var values: [String: [JSONValue]] = [:]
-    for (key, value) in metadata where !Self.isReserved(key) {
+    for (key, value) in metadata where !MetadataKeys.isFraming(key) {
       let text: String
       switch value {
       case .string(let string): text = string
@@ -38,12 +38,6 @@ enum StatusJSON {
       values[key, default: []].append(.string(text))
     }
     return JSONObject(keys.map { (key: $0, value: .array(values[$0]!)) })
-  }
-
-  /// Keys that belong to HTTP/2 or gRPC framing rather than to the application.
-  static func isReserved(_ key: String) -> Bool {
-    key.hasPrefix(":") || key.hasPrefix("grpc-") || key == "content-type" || key == "te"
-      || key == "user-agent"
   }
 }
 

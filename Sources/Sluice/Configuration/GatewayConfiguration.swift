@@ -71,6 +71,64 @@ public struct GatewayConfiguration: Sendable {
   /// reading) before it is closed and its RPC cancelled.
   public var sendTimeout: Duration
 
+  /// How long one request message may take to arrive once it has begun: an HTTP request body
+  /// (from its head), an NDJSON line, a WebSocket message's frames and fragments. A client that
+  /// trickles a message in is answered 408 (HTTP) or `DEADLINE_EXCEEDED` (WebSocket) and closed.
+  public var bodyTimeout: Duration
+
+  /// The most bytes of unfinished request messages (bodies, NDJSON lines, WebSocket frames and
+  /// fragments still arriving) held over every connection at once; a message that would go past
+  /// it is refused with `RESOURCE_EXHAUSTED` (HTTP 503), so slow uploads cannot exhaust memory.
+  public var maxBufferedRequestBytes: Int
+
+  /// Host names (`Host` header, without port) that a browser page may use to reach the gateway
+  /// when no Origin allow list is set, besides its bind address, `localhost`, `127.0.0.1` and
+  /// `[::1]`. Guards the same-origin rule against DNS rebinding.
+  public var allowedHosts: [String]
+
+  /// Whether server-streaming methods answer `GET ?request=` (for `EventSource`). Such a GET is a
+  /// "simple" cross-site request: any page can make a visitor's browser send one (its answer is
+  /// not readable across origins, but the RPC runs).
+  public var allowGetCalls: Bool
+
+  /// The native gRPC port's HTTP/2 and connection management settings.
+  public var grpc: GRPCPort
+
+  /// The native gRPC port's HTTP/2 and connection management settings.
+  public struct GRPCPort: Sendable {
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`, advertised on every connection (grpc-go's server:
+    /// 2^32 − 1; `--max-concurrent-rpcs` still bounds the gateway as a whole).
+    public var maxConcurrentStreams: Int
+    /// A connection with no open stream for this long gets GOAWAY and is closed; nil never.
+    public var maxConnectionIdle: Duration?
+    /// A connection older than this gets GOAWAY (its open streams go on); nil never.
+    public var maxConnectionAge: Duration?
+    /// How long streams may go on after the age GOAWAY before the connection is closed; nil
+    /// for as long as they last.
+    public var maxConnectionAgeGrace: Duration?
+
+    /// Creates the settings; `defaults` has every value `sluice` runs with.
+    public init(
+      maxConcurrentStreams: Int,
+      maxConnectionIdle: Duration?,
+      maxConnectionAge: Duration?,
+      maxConnectionAgeGrace: Duration?
+    ) {
+      self.maxConcurrentStreams = maxConcurrentStreams
+      self.maxConnectionIdle = maxConnectionIdle
+      self.maxConnectionAge = maxConnectionAge
+      self.maxConnectionAgeGrace = maxConnectionAgeGrace
+    }
+
+    /// The defaults: grpc-go's stream limit, 5 minutes of idleness, no age limit.
+    public static let defaults = GRPCPort(
+      maxConcurrentStreams: Int(UInt32.max),
+      maxConnectionIdle: .seconds(300),
+      maxConnectionAge: nil,
+      maxConnectionAgeGrace: nil
+    )
+  }
+
   /// PEM files for TLS on both ports (`https`/`wss` and gRPC over TLS with ALPN h2); `nil` serves
   /// plaintext.
   public var tls: TLSFiles?
@@ -109,6 +167,11 @@ public struct GatewayConfiguration: Sendable {
     handshakeTimeout: Duration = .seconds(10),
     idleTimeout: Duration = .seconds(60),
     sendTimeout: Duration = .seconds(60),
+    bodyTimeout: Duration = .seconds(30),
+    maxBufferedRequestBytes: Int = 256 << 20,
+    allowedHosts: [String] = [],
+    allowGetCalls: Bool = true,
+    grpc: GRPCPort = .defaults,
     tls: TLSFiles? = nil
   ) {
     self.host = host
@@ -130,11 +193,19 @@ public struct GatewayConfiguration: Sendable {
     self.handshakeTimeout = handshakeTimeout
     self.idleTimeout = idleTimeout
     self.sendTimeout = sendTimeout
+    self.bodyTimeout = bodyTimeout
+    self.maxBufferedRequestBytes = maxBufferedRequestBytes
+    self.allowedHosts = allowedHosts
+    self.allowGetCalls = allowGetCalls
+    self.grpc = grpc
     self.tls = tls
   }
 }
 
 extension GatewayConfiguration {
+  /// The deepest `maxJSONDepth` allowed: the codec reads nested JSON recursively.
+  public static let maximumJSONDepth = 500
+
   /// Whether `allowedOrigins` is an allow list proper: set, and without `*`.
   public var hasOriginAllowList: Bool {
     !self.allowedOrigins.isEmpty && !self.allowedOrigins.contains("*")

@@ -1,3 +1,4 @@
+internal import Crypto
 internal import Foundation
 public import GRPCCore
 
@@ -6,14 +7,16 @@ public import GRPCCore
 ///
 /// It sits on both servers, so it covers every transport in one place: native gRPC, and the
 /// WebSocket and HTTP JSON front ends (whose headers, `$metadata` and `bearer.` subprotocol become
-/// the same request metadata). Tokens are compared in constant time and never logged.
+/// the same request metadata); the HTTP port's `/metrics` asks it too. Tokens are never logged,
+/// and compared by their SHA-256 digests in constant time, so that neither a token's bytes nor its
+/// length show in how long a refusal takes.
 public struct BearerAuthenticator: ServerInterceptor {
-  private let tokens: [[UInt8]]
+  private let digests: [SHA256.Digest]
 
   /// Creates an authenticator; `tokens` must not be empty.
   public init(tokens: some Sequence<String>) {
-    self.tokens = tokens.map { Array($0.utf8) }
-    precondition(!self.tokens.isEmpty, "BearerAuthenticator needs at least one token")
+    self.digests = tokens.map { SHA256.hash(data: Array($0.utf8)) }
+    precondition(!self.digests.isEmpty, "BearerAuthenticator needs at least one token")
   }
 
   /// Reads tokens: one per line (or separated by commas), blank lines and lines starting with
@@ -32,28 +35,25 @@ public struct BearerAuthenticator: ServerInterceptor {
     guard let header = request.metadata[stringValues: "authorization"].first(where: { _ in true }) else {
       throw RPCError(code: .unauthenticated, message: "this gateway requires authorization: Bearer <token>")
     }
-    guard self.isAllowed(header) else {
+    guard self.allows(authorization: header) else {
       throw RPCError(code: .unauthenticated, message: "the bearer token is not valid")
     }
     return try await next(request, context)
   }
 
-  private func isAllowed(_ header: String) -> Bool {
+  /// Whether an `Authorization` header value carries one of the tokens.
+  func allows(authorization header: String?) -> Bool {
     let scheme = "bearer "
-    guard header.utf8.count > scheme.utf8.count, header.lowercased().hasPrefix(scheme) else { return false }
-    let presented = Array(header.utf8.dropFirst(scheme.utf8.count))
-    // Every token is compared in full, whatever matched, so timing tells nothing about tokens.
+    guard let header, header.utf8.count > scheme.utf8.count, header.lowercased().hasPrefix(scheme) else {
+      return false
+    }
+    let presented = SHA256.hash(data: Array(header.utf8.dropFirst(scheme.utf8.count)))
+    // Every digest is compared in full, whatever matched (swift-crypto's digest equality is
+    // constant-time), so timing tells nothing about the tokens.
     var allowed = false
-    for token in self.tokens {
-      allowed = Self.constantTimeEqual(token, presented) || allowed
+    for digest in self.digests {
+      allowed = (digest == presented) || allowed
     }
     return allowed
-  }
-
-  private static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-    guard a.count == b.count else { return false }
-    var difference: UInt8 = 0
-    for (x, y) in zip(a, b) { difference |= x ^ y }
-    return difference == 0
   }
 }

@@ -2,8 +2,11 @@ public import GRPCCore
 
 /// A debugging aid (`sluice --echo-metadata`): every RPC's response headers repeat the request
 /// metadata that reached the service, as `echo-<key>`. It shows what a browser, curl or websocat
-/// call really carries after the front end's translation.
+/// call really carries after the front end's translation. Credentials (`authorization`,
+/// `proxy-authorization`, `cookie`) are never echoed.
 public struct MetadataEcho: ServerInterceptor {
+  private static let credentials: Set<String> = ["authorization", "proxy-authorization", "cookie"]
+
   /// Creates the interceptor.
   public init() {}
 
@@ -14,7 +17,8 @@ public struct MetadataEcho: ServerInterceptor {
   ) async throws -> StreamingServerResponse<Output> {
     var response = try await next(request, context)
     if case .success(var contents) = response.accepted {
-      for (key, value) in request.metadata where !key.hasPrefix(":") && !key.hasPrefix("grpc-") {
+      for (key, value) in request.metadata
+      where !key.hasPrefix(":") && !key.hasPrefix("grpc-") && !Self.credentials.contains(key) {
         switch value {
         case .string(let string): contents.metadata.addString(string, forKey: "echo-\(key)")
         case .binary(let bytes): contents.metadata.addBinary(bytes, forKey: "echo-\(key)")

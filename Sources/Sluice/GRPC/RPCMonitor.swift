@@ -47,6 +47,13 @@ public final class RPCMonitor: ServerInterceptor {
 
     var request = request
     request.metadata.removeAllValues(forKey: Self.transportKey)  // the gateway's own, not the service's
+    if call.transport == .grpc {
+      // A network client's keys in the gateway's own namespace are forgeries: drop them (the JSON
+      // front ends refuse them outright, with INVALID_ARGUMENT).
+      for key in Set(request.metadata.map(\.key)) where key.hasPrefix(MetadataKeys.gatewayPrefix) {
+        request.metadata.removeAllValues(forKey: key)
+      }
+    }
     request.messages = RPCAsyncSequence(wrapping: CountingSequence(base: request.messages, count: call.received))
 
     return try await .observingEnd(

@@ -1,4 +1,5 @@
 internal import GRPCCore
+internal import Synchronization
 
 extension StreamingServerResponse {
   /// The same response with its producer run inside `wrapper`; a rejected RPC is left as it is.
@@ -43,15 +44,39 @@ extension StreamingServerResponse {
       ended(error)
       return response
     }
+    let end = EndOnce(ended)
     return response.wrappingProducer { base, producer in
       do {
         let trailers = try await producer(writer(base))
-        ended(nil)
+        end(nil)
         return trailers
       } catch {
-        ended(error)
+        end(error)
         throw error
       }
+    }
+  }
+}
+
+/// Calls `ended` once: when told to, or, failing that, when the last reference goes. grpc-swift
+/// drops an accepted response without running its producer when the stream closed before the
+/// response headers could be written (a client that resets right after its request); the
+/// producer closure, and this object with it, is then released unrun, and that is the RPC's end.
+private final class EndOnce: Sendable {
+  private let ended: @Sendable ((any Error)?) -> Void
+  private let done = Atomic<Bool>(false)
+
+  init(_ ended: @escaping @Sendable ((any Error)?) -> Void) {
+    self.ended = ended
+  }
+
+  func callAsFunction(_ error: (any Error)?) {
+    if !self.done.exchange(true, ordering: .acquiringAndReleasing) { self.ended(error) }
+  }
+
+  deinit {
+    if !self.done.load(ordering: .acquiring) {
+      self.ended(RPCError(code: .cancelled, message: "the client went away before the response began"))
     }
   }
 }

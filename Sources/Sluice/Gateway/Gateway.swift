@@ -3,6 +3,8 @@ internal import GRPCInProcessTransport
 internal import GRPCNIOTransportHTTP2Posix
 public import Logging
 internal import NIOCore
+internal import NIOHTTP2
+internal import NIOSSL
 internal import ServiceLifecycle
 internal import SluiceCodec
 internal import SluiceProtos
@@ -50,23 +52,26 @@ public final class Gateway: Sendable {
     let services = HostedServices.make(configuration: configuration, logger: logger)
     let grpcConnections = ConnectionCounter(limit: configuration.maxConnections)
     let metrics = self.metrics
+    // TLS on the gRPC port is Sluice's own handler, first in each connection's pipeline, so that
+    // both ports share one TLS policy (the transport's own TLS cannot restrict cipher suites).
+    let grpcTLS = try configuration.tls.map { try TLSServerContext.make($0, applicationProtocols: ["h2", "grpc-exp"]) }
+    let handshakeTimeout = TimeAmount(configuration.handshakeTimeout)
     self.grpcTransport = HTTP2ServerTransport.Posix(
       address: Self.bindAddress(host: configuration.host, port: configuration.grpcPort),
-      transportSecurity: configuration.tls.map { files in
-        .tls(
-          certificateChain: [.file(path: files.certificateChainPath, format: .pem)],
-          privateKey: .file(path: files.privateKeyPath, format: .pem)
-        )
-      } ?? .plaintext,
+      transportSecurity: .plaintext,
       config: .defaults { config in
         // Keepalive: accept client pings at any rate. grpc-swift counts pings that arrive while it
         // writes long responses as strikes and closes the connection (grpc/grpc-swift-2#5);
         // swift-nio-http2 still caps PING/SETTINGS frames at 200 per 30 s per connection.
         config.connection.keepalive.clientBehavior = .init(minPingIntervalWithoutCalls: .zero, allowWithoutCalls: true)
-        // Count connections for /metrics and refuse those past `--max-connections`: the transport
-        // has no limit of its own, and this callback is its only hook on accepted connections. A
-        // refused client sees its connection closed (UNAVAILABLE) and retries with backoff.
+        config.connection.maxIdleTime = configuration.grpc.maxConnectionIdle
+        config.connection.maxAge = configuration.grpc.maxConnectionAge
+        config.connection.maxGraceTime = configuration.grpc.maxConnectionAgeGrace
+        config.http2.maxConcurrentStreams = configuration.grpc.maxConcurrentStreams
         config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
+          // Count connections for /metrics and refuse those past `--max-connections`: the
+          // transport has no limit of its own, and this callback is its only hook on accepted
+          // connections. A refused client sees its connection closed (UNAVAILABLE) and retries.
           guard grpcConnections.admit(channel) else {
             channel.close(promise: nil)  // failing the future alone left it open (grpcio waited out its deadline)
             return channel.eventLoop.makeFailedFuture(
@@ -74,7 +79,21 @@ public final class Gateway: Sendable {
           }
           metrics.connectionOpened(.grpc)
           channel.closeFuture.whenComplete { _ in metrics.connectionClosed(.grpc) }
-          return channel.eventLoop.makeSucceededVoidFuture()
+          return channel.eventLoop.makeCompletedFuture {
+            let pipeline = channel.pipeline.syncOperations
+            if let grpcTLS { try pipeline.addHandler(NIOSSLServerHandler(context: grpcTLS), position: .first) }
+            // The preface and the client's SETTINGS within --handshake-timeout: the transport's
+            // only timer is keepalive (2 h), so silent sockets could otherwise fill the port.
+            try pipeline.addHandler(
+              HandshakeTimeout<HTTP2Frame>(timeout: handshakeTimeout) { _ in true },
+              position: .after(try pipeline.handler(type: NIOHTTP2Handler.self))
+            )
+          }
+        }
+        config.channelDebuggingCallbacks.onAcceptHTTP2Stream = { stream in
+          stream.eventLoop.makeCompletedFuture {
+            try stream.pipeline.syncOperations.addHandler(GRPCRequestFilter(logger: logger), position: .first)
+          }
         }
       }
     )

@@ -9,11 +9,17 @@ enum CORS {
   /// How long a browser may cache a preflight answer, in seconds.
   static let maxAge = "600"
 
-  /// Headers for an answer to a request from `origin` (none when the request has no Origin).
+  /// Headers for an answer to a request from `origin`: `Vary: Origin` always (whether the answer
+  /// is allowed across origins depends on it, so caches must keep answers apart), and the allowed
+  /// origin when the request has one.
   static func headers(origin: String?) -> HTTPHeaders {
-    guard let origin else { return [:] }
+    guard let origin else { return ["Vary": "Origin"] }
     return ["Access-Control-Allow-Origin": origin, "Vary": "Origin"]
   }
+
+  /// Tells browsers to take a response's `Content-Type` as given, never to sniff another (a JSON
+  /// error body or a file rendered as HTML).
+  static let noSniff = (name: "X-Content-Type-Options", value: "nosniff")
 
   /// The answer to a preflight (`OPTIONS` with `Access-Control-Request-Method`): every request
   /// header is allowed, because any `grpc-metadata-<key>` header is metadata.

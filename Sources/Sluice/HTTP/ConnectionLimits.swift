@@ -68,17 +68,24 @@ final class RefuseConnection: ChannelInboundHandler {
   }
 }
 
-/// Closes a connection whose first request head has not arrived within `timeout` (slowloris
-/// clients that trickle a handshake in); removes itself once the head is in.
-final class RequestHeadTimeout: ChannelInboundHandler, RemovableChannelHandler {
-  typealias InboundIn = HTTPServerRequestPart
-  typealias InboundOut = HTTPServerRequestPart
+/// Closes a connection whose handshake has not arrived within `timeout`, then leaves the
+/// pipeline: on the HTTP port the first request head (slowloris clients that trickle a handshake
+/// in), on the gRPC port the first HTTP/2 frame after the connection preface (sockets that never
+/// speak).
+final class HandshakeTimeout<Part>: ChannelInboundHandler, RemovableChannelHandler {
+  typealias InboundIn = Part
+  typealias InboundOut = Part
 
   private let timeout: TimeAmount
+  private let completes: (Part) -> Bool
   private var deadline: Scheduled<Void>?
 
-  init(timeout: TimeAmount) {
+  /// - Parameters:
+  ///   - timeout: How long the handshake may take.
+  ///   - completes: Whether an inbound part completes the handshake.
+  init(timeout: TimeAmount, completes: @escaping (Part) -> Bool) {
     self.timeout = timeout
+    self.completes = completes
   }
 
   func handlerAdded(context: ChannelHandlerContext) {
@@ -90,12 +97,21 @@ final class RequestHeadTimeout: ChannelInboundHandler, RemovableChannelHandler {
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-    let isHead: Bool
-    if case .head = Self.unwrapInboundIn(data) { isHead = true } else { isHead = false }
+    let completed = self.completes(Self.unwrapInboundIn(data))
     context.fireChannelRead(data)
-    if isHead {
+    if completed {
       self.deadline?.cancel()
       context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+  }
+}
+
+extension HandshakeTimeout where Part == HTTPServerRequestPart {
+  /// The HTTP port's: the first request head must arrive in time.
+  convenience init(timeout: TimeAmount) {
+    self.init(timeout: timeout) { part in
+      if case .head = part { return true }
+      return false
     }
   }
 }
@@ -145,10 +161,16 @@ extension ChannelHandlerContext {
 }
 
 extension TimeAmount {
-  /// The same span as a NIO time amount.
+  /// The same span as a NIO time amount, saturating at about 292 years either way.
   init(_ duration: Duration) {
     let (seconds, attoseconds) = duration.components
-    self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    let (nanoseconds, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+    guard !overflow else {
+      self = .nanoseconds(seconds < 0 ? .min : .max)
+      return
+    }
+    let (total, overflowAgain) = nanoseconds.addingReportingOverflow(attoseconds / 1_000_000_000)
+    self = .nanoseconds(overflowAgain ? (seconds < 0 ? .min : .max) : total)
   }
 }
 

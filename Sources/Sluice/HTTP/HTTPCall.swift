@@ -23,6 +23,10 @@ struct HTTPCall {
   let configuration: GatewayConfiguration
   /// CORS headers for the answer (empty for same-origin and non-browser clients).
   let corsHeaders: HTTPHeaders
+  /// The connection's event loop, for the `--body-timeout` timers.
+  let eventLoop: any EventLoop
+  /// The gateway-wide `--max-buffered-request-bytes`.
+  let budget: RequestByteBudget
   let metrics: GatewayMetrics
   let logger: Logger
 
@@ -57,11 +61,13 @@ struct HTTPCall {
 
   /// The HTTP methods this RPC answers: POST, or PUT (what `curl -T` sends); GET only for
   /// server-streaming methods (for `EventSource`).
-  static func allowedMethods(for method: SluiceCodec.MethodDescriptor) -> [HTTPMethod] {
-    method.kind == .serverStreaming ? [.GET, .POST, .PUT, .OPTIONS] : [.POST, .PUT, .OPTIONS]
+  static func allowedMethods(for method: SluiceCodec.MethodDescriptor, allowGet: Bool) -> [HTTPMethod] {
+    method.kind == .serverStreaming && allowGet ? [.GET, .POST, .PUT, .OPTIONS] : [.POST, .PUT, .OPTIONS]
   }
 
-  var allowedMethods: [HTTPMethod] { Self.allowedMethods(for: self.method) }
+  var allowedMethods: [HTTPMethod] {
+    Self.allowedMethods(for: self.method, allowGet: self.configuration.allowGetCalls)
+  }
 
   /// Media types accepted as JSON request bodies: curl's `-d` default and `fetch`'s default for a
   /// string body (which needs no CORS preflight) are accepted too.
@@ -223,9 +229,11 @@ struct HTTPCall {
     }
   }
 
-  /// 413 for a request that is too large; the standard mapping otherwise.
+  /// 413 for a request that is too large, 408 for one that did not arrive in time (the only
+  /// deadline before the RPC runs is `--body-timeout`); the standard mapping otherwise.
   private func status(for error: RPCError) -> HTTPResponseStatus? {
-    error.code == .resourceExhausted && error.message.hasPrefix(Self.tooLargePrefix) ? .payloadTooLarge : nil
+    if error.code == .deadlineExceeded { return .requestTimeout }
+    return error.code == .resourceExhausted && error.message.hasPrefix(Self.tooLargePrefix) ? .payloadTooLarge : nil
   }
 
   private static let tooLargePrefix = "request too large: "
@@ -270,6 +278,12 @@ struct HTTPCall {
     _ parts: AsyncChannel<HTTPServerRequestPart>,
     allowEmpty: Bool = false
   ) async throws(RPCError) -> ByteBuffer? {
+    let deadline = BodyDeadline(in: self.configuration.bodyTimeout, on: self.eventLoop, parts: parts)
+    var held = 0
+    defer {
+      deadline.cancel()
+      self.budget.release(held)
+    }
     var body = ByteBuffer()
     for await part in parts {
       switch part {
@@ -278,6 +292,8 @@ struct HTTPCall {
         guard body.readableBytes + chunk.readableBytes <= self.configuration.maxMessageBytes else {
           throw self.tooLarge("the request body")
         }
+        guard self.budget.reserve(chunk.readableBytes) else { throw self.budget.exhausted }
+        held += chunk.readableBytes
         body.writeBuffer(&chunk)
       case .end:
         guard body.readableBytes > 0 || allowEmpty else {
@@ -288,6 +304,7 @@ struct HTTPCall {
         throw RPCError(code: .invalidArgument, message: "a request head arrived inside a body")
       }
     }
+    if deadline.hasExpired { throw bodyTimedOut("the request body", after: self.configuration.bodyTimeout) }
     return nil
   }
 
@@ -316,12 +333,35 @@ struct HTTPCall {
       }
     }
 
+    // An unfinished line is held to `--body-timeout` from its first byte and to the budget.
+    var deadline: BodyDeadline?
+    var held = 0
+    defer {
+      deadline?.cancel()
+      self.budget.release(held)
+    }
     do throws(RPCError) {
       for await part in parts {
         switch part {
         case .body(let chunk):
           self.metrics.bytes(.http, .in, count: chunk.readableBytes)
-          for line in try self.lines(&lines, chunk) { try await send(line) }
+          let completed = try self.lines(&lines, chunk)
+          let pending = lines.pendingBytes
+          if pending > held {
+            guard self.budget.reserve(pending - held) else { throw self.budget.exhausted }
+          } else {
+            self.budget.release(held - pending)
+          }
+          held = pending
+          if !completed.isEmpty || pending == 0 {
+            deadline?.cancel()
+            deadline = nil
+          }
+          // Lines first: the wait while the service takes them is not the client's to pay for.
+          for line in completed { try await send(line) }
+          if pending > 0, deadline == nil {
+            deadline = BodyDeadline(in: self.configuration.bodyTimeout, on: self.eventLoop, parts: parts)
+          }
         case .end:
           if let last = lines.finish() { try await send(last) }
           requests.finish()
@@ -330,6 +370,9 @@ struct HTTPCall {
           throw RPCError(code: .invalidArgument, message: "a request head arrived inside a body")
         }
         if Task.isCancelled { return .stopped }
+      }
+      if deadline?.hasExpired == true {
+        throw bodyTimedOut("an NDJSON line", after: self.configuration.bodyTimeout)
       }
       return Task.isCancelled ? .stopped : .gone
     } catch {

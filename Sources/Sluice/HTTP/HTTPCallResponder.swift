@@ -172,6 +172,7 @@ final class HTTPCallResponder: Sendable {
   private func head(_ status: HTTPResponseStatus, metadata: Metadata, keepAlive: Bool) -> HTTPResponseHead {
     var headers = self.baseHeaders
     headers.add(name: "Content-Type", value: self.framing.contentType)
+    headers.add(name: CORS.noSniff.name, value: CORS.noSniff.value)
     if self.framing != .json {
       headers.add(name: "Cache-Control", value: "no-cache")
     }

@@ -17,6 +17,9 @@ struct HTTPConnection {
   let configuration: GatewayConfiguration
   let originPolicy: OriginPolicy
   let staticFiles: StaticFiles?
+  let budget: RequestByteBudget
+  /// `--require-bearer`'s check, which `/metrics` passes too.
+  let authenticator: BearerAuthenticator?
   let metrics: GatewayMetrics
   let logger: Logger
 
@@ -39,7 +42,8 @@ struct HTTPConnection {
             if part == nil { part = await self.nextPart(of: parts, on: channel.channel) }
             guard case .head(let head) = part else { break }  // closed, or a stray part
             guard idle.startResponse() else { break }
-            let outcome = try await self.respond(to: head, parts: parts, outbound: outbound, allocator: allocator)
+            let outcome = try await self.respond(
+              to: head, parts: parts, outbound: outbound, allocator: allocator, eventLoop: channel.channel.eventLoop)
             readAhead = outcome.readAhead
             // Skip what is left of a request answered without reading it all, so that a client
             // still sending it reads the answer rather than a reset connection.
@@ -59,7 +63,8 @@ struct HTTPConnection {
     to head: HTTPRequestHead,
     parts: AsyncChannel<HTTPServerRequestPart>,
     outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>,
-    allocator: ByteBufferAllocator
+    allocator: ByteBufferAllocator,
+    eventLoop: any EventLoop
   ) async throws -> HTTPCall.Outcome {
     let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "")
     let origin = head.headers.first(name: "Origin")
@@ -70,14 +75,8 @@ struct HTTPConnection {
       return closing
     }
 
-    guard self.originPolicy.allows(origin: origin, host: head.headers.first(name: "Host")) else {
-      return try await answer(
-        HTTPStatusResponse(
-          .forbidden,
-          code: .permissionDenied,
-          message: "origin \(origin ?? "") is not allowed (--allowed-origin)"
-        )
-      )
+    if let refusal = self.originPolicy.refusal(head.headers) {
+      return try await answer(refusal)
     }
     let cors = CORS.headers(origin: origin)
     let method = self.bridge.registry.method(path: path)
@@ -85,7 +84,10 @@ struct HTTPConnection {
     switch head.method {
     case .OPTIONS:
       var headers = CORS.preflightHeaders(origin: origin, request: head.headers)
-      let allowed = method.map { HTTPCall.allowedMethods(for: $0).map { "\($0)" } } ?? ["GET", "HEAD", "OPTIONS"]
+      var allowed = ["GET", "HEAD", "OPTIONS"]
+      if let method {
+        allowed = HTTPCall.allowedMethods(for: method, allowGet: self.configuration.allowGetCalls).map { "\($0)" }
+      }
       headers.add(name: "Allow", value: allowed.joined(separator: ", "))
       headers.add(name: "Content-Length", value: "0")
       try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .noContent, headers: headers)))
@@ -99,14 +101,31 @@ struct HTTPConnection {
         path: path,
         configuration: self.configuration,
         corsHeaders: cors,
+        eventLoop: eventLoop,
+        budget: self.budget,
         metrics: self.metrics,
         logger: self.logger
       )
       return try await call.serve(parts: parts, outbound: outbound, allocator: allocator, keepAlive: head.isKeepAlive)
     case .GET where path == "/metrics":
+      if let authenticator = self.authenticator,
+        !authenticator.allows(authorization: head.headers.first(name: "Authorization"))
+      {
+        var headers = cors
+        headers.add(name: "WWW-Authenticate", value: "Bearer")
+        return try await answer(
+          HTTPStatusResponse(
+            .unauthorized,
+            code: .unauthenticated,
+            message: "/metrics requires authorization: Bearer <token> (--require-bearer)",
+            headers: headers
+          )
+        )
+      }
       let body = self.metrics.exposition()
       var headers = cors
       headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
+      headers.add(name: CORS.noSniff.name, value: CORS.noSniff.value)
       headers.add(name: "Content-Length", value: "\(body.count)")
       try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)))
       try await outbound.write(.body(.byteBuffer(allocator.buffer(bytes: body))))
@@ -119,6 +138,7 @@ struct HTTPConnection {
       }
       var headers = cors
       headers.add(name: "Content-Type", value: file.contentType)
+      headers.add(name: CORS.noSniff.name, value: CORS.noSniff.value)
       headers.add(name: "Content-Length", value: "\(file.body.readableBytes)")
       headers.add(name: "Cache-Control", value: "no-cache")
       try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)))

@@ -26,6 +26,8 @@ final class HTTPFrontEnd: Service {
   private let metrics: GatewayMetrics
   private let logger: Logger
   private let boundPort = BoundPort()
+  private let budget: RequestByteBudget
+  private let authenticator: BearerAuthenticator?
 
   enum Upgrade: Sendable {
     case webSocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, HTTPRequestHead)
@@ -36,8 +38,14 @@ final class HTTPFrontEnd: Service {
     self.metrics = metrics
     self.bridge = bridge
     self.configuration = configuration
-    self.originPolicy = OriginPolicy(allowedOrigins: configuration.allowedOrigins)
+    self.originPolicy = OriginPolicy(
+      allowedOrigins: configuration.allowedOrigins,
+      allowedHosts: configuration.allowedHosts,
+      usesTLS: configuration.tls != nil
+    )
     self.logger = logger
+    self.budget = RequestByteBudget(limit: configuration.maxBufferedRequestBytes)
+    self.authenticator = configuration.bearerTokens.map { BearerAuthenticator(tokens: $0) }
   }
 
   /// The bound port, once listening.
@@ -61,7 +69,11 @@ final class HTTPFrontEnd: Service {
     let handshakeTimeout = TimeAmount(self.configuration.handshakeTimeout)
     let sendTimeout = TimeAmount(self.configuration.sendTimeout)
     let maxHeaderBytes = self.configuration.maxHeaderBytes
-    let tlsContext = try self.configuration.tls.map { try Self.tlsContext($0) }
+    let (bodyTimeout, budget) = (self.configuration.bodyTimeout, self.budget)
+    // HTTP/1.1 only: WebSocket needs it.
+    let tlsContext = try self.configuration.tls.map {
+      try TLSServerContext.make($0, applicationProtocols: ["http/1.1"])
+    }
     let server = try await ServerBootstrap(group: .singletonMultiThreadedEventLoopGroup)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
       // A client that stops reading holds at most this much unsent data in the kernel; past it the
@@ -95,7 +107,14 @@ final class HTTPFrontEnd: Service {
                 _ = channel.pipeline.syncOperations.removeHandler(originGuard)
                 let errorHandler = try channel.pipeline.syncOperations.handler(type: HTTPProtocolErrorHandler.self)
                 _ = channel.pipeline.syncOperations.removeHandler(errorHandler)
+                let messageGuard = WebSocketMessageGuard(bodyTimeout: bodyTimeout, budget: budget)
+                try channel.pipeline.syncOperations.addHandler(
+                  messageGuard.bytes,
+                  position: .before(
+                    try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self))
+                )
                 try channel.pipeline.syncOperations.addHandler(WebSocketFrameValidator())
+                try channel.pipeline.syncOperations.addHandler(messageGuard.frames)
                 try channel.pipeline.syncOperations.addHandler(
                   NIOWebSocketFrameAggregator(
                     minNonFinalFragmentSize: 0,
@@ -138,7 +157,7 @@ final class HTTPFrontEnd: Service {
             position: .before(upgradeHandler)
           )
           try channel.pipeline.syncOperations.addHandler(
-            RequestHeadTimeout(timeout: handshakeTimeout),
+            HandshakeTimeout<HTTPServerRequestPart>(timeout: handshakeTimeout),
             position: .before(upgradeHandler)
           )
           return upgraded
@@ -171,16 +190,6 @@ final class HTTPFrontEnd: Service {
     }
   }
 
-  /// The server side of TLS on the HTTP port: HTTP/1.1 only (WebSocket needs it).
-  private static func tlsContext(_ files: GatewayConfiguration.TLSFiles) throws -> NIOSSLContext {
-    var configuration = TLSConfiguration.makeServerConfiguration(
-      certificateChain: try NIOSSLCertificate.fromPEMFile(files.certificateChainPath).map { .certificate($0) },
-      privateKey: .privateKey(try NIOSSLPrivateKey(file: files.privateKeyPath, format: .pem))
-    )
-    configuration.applicationProtocols = ["http/1.1"]
-    return try NIOSSLContext(configuration: configuration)
-  }
-
   /// Handles one connection; never throws into the accept loop.
   private func handle(_ upgrade: EventLoopFuture<Upgrade>) async {
     do {
@@ -203,6 +212,8 @@ final class HTTPFrontEnd: Service {
           configuration: self.configuration,
           originPolicy: self.originPolicy,
           staticFiles: self.configuration.publicDirectory.map { StaticFiles(root: $0) },
+          budget: self.budget,
+          authenticator: self.authenticator,
           metrics: self.metrics,
           logger: self.logger
         )

@@ -18,7 +18,9 @@ struct HTTPStatusResponse {
   ) {
     self.body = JSONValue.object(StatusJSON.status(code: code, message: message, trailers: trailers)).serializedBytes
     var headers = extra
+    if !headers.contains(name: "Vary") { headers.add(name: "Vary", value: "Origin") }  // refusals depend on it
     headers.add(name: "Content-Type", value: "application/json")
+    headers.add(name: CORS.noSniff.name, value: CORS.noSniff.value)
     headers.add(name: "Content-Length", value: "\(self.body.count)")
     headers.add(name: "Connection", value: "close")
     self.head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)

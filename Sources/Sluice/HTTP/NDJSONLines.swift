@@ -35,6 +35,9 @@ struct NDJSONLines {
     return lines
   }
 
+  /// The bytes of the unfinished line held for the next chunk.
+  var pendingBytes: Int { self.partial.count }
+
   /// The last line, when the body did not end with a newline.
   mutating func finish() -> [UInt8]? {
     defer { self.partial = [] }

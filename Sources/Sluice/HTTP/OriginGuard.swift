@@ -2,10 +2,13 @@ internal import GRPCCore
 internal import NIOCore
 internal import NIOHTTP1
 
-/// Refuses WebSocket handshakes from a disallowed `Origin` with 403, before the upgrade handler.
+/// Refuses a connection's first request, WebSocket handshake or not, when `OriginPolicy` does,
+/// with 403, in front of the upgrade handler.
 ///
 /// Written by hand because NIO's typed upgrader, when told not to upgrade, leaves the request
-/// unanswered; PROTOCOL.md wants a plain 403 at the handshake.
+/// unanswered; PROTOCOL.md wants a plain 403 at the handshake. The check does not depend on the
+/// `Upgrade` header: NIO's upgrader reads it as a list (`Upgrade: websocket, x` upgrades too), so
+/// every first request is checked, and `HTTPConnection` checks the ones after it.
 final class OriginGuard: ChannelInboundHandler, RemovableChannelHandler {
   typealias InboundIn = HTTPServerRequestPart
   typealias InboundOut = HTTPServerRequestPart
@@ -30,18 +33,9 @@ final class OriginGuard: ChannelInboundHandler, RemovableChannelHandler {
       return
     }
     self.checked = true
-    if case .head(let head) = Self.unwrapInboundIn(data),
-      head.headers["Upgrade"].contains(where: { $0.lowercased() == "websocket" }),
-      !self.policy.allows(origin: head.headers.first(name: "Origin"), host: head.headers.first(name: "Host"))
-    {
+    if case .head(let head) = Self.unwrapInboundIn(data), let refusal = self.policy.refusal(head.headers) {
       self.refused = true
-      let origin = head.headers.first(name: "Origin") ?? ""
-      let response = HTTPStatusResponse(
-        .forbidden,
-        code: .permissionDenied,
-        message: "origin \(origin) is not allowed (--allowed-origin)"
-      )
-      response.write(from: context).assumeIsolated().whenComplete { _ in
+      refusal.write(from: context).assumeIsolated().whenComplete { _ in
         context.close(promise: nil)
       }
       return

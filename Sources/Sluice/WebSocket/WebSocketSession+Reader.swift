@@ -110,7 +110,7 @@ extension WebSocketSession {
         if key == "$timeoutMs" {
           timeout = try RequestMetadata.timeout(fromMilliseconds: value)
         } else if case .object(let members) = value {
-          try RequestMetadata.add(members, to: &metadata)
+          try RequestMetadata.add(members, to: &metadata, maxBytes: self.configuration.maxHeaderBytes)
         } else {
           throw RPCError(code: .invalidArgument, message: "$metadata must be an object")
         }

@@ -58,7 +58,11 @@ struct SecurityAndMetricsTests {
       )
       #expect(withToken.end?["code"] as? Int == 0)
       // The refused calls never reached a service but are counted, by transport.
-      let metrics = try await send(httpRequest(port: port, path: "/metrics", method: .GET)).body
+      // /metrics asks for a token too.
+      #expect(try await send(httpRequest(port: port, path: "/metrics", method: .GET)).status == .unauthorized)
+      let metrics = try await send(
+        httpRequest(port: port, path: "/metrics", method: .GET, headers: [("Authorization", "Bearer t0k")])
+      ).body
       #expect(
         metrics.contains(
           #"sluice_rpcs_total{method="hello.UserService/SayHi",transport="grpc",code="unauthenticated"} 2"#))
