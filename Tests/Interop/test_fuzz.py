@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import sluice_fuzz as fz
+import sluice_h2fuzz as h2fz
 
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
 SEED = int(os.environ.get("SLUICE_FUZZ_SEED", "20261125"))
@@ -25,6 +26,8 @@ ONLY = os.environ.get("SLUICE_FUZZ_ONLY")
 CONCURRENCY = int(os.environ.get("SLUICE_FUZZ_CONCURRENCY", "64"))
 MAX_BYTES = 131072
 SHARE = {"ws": 0.40, "wsproto": 0.25, "http": 0.25, "httpproto": 0.10}
+# The native port's family runs as many cases as the four HTTP-port families together.
+SHARE["grpc"] = 1.0
 
 
 def record(line):
@@ -41,7 +44,8 @@ def fuzz(start_sluice, kind):
     rss_before = s.rss_kib()
     progress = 10_000 if count >= 20_000 else None
     print(f"\nfuzz {kind}: seed {SEED}, {count} cases, concurrency {CONCURRENCY}")
-    report = asyncio.run(fz.run_cases(s.http_port, SEED, count, [kind], concurrency=CONCURRENCY,
+    port = s.grpc_port if kind == "grpc" else s.http_port
+    report = asyncio.run(fz.run_cases(port, SEED, count, [kind], concurrency=CONCURRENCY,
                                       max_bytes=MAX_BYTES, only=int(ONLY) if ONLY else None,
                                       alive=lambda: s.process.poll() is None, progress=progress))
     alive = s.process.poll() is None
@@ -50,6 +54,7 @@ def fuzz(start_sluice, kind):
         problems.append(f"the gateway died (exit code {s.process.returncode}); log tail:\n" + "".join(s.log[-20:]))
     else:
         problems += fz.check_health(s)
+        problems += asyncio.run(h2fz.say_hi(s.grpc_port))
         active = fz.wait_for_no_active_rpcs(s, timeout=15)
         if active is None:
             print("active RPCs: /metrics not available (404) and no start count: not checked")
@@ -76,6 +81,13 @@ def test_fuzz_websocket_frames(start_sluice):
 def test_fuzz_http_bodies(start_sluice):
     """Well-framed HTTP requests with valid, garbage and mutated JSON and NDJSON bodies."""
     fuzz(start_sluice, "http")
+
+
+def test_fuzz_native_grpc(start_sluice):
+    """Raw HTTP/2 to the gRPC port: malformed headers (grpc-timeout, content-type, te,
+    grpc-encoding, pseudo-headers, -bin metadata), lying length prefixes, the compressed flag with
+    no encoding, garbage protobuf, RST floods and garbage frames (sluice_h2fuzz.py)."""
+    fuzz(start_sluice, "grpc")
 
 
 def test_fuzz_http_framing(start_sluice):
