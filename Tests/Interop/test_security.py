@@ -61,8 +61,11 @@ def ws_session(url, frames, headers=None, read_timeout=20):
     """A websockets session: sends `frames`, reads until Close; returns (frames, close code)."""
     async def go():
         async with websockets.connect(url, additional_headers=headers or {}, max_size=None) as ws:
-            for f in frames:
-                await ws.send(json.dumps(f))
+            try:
+                for f in frames:
+                    await ws.send(json.dumps(f))
+            except ConnectionClosed:
+                pass  # the server may end a session it refuses before we are done sending
             received = []
             try:
                 async for m in ws:

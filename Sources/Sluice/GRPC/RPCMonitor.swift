@@ -50,8 +50,8 @@ public final class RPCMonitor: ServerInterceptor {
     if call.transport == .grpc {
       // A network client's keys in the gateway's own namespace are forgeries: drop them (the JSON
       // front ends refuse them outright, with INVALID_ARGUMENT).
-      for key in Set(request.metadata.map(\.key)) where key.hasPrefix(MetadataKeys.gatewayPrefix) {
-        request.metadata.removeAllValues(forKey: key)
+      while let forged = request.metadata.first(where: { $0.key.hasPrefix(MetadataKeys.gatewayPrefix) }) {
+        request.metadata.removeAllValues(forKey: forged.key)
       }
     }
     request.messages = RPCAsyncSequence(wrapping: CountingSequence(base: request.messages, count: call.received))

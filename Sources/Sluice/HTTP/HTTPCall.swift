@@ -278,12 +278,9 @@ struct HTTPCall {
     _ parts: AsyncChannel<HTTPServerRequestPart>,
     allowEmpty: Bool = false
   ) async throws(RPCError) -> ByteBuffer? {
-    let deadline = BodyDeadline(in: self.configuration.bodyTimeout, on: self.eventLoop, parts: parts)
+    // `RequestBodyTimeout`, on the event loop, holds this body to `--body-timeout`.
     var held = 0
-    defer {
-      deadline.cancel()
-      self.budget.release(held)
-    }
+    defer { self.budget.release(held) }
     var body = ByteBuffer()
     for await part in parts {
       switch part {
@@ -304,7 +301,6 @@ struct HTTPCall {
         throw RPCError(code: .invalidArgument, message: "a request head arrived inside a body")
       }
     }
-    if deadline.hasExpired { throw bodyTimedOut("the request body", after: self.configuration.bodyTimeout) }
     return nil
   }
 

@@ -66,7 +66,7 @@ struct HTTPConnection {
     allocator: ByteBufferAllocator,
     eventLoop: any EventLoop
   ) async throws -> HTTPCall.Outcome {
-    let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "")
+    let path = head.path
     let origin = head.headers.first(name: "Origin")
     let closing = HTTPCall.Outcome(keepAlive: false, readAhead: nil, requestEnded: false)
 

@@ -70,6 +70,12 @@ final class HTTPFrontEnd: Service {
     let sendTimeout = TimeAmount(self.configuration.sendTimeout)
     let maxHeaderBytes = self.configuration.maxHeaderBytes
     let (bodyTimeout, budget) = (self.configuration.bodyTimeout, self.budget)
+    let registry = self.bridge.registry
+    // NDJSON bodies of client-streaming and bidi calls are streams: their lines are timed one by
+    // one (HTTPCall), not the body as a whole.
+    let streamsBody: @Sendable (HTTPRequestHead) -> Bool = { head in
+      head.method != .GET && registry.method(path: head.path).map { !$0.takesOneRequest } == true
+    }
     // HTTP/1.1 only: WebSocket needs it.
     let tlsContext = try self.configuration.tls.map {
       try TLSServerContext.make($0, applicationProtocols: ["http/1.1"])
@@ -105,6 +111,8 @@ final class HTTPFrontEnd: Service {
                 // From here on the bytes are WebSocket frames, not HTTP requests.
                 let originGuard = try channel.pipeline.syncOperations.handler(type: OriginGuard.self)
                 _ = channel.pipeline.syncOperations.removeHandler(originGuard)
+                let bodyTimer = try channel.pipeline.syncOperations.handler(type: RequestBodyTimeout.self)
+                _ = channel.pipeline.syncOperations.removeHandler(bodyTimer)
                 let errorHandler = try channel.pipeline.syncOperations.handler(type: HTTPProtocolErrorHandler.self)
                 _ = channel.pipeline.syncOperations.removeHandler(errorHandler)
                 let messageGuard = WebSocketMessageGuard(bodyTimeout: bodyTimeout, budget: budget)
@@ -160,6 +168,12 @@ final class HTTPFrontEnd: Service {
             HandshakeTimeout<HTTPServerRequestPart>(timeout: handshakeTimeout),
             position: .before(upgradeHandler)
           )
+          // After the upgrade handler: it holds back the raw bytes that follow a handshake (a
+          // client may send its first frames with it), which are no request parts.
+          try channel.pipeline.syncOperations.addHandler(
+            RequestBodyTimeout(bodyTimeout: bodyTimeout, streamsBody: streamsBody),
+            position: .after(upgradeHandler)
+          )
           return upgraded
         }
       }
@@ -197,7 +211,7 @@ final class HTTPFrontEnd: Service {
       case .webSocket(let channel, let head):
         let session = WebSocketSession(
           bridge: self.bridge,
-          path: String(head.uri.split(separator: "?", maxSplits: 1).first ?? ""),
+          path: head.path,
           handshake: head,
           configuration: self.configuration,
           metrics: self.metrics,
