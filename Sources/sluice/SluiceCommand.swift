@@ -88,7 +88,9 @@ struct SluiceCommand: AsyncParsableCommand {
   @Option(help: "Connections allowed open at once on each port; more get 503 (HTTP) or are closed (gRPC).")
   var maxConnections = GatewayConfiguration().maxConnections
 
-  @Option(help: "Seconds a new HTTP-port connection may take to send its request head (handshake).")
+  @Option(
+    help: "Seconds a new connection may take to send its request head (HTTP) or HTTP/2 preface and SETTINGS (gRPC)."
+  )
   var handshakeTimeout = 10.0
 
   @Option(help: "Seconds a kept-alive HTTP connection may wait for its next request.")

@@ -60,8 +60,9 @@ public struct GatewayConfiguration: Sendable {
   /// on the gRPC port.
   public var maxConnections: Int
 
-  /// How long a new HTTP-port connection may take to send its first request head (a WebSocket
-  /// handshake or an HTTP request) before it is closed.
+  /// How long a new connection may take to send its first request head (HTTP port: a WebSocket
+  /// handshake or an HTTP request) or its HTTP/2 preface and SETTINGS (gRPC port) before it is
+  /// closed.
   public var handshakeTimeout: Duration
 
   /// How long a kept-alive HTTP connection may wait for its next request before it is closed.
