@@ -233,6 +233,16 @@ def test_a_trickled_http_body_gets_408(start_sluice):
     assert fz.say_hi_over_http(s.http_port)[0] == 200
 
 
+def test_a_body_that_never_follows_100_continue_gets_408(start_sluice):
+    s = start_sluice("--body-timeout", "1")
+    head = (b"POST /hello.UserService/SayHi HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nContent-Length: 20\r\n\r\n")
+    received = raw(s.http_port, head)
+    assert received.startswith(b"HTTP/1.1 100 Continue\r\n"), received[:200]
+    final = received.split(b"\r\n\r\n", 1)[1]
+    assert status_of(final) == 408 and b"--body-timeout" in final, received[:400]
+
+
 def test_a_trickled_ndjson_line_ends_the_call(start_sluice):
     s = start_sluice("--body-timeout", "1")
     head = (b"POST /proto.StreamService/Record HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\n"

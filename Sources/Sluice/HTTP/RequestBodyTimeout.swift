@@ -61,7 +61,8 @@ final class RequestBodyTimeout: ChannelDuplexHandler, RemovableChannelHandler {
   }
 
   func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-    if case .head = Self.unwrapOutboundIn(data) { self.answered = true }
+    // `100 Continue` (for `Expect: 100-continue`) asks for the body: no answer yet.
+    if case .head(let head) = Self.unwrapOutboundIn(data), head.status.code >= 200 { self.answered = true }
     context.write(data, promise: promise)
   }
 
