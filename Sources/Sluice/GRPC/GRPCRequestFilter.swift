@@ -18,32 +18,20 @@ final class GRPCRequestFilter: ChannelInboundHandler, RemovableChannelHandler {
   typealias OutboundOut = HTTP2Frame.FramePayload
 
   private let logger: Logger
-  private var state = State.awaitingHeaders
-
-  private enum State {
-    case awaitingHeaders, passing, refused
-  }
+  private var refused = false
 
   init(logger: Logger) {
     self.logger = logger
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-    switch self.state {
-    case .passing:
-      context.fireChannelRead(data)  // messages: the request's headers were checked
-      return
-    case .refused:
-      return  // the rest of a refused request
-    case .awaitingHeaders:
-      break
-    }
+    if self.refused { return }  // the rest of a refused request
     guard case .headers(let headers) = Self.unwrapInboundIn(data) else {
       context.fireChannelRead(data)  // grpc-swift answers frames out of order itself
       return
     }
     if let problem = Self.problem(in: headers.headers) {
-      self.state = .refused
+      self.refused = true
       self.logger.debug(
         "Refused a malformed gRPC request",
         metadata: ["sluice.rpc.method": "\(headers.headers.first(name: ":path") ?? "")", "sluice.error": "\(problem)"]
@@ -67,7 +55,6 @@ final class GRPCRequestFilter: ChannelInboundHandler, RemovableChannelHandler {
     }
     // Leave: messages need no check. (Measured: leaving and passing frames on cost unary calls
     // the same; streams of many messages are spared a hop per frame.)
-    self.state = .passing
     context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
   }
 
