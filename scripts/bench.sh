@@ -28,11 +28,9 @@ else
   RUNS=${BENCH_RUNS:-5} N=${BENCH_N:-100000} DURATION=${BENCH_DURATION:-2s}
 fi
 SESSIONS=${BENCH_SESSIONS:-10000} RATE=${BENCH_RATE:-2000} STREAMS=64 WINDOW=64
-# The grpc-go client uses static 4 MiB flow-control windows: with grpc-go's default (dynamic
-# windows, a BDP PING after most reads) swift-nio-http2's limit of 200 PING/SETTINGS frames per
-# 30 s closes the connection with GOAWAY ENHANCE_YOUR_CALM (grpc-swift-nio-transport does not let
-# the server raise it; see README). BENCH_GRPC_WINDOW=0 restores grpc-go's default.
-GRPC_WINDOW=${BENCH_GRPC_WINDOW:-4194304}
+# The grpc-go client runs with grpc-go's default flow control (dynamic windows, BDP PINGs), as
+# users deploy it. BENCH_GRPC_WINDOW=<bytes> sets static windows instead.
+GRPC_WINDOW=${BENCH_GRPC_WINDOW:-0}
 OUT=$ROOT/test-output/bench
 MARKDOWN=${BENCH_MARKDOWN:-$ROOT/BENCHMARKS.md}
 BUILD=$ROOT/.build-bench
@@ -42,20 +40,8 @@ SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo
 say() { printf '%s\n' "$*" >&2; }
 
-# --- what it needs -------------------------------------------------------------------------------
-# golang-github-golang-protobuf-1-5-dev is named explicitly: apt would otherwise pick 1.3, with
-# which grpc-go's server panics on the first message.
-GO_PACKAGES="golang-go protobuf-compiler protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev
-  golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev golang-github-gorilla-websocket-dev"
-missing=
-for p in $GO_PACKAGES; do
-  dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-  say "==> installing$missing"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
-fi
+# --- what it needs and the Go peers ---------------------------------------------------------------
+scripts/build-go-peers.sh
 export PATH=/usr/lib/go/bin:$PATH
 
 # Sessions need file descriptors: 10,000 on the server and as many in the load generator.
@@ -71,17 +57,6 @@ else
 fi
 [ -x "$SLUICE_BIN" ] || { say "bench.sh: no Sluice binary at $SLUICE_BIN"; exit 1; }
 
-say "==> building the Go baselines and load generator into .build-bench/ (GOPATH mode, Debian packages)"
-rm -rf "$BUILD/src/sluicebench"
-mkdir -p "$BUILD/src/sluicebench" "$BUILD/bin"
-cp -r "$ROOT"/Benchmarks/baselines/{grpcserver,wsproxy,loadgen} "$BUILD/src/sluicebench/"
-M="Mstream.proto=sluicebench/pb/streampb,Mhello.proto=sluicebench/pb/hellopb"
-protoc -I"$ROOT/Protos" --go_out="$BUILD/src" --go_opt="$M" --go-grpc_out="$BUILD/src" --go-grpc_opt="$M" \
-  "$ROOT/Protos/stream.proto" "$ROOT/Protos/hello.proto"
-for program in grpcserver wsproxy loadgen; do
-  GOPATH="$BUILD:/usr/share/gocode" GO111MODULE=off GOPROXY=off GOFLAGS= GOCACHE="$BUILD/cache" \
-    go build -o "$BUILD/bin/$program" "sluicebench/$program"
-done
 LOADGEN=$BUILD/bin/loadgen
 
 # --- servers -------------------------------------------------------------------------------------
