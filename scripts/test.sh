@@ -13,6 +13,7 @@ missing_apt=()
 command -v protoc >/dev/null || missing_apt+=(protobuf-compiler)
 command -v curl >/dev/null || missing_apt+=(curl)
 command -v openssl >/dev/null || missing_apt+=(openssl)  # the TLS version and cipher tests
+command -v h2load >/dev/null || missing_apt+=(nghttp2-client)  # h2load: 100,000 calls on the native port
 # Headless Chromium and its WebDriver for the browser-page test.
 command -v chromium >/dev/null || missing_apt+=(chromium)
 command -v chromedriver >/dev/null || missing_apt+=(chromium-driver)
@@ -50,6 +51,9 @@ swift test --skip-build
 # that matter; a debug build holds far more per message in flight).
 step "swift build -c release --product sluice"
 swift build -c release --product sluice
+
+step "the Go peers (a grpc-go client with default windows)"
+scripts/build-go-peers.sh
 
 step "interop tests (pytest)"
 SLUICE_BIN="$(swift build -c release --show-bin-path)/sluice" python3 -m pytest -q -p no:cacheprovider Tests/Interop

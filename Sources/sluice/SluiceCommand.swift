@@ -136,6 +136,15 @@ struct SluiceCommand: AsyncParsableCommand {
     help: "Seconds streams may go on after the age GOAWAY before the connection closes; 0 for as long as they last.")
   var grpcMaxConnectionAgeGrace = 0.0
 
+  @Option(help: "SETTINGS_INITIAL_WINDOW_SIZE on the gRPC port: request bytes a stream may send ahead of the gateway.")
+  var grpcInitialWindowSize = GatewayConfiguration.GRPCPort.defaults.initialWindowSize
+
+  @Option(help: "SETTINGS_MAX_FRAME_SIZE on the gRPC port.")
+  var grpcMaxFrameSize = GatewayConfiguration.GRPCPort.defaults.maxFrameSize
+
+  @Option(help: "SETTINGS_MAX_HEADER_LIST_SIZE on the gRPC port: the largest request metadata, in bytes.")
+  var grpcMaxHeaderListSize = GatewayConfiguration.GRPCPort.defaults.maxHeaderListSize
+
   @Option(help: "A PEM certificate chain: serve TLS on both ports (https/wss, and gRPC with ALPN h2).")
   var tlsCert: String?
 
@@ -178,6 +187,9 @@ struct SluiceCommand: AsyncParsableCommand {
     try check("--max-connections", self.maxConnections, 1...10_000_000)
     try check("--max-buffered-request-bytes", self.maxBufferedRequestBytes, 64...(1 << 40))
     try check("--grpc-max-concurrent-streams", self.grpcMaxConcurrentStreams, 1...Int(UInt32.max))
+    try check("--grpc-initial-window-size", self.grpcInitialWindowSize, 65_535...Int(Int32.max))
+    try check("--grpc-max-frame-size", self.grpcMaxFrameSize, 16_384...16_777_215)
+    try check("--grpc-max-header-list-size", self.grpcMaxHeaderListSize, 1024...(16 << 20))
     for (flag, value) in [
       ("--drain-timeout", self.drainTimeout), ("--ws-ping-interval", self.wsPingInterval),
       ("--grpc-max-connection-idle", self.grpcMaxConnectionIdle),
@@ -269,15 +281,18 @@ struct SluiceCommand: AsyncParsableCommand {
         maxConnectionIdle: self.grpcMaxConnectionIdle > 0 ? Self.duration(seconds: self.grpcMaxConnectionIdle) : nil,
         maxConnectionAge: self.grpcMaxConnectionAge > 0 ? Self.duration(seconds: self.grpcMaxConnectionAge) : nil,
         maxConnectionAgeGrace: self.grpcMaxConnectionAgeGrace > 0
-          ? Self.duration(seconds: self.grpcMaxConnectionAgeGrace) : nil
+          ? Self.duration(seconds: self.grpcMaxConnectionAgeGrace) : nil,
+        initialWindowSize: self.grpcInitialWindowSize,
+        maxFrameSize: self.grpcMaxFrameSize,
+        maxHeaderListSize: self.grpcMaxHeaderListSize
       ),
+      echoMetadata: self.echoMetadata,
       tls: self.tlsCert.map { .init(certificateChainPath: $0, privateKeyPath: self.tlsKey ?? "") }
     )
     let gateway = try Gateway(
       configuration: configuration,
       logger: Logger(label: "sluice"),
-      shutdownSignals: [.sigterm, .sigint],
-      interceptors: self.echoMetadata ? [MetadataEcho()] : []
+      shutdownSignals: [.sigterm, .sigint]
     )
     try await gateway.run()
   }

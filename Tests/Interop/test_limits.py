@@ -48,6 +48,9 @@ def closed_within(sock, seconds):
 def test_max_connections_refuses_new_ones_and_keeps_the_open_ones(start_sluice):
     s = start_sluice("--max-connections", "2")
     held = [socket.create_connection(("127.0.0.1", s.http_port)) for _ in range(2)]
+    # Connections are admitted on their event loops, which may take them in another order than
+    # they connected: give the two held ones time to be counted before the third arrives.
+    time.sleep(0.3)
     try:
         status, error = status_and_json(http(s.http_port, post("/hello.UserService/SayHi", b'{"name":"a"}')))
         assert status == 503 and error["code"] == 8 and "--max-connections" in error["message"]

@@ -54,7 +54,7 @@ public struct JSONBridge: Sendable {
   /// The method at `/<package>.<Service>/<Method>`, or `UNIMPLEMENTED`.
   func method(path: String) throws(RPCError) -> SluiceCodec.MethodDescriptor {
     guard let method = self.registry.method(path: path) else {
-      throw RPCError(code: .unimplemented, message: "unknown method \(path)")
+      throw GRPCErrors.unknownMethod(path)
     }
     return method
   }

@@ -95,6 +95,9 @@ public struct GatewayConfiguration: Sendable {
   /// The native gRPC port's HTTP/2 and connection management settings.
   public var grpc: GRPCPort
 
+  /// A debugging aid: every RPC's response headers repeat its request metadata as `echo-<key>`.
+  public var echoMetadata: Bool
+
   /// The native gRPC port's HTTP/2 and connection management settings.
   public struct GRPCPort: Sendable {
     /// `SETTINGS_MAX_CONCURRENT_STREAMS`, advertised on every connection (grpc-go's server:
@@ -107,21 +110,35 @@ public struct GatewayConfiguration: Sendable {
     /// How long streams may go on after the age GOAWAY before the connection is closed; nil
     /// for as long as they last.
     public var maxConnectionAgeGrace: Duration?
+    /// `SETTINGS_INITIAL_WINDOW_SIZE`, and the window kept open per stream and per connection:
+    /// how many request bytes a client may send ahead of the gateway reading them.
+    public var initialWindowSize: Int
+    /// `SETTINGS_MAX_FRAME_SIZE`: the largest frame a client may send.
+    public var maxFrameSize: Int
+    /// `SETTINGS_MAX_HEADER_LIST_SIZE`: the largest request header block (metadata) accepted.
+    public var maxHeaderListSize: Int
 
     /// Creates the settings; `defaults` has every value `sluice` runs with.
     public init(
       maxConcurrentStreams: Int,
       maxConnectionIdle: Duration?,
       maxConnectionAge: Duration?,
-      maxConnectionAgeGrace: Duration?
+      maxConnectionAgeGrace: Duration?,
+      initialWindowSize: Int = 1 << 20,
+      maxFrameSize: Int = 1 << 14,
+      maxHeaderListSize: Int = 16 << 10
     ) {
       self.maxConcurrentStreams = maxConcurrentStreams
       self.maxConnectionIdle = maxConnectionIdle
       self.maxConnectionAge = maxConnectionAge
       self.maxConnectionAgeGrace = maxConnectionAgeGrace
+      self.initialWindowSize = initialWindowSize
+      self.maxFrameSize = maxFrameSize
+      self.maxHeaderListSize = maxHeaderListSize
     }
 
-    /// The defaults: grpc-go's stream limit, 5 minutes of idleness, no age limit.
+    /// The defaults: grpc-go's stream limit, 5 minutes of idleness, no age limit, a 1 MiB window,
+    /// HTTP/2's default frame size and 16 KiB of metadata.
     public static let defaults = GRPCPort(
       maxConcurrentStreams: Int(UInt32.max),
       maxConnectionIdle: .seconds(300),
@@ -173,6 +190,7 @@ public struct GatewayConfiguration: Sendable {
     allowedHosts: [String] = [],
     allowGetCalls: Bool = true,
     grpc: GRPCPort = .defaults,
+    echoMetadata: Bool = false,
     tls: TLSFiles? = nil
   ) {
     self.host = host
@@ -199,6 +217,7 @@ public struct GatewayConfiguration: Sendable {
     self.allowedHosts = allowedHosts
     self.allowGetCalls = allowGetCalls
     self.grpc = grpc
+    self.echoMetadata = echoMetadata
     self.tls = tls
   }
 }

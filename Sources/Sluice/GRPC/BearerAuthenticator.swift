@@ -33,10 +33,10 @@ public struct BearerAuthenticator: ServerInterceptor {
     next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
   ) async throws -> StreamingServerResponse<Output> {
     guard let header = request.metadata[stringValues: "authorization"].first(where: { _ in true }) else {
-      throw RPCError(code: .unauthenticated, message: "this gateway requires authorization: Bearer <token>")
+      throw GRPCErrors.missingCredentials
     }
     guard self.allows(authorization: header) else {
-      throw RPCError(code: .unauthenticated, message: "the bearer token is not valid")
+      throw GRPCErrors.invalidCredentials
     }
     return try await next(request, context)
   }

@@ -7,6 +7,13 @@ public import GRPCCore
 public struct MetadataEcho: ServerInterceptor {
   private static let credentials: Set<String> = ["authorization", "proxy-authorization", "cookie"]
 
+  /// Whether a request metadata key is echoed: not a pseudo-header, not gRPC's own, not a
+  /// credential, not the gateway's bookkeeping.
+  static func echoes(_ key: String) -> Bool {
+    !key.hasPrefix(":") && !key.hasPrefix("grpc-") && !Self.credentials.contains(key)
+      && !key.hasPrefix(MetadataKeys.gatewayPrefix)
+  }
+
   /// Creates the interceptor.
   public init() {}
 
@@ -17,8 +24,7 @@ public struct MetadataEcho: ServerInterceptor {
   ) async throws -> StreamingServerResponse<Output> {
     var response = try await next(request, context)
     if case .success(var contents) = response.accepted {
-      for (key, value) in request.metadata
-      where !key.hasPrefix(":") && !key.hasPrefix("grpc-") && !Self.credentials.contains(key) {
+      for (key, value) in request.metadata where Self.echoes(key) {
         switch value {
         case .string(let string): contents.metadata.addString(string, forKey: "echo-\(key)")
         case .binary(let bytes): contents.metadata.addBinary(bytes, forKey: "echo-\(key)")

@@ -39,15 +39,15 @@ public final class RPCMonitor: ServerInterceptor {
     next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
   ) async throws -> StreamingServerResponse<Output> {
     let call = Call(
-      method: context.descriptor.fullyQualifiedMethod,
-      transport: Self.transport(of: request.metadata, peer: context.remotePeer)
+      ticket: self.begin(
+        method: context.descriptor.fullyQualifiedMethod,
+        transport: Self.transport(of: request.metadata, peer: context.remotePeer)
+      )
     )
-    self.active.withLock { $0[call.method, default: 0] += 1 }
-    self.metrics.rpcStarted(method: call.method, transport: call.transport)
 
     var request = request
     request.metadata.removeAllValues(forKey: Self.transportKey)  // the gateway's own, not the service's
-    if call.transport == .grpc {
+    if call.ticket.transport == .grpc {
       // A network client's keys in the gateway's own namespace are forgeries: drop them (the JSON
       // front ends refuse them outright, with INVALID_ARGUMENT).
       while let forged = request.metadata.first(where: { $0.key.hasPrefix(MetadataKeys.gatewayPrefix) }) {
@@ -63,6 +63,42 @@ public final class RPCMonitor: ServerInterceptor {
     )
   }
 
+  /// An RPC being counted by the engine, from `begin` to `end`.
+  struct Ticket {
+    let method: String
+    let transport: GatewayMetrics.Transport
+    let start: ContinuousClock.Instant
+  }
+
+  /// The engine routed an RPC: it counts as in flight until `end`.
+  func begin(method: String, transport: GatewayMetrics.Transport) -> Ticket {
+    self.active.withLock { $0[method, default: 0] += 1 }
+    self.metrics.rpcStarted(method: method, transport: transport)
+    return Ticket(method: method, transport: transport, start: .now)
+  }
+
+  /// The engine's RPC ended with `code` (`ok` or the status code's name).
+  func end(_ ticket: Ticket, code: String, received: Int, sent: Int) {
+    self.active.withLock { counts in
+      counts[ticket.method, default: 1] -= 1
+      if counts[ticket.method] == 0 { counts[ticket.method] = nil }
+    }
+    self.metrics.rpcEnded(method: ticket.method, transport: ticket.transport, code: code)
+    self.metrics.messages(ticket.transport, .in, count: received)
+    self.metrics.messages(ticket.transport, .out, count: sent)
+    self.logger.info(
+      "RPC finished",
+      metadata: [
+        "sluice.rpc.method": "\(ticket.method)",
+        "sluice.rpc.transport": "\(ticket.transport.rawValue)",
+        "sluice.rpc.code": "\(code)",
+        "sluice.rpc.duration": "\(ContinuousClock.now - ticket.start)",
+        "sluice.rpc.messages_in": "\(received)",
+        "sluice.rpc.messages_out": "\(sent)",
+      ]
+    )
+  }
+
   private static func transport(of metadata: Metadata, peer: String) -> GatewayMetrics.Transport {
     // Only the in-process server's callers (the gateway's own front ends) may name a transport.
     guard peer.hasPrefix("in-process"),
@@ -72,10 +108,6 @@ public final class RPCMonitor: ServerInterceptor {
   }
 
   private func finished(_ call: Call, error: (any Error)?) {
-    self.active.withLock { counts in
-      counts[call.method, default: 1] -= 1
-      if counts[call.method] == 0 { counts[call.method] = nil }
-    }
     let code: String
     switch error {
     case nil: code = "ok"
@@ -83,34 +115,17 @@ public final class RPCMonitor: ServerInterceptor {
     case is CancellationError: code = "cancelled"
     case let error?: code = "unknown (\(type(of: error)))"
     }
-    let (received, sent) = (call.received.value, call.sent.value)
-    self.metrics.rpcEnded(method: call.method, transport: call.transport, code: code)
-    self.metrics.messages(call.transport, .in, count: received)
-    self.metrics.messages(call.transport, .out, count: sent)
-    self.logger.info(
-      "RPC finished",
-      metadata: [
-        "sluice.rpc.method": "\(call.method)",
-        "sluice.rpc.transport": "\(call.transport.rawValue)",
-        "sluice.rpc.code": "\(code)",
-        "sluice.rpc.duration": "\(ContinuousClock.now - call.start)",
-        "sluice.rpc.messages_in": "\(received)",
-        "sluice.rpc.messages_out": "\(sent)",
-      ]
-    )
+    self.end(call.ticket, code: code, received: call.received.value, sent: call.sent.value)
   }
 
   /// One RPC being watched.
   private final class Call: Sendable {
-    let method: String
-    let transport: GatewayMetrics.Transport
-    let start = ContinuousClock.now
+    let ticket: Ticket
     let received = MessageCount()
     let sent = MessageCount()
 
-    init(method: String, transport: GatewayMetrics.Transport) {
-      self.method = method
-      self.transport = transport
+    init(ticket: Ticket) {
+      self.ticket = ticket
     }
   }
 }

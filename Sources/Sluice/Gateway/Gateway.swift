@@ -1,10 +1,8 @@
 public import GRPCCore
 internal import GRPCInProcessTransport
-internal import GRPCNIOTransportHTTP2Posix
 public import Logging
 internal import NIOCore
 internal import NIOHTTP2
-internal import NIOSSL
 internal import ServiceLifecycle
 internal import SluiceCodec
 internal import SluiceProtos
@@ -26,7 +24,7 @@ public final class Gateway: Sendable {
   /// The metrics served on `GET /metrics`.
   public let metrics: GatewayMetrics
 
-  private let grpcTransport: HTTP2ServerTransport.Posix
+  private let grpcServer: GRPCPortServer
   private let httpFrontEnd: HTTPFrontEnd
   private let serviceGroup: ServiceGroup
   private let logger: Logger
@@ -37,7 +35,8 @@ public final class Gateway: Sendable {
   ///   - logger: The root logger.
   ///   - shutdownSignals: Signals that start a graceful shutdown (the command passes SIGTERM and
   ///     SIGINT; tests pass none and call `beginGracefulShutdown()`).
-  ///   - interceptors: Extra server interceptors, run after the gateway's own, for every RPC.
+  ///   - interceptors: Extra server interceptors, run after the gateway's own, for every RPC of the
+  ///     JSON front ends (the native port runs on the engine, which has no interceptors).
   public init(
     configuration: GatewayConfiguration,
     logger: Logger,
@@ -50,60 +49,27 @@ public final class Gateway: Sendable {
     self.monitor = RPCMonitor(metrics: self.metrics, logger: logger)
 
     let services = HostedServices.make(configuration: configuration, logger: logger)
-    let grpcConnections = ConnectionCounter(limit: configuration.maxConnections)
-    let metrics = self.metrics
-    // TLS on the gRPC port is Sluice's own handler, first in each connection's pipeline, so that
-    // both ports share one TLS policy (the transport's own TLS cannot restrict cipher suites).
-    let grpcTLS = try configuration.tls.map { try TLSServerContext.make($0, applicationProtocols: ["h2", "grpc-exp"]) }
-    let handshakeTimeout = TimeAmount(configuration.handshakeTimeout)
-    self.grpcTransport = HTTP2ServerTransport.Posix(
-      address: Self.bindAddress(host: configuration.host, port: configuration.grpcPort),
-      transportSecurity: .plaintext,
-      config: .defaults { config in
-        // Keepalive: accept client pings at any rate. grpc-swift counts pings that arrive while it
-        // writes long responses as strikes and closes the connection (grpc/grpc-swift-2#5);
-        // swift-nio-http2 still caps PING/SETTINGS frames at 200 per 30 s per connection.
-        config.connection.keepalive.clientBehavior = .init(minPingIntervalWithoutCalls: .zero, allowWithoutCalls: true)
-        config.connection.maxIdleTime = configuration.grpc.maxConnectionIdle
-        config.connection.maxAge = configuration.grpc.maxConnectionAge
-        config.connection.maxGraceTime = configuration.grpc.maxConnectionAgeGrace
-        config.http2.maxConcurrentStreams = configuration.grpc.maxConcurrentStreams
-        config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
-          // Count connections for /metrics and refuse those past `--max-connections`: the
-          // transport has no limit of its own, and this callback is its only hook on accepted
-          // connections. A refused client sees its connection closed (UNAVAILABLE) and retries.
-          guard grpcConnections.admit(channel) else {
-            channel.close(promise: nil)  // failing the future alone left it open (grpcio waited out its deadline)
-            return channel.eventLoop.makeFailedFuture(
-              RPCError(code: .resourceExhausted, message: "over --max-connections (\(grpcConnections.limit))"))
-          }
-          metrics.connectionOpened(.grpc)
-          channel.closeFuture.whenComplete { _ in metrics.connectionClosed(.grpc) }
-          return channel.eventLoop.makeCompletedFuture {
-            let pipeline = channel.pipeline.syncOperations
-            if let grpcTLS { try pipeline.addHandler(NIOSSLServerHandler(context: grpcTLS), position: .first) }
-            // The preface and the client's SETTINGS within --handshake-timeout: the transport's
-            // only timer is keepalive (2 h), so silent sockets could otherwise fill the port.
-            try pipeline.addHandler(
-              HandshakeTimeout<HTTP2Frame>(timeout: handshakeTimeout) { _ in true },
-              position: .after(try pipeline.handler(type: NIOHTTP2Handler.self))
-            )
-          }
-        }
-        config.channelDebuggingCallbacks.onAcceptHTTP2Stream = { stream in
-          stream.eventLoop.makeCompletedFuture {
-            try stream.pipeline.syncOperations.addHandler(GRPCRequestFilter(logger: logger), position: .first)
-          }
-        }
-      }
+    let limiter = RPCLimiter(limit: configuration.maxConcurrentRPCs)
+    let authenticator = configuration.bearerTokens.map { BearerAuthenticator(tokens: $0) }
+    // The native port: Sluice's own engine on swift-nio-http2, the seed services as event-loop
+    // handlers; limits, auth and metrics shared with the JSON front ends.
+    self.grpcServer = GRPCPortServer(
+      configuration: configuration,
+      port: GRPCPortContext(
+        router: RPCRouter(SeedMethods.make(configuration: configuration, logger: logger)),
+        limiter: limiter,
+        monitor: self.monitor,
+        authenticator: authenticator,
+        maximumMessageBytes: configuration.maxMessageBytes,
+        echoMetadata: configuration.echoMetadata,
+        logger: logger
+      ),
+      metrics: self.metrics,
+      logger: logger
     )
     // The monitor first (it sees refused calls too), then authentication, before anything else.
-    let authentication: [any ServerInterceptor] =
-      configuration.bearerTokens.map { [BearerAuthenticator(tokens: $0)] } ?? []
-    let limiter = RPCLimiter(limit: configuration.maxConcurrentRPCs)
-    let serverInterceptors: [any ServerInterceptor] =
-      [self.monitor, limiter] + authentication + [CancellationPropagator()] + interceptors
-    let grpcServer = GRPCServer(transport: self.grpcTransport, services: services, interceptors: serverInterceptors)
+    let authentication: [any ServerInterceptor] = authenticator.map { [$0] } ?? []
+    let interceptors = interceptors + (configuration.echoMetadata ? [MetadataEcho()] : [])
 
     // The JSON front ends reach the same services through a GRPCClient over the in-process
     // transport; pointing them at an upstream backend is a matter of giving them another client.
@@ -136,7 +102,7 @@ public final class Gateway: Sendable {
       services: [
         .init(service: GRPCServerService(server: inProcessServer)),
         .init(service: GRPCClientService(client: client)),
-        .init(service: GRPCServerService(server: grpcServer)),
+        .init(service: self.grpcServer),
         .init(service: self.httpFrontEnd),
       ],
       gracefulShutdownSignals: shutdownSignals,
@@ -161,10 +127,7 @@ public final class Gateway: Sendable {
 
   /// The native gRPC port, once bound (the chosen one when the configuration asked for 0).
   public func grpcPort() async throws -> Int {
-    let address = try await self.grpcTransport.listeningAddress
-    if let ipv4 = address.ipv4 { return ipv4.port }
-    if let ipv6 = address.ipv6 { return ipv6.port }
-    throw RPCError(code: .internalError, message: "gRPC transport bound a non-IP address: \(address)")
+    try await self.grpcServer.boundPortNumber()
   }
 
   /// The HTTP/1.1 (WebSocket and JSON) port, once bound.
@@ -176,9 +139,5 @@ public final class Gateway: Sendable {
   /// `run()` returns once everything has stopped (or the drain timeout cancels what is left).
   public func beginGracefulShutdown() async {
     await self.serviceGroup.triggerGracefulShutdown()
-  }
-
-  private static func bindAddress(host: String, port: Int) -> GRPCNIOTransportCore.SocketAddress {
-    host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
   }
 }

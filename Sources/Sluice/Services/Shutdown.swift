@@ -11,6 +11,6 @@ func endingWithUnavailableOnShutdown<Result: Sendable>(
   do {
     return try await cancelWhenGracefulShutdown(body)
   } catch  where Task.isShuttingDownGracefully {
-    throw RPCError(code: .unavailable, message: "Sluice is shutting down; retry on another instance.")
+    throw GRPCErrors.shuttingDown
   }
 }

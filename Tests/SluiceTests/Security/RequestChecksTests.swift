@@ -29,16 +29,9 @@ struct RequestChecksTests {
     #expect(GRPCTimeout.parse(text) == nil)
   }
 
-  @Test("A native request with a bad grpc-timeout is refused before grpc-swift sees it")
-  func nativeFilter() {
-    #expect(GRPCRequestFilter.problem(in: ["grpc-timeout": "-1S"])?.code == .invalidArgument)
-    #expect(GRPCRequestFilter.problem(in: ["grpc-timeout": "10S"]) == nil)
-    #expect(GRPCRequestFilter.problem(in: [:]) == nil)
-  }
-
   @Test("grpc-message is percent-encoded")
   func percentEncoding() {
-    #expect(GRPCRequestFilter.percentEncoded("a 100% ü\n") == "a 100%25 %C3%BC%0A")
+    #expect(GRPCServerStreamState.percentEncoded("a 100% ü\n") == "a 100%25 %C3%BC%0A")
   }
 
   @Test("Metadata keys: gRPC's characters only; framing, hop-by-hop and the gateway's own reserved")

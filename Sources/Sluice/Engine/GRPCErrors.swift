@@ -1,0 +1,68 @@
+internal import GRPCCore
+
+/// The engine's errors, named, with one wording each for every transport.
+enum GRPCErrors {
+  /// No hosted method at `path` (`/pkg.Service/Method`).
+  static func unknownMethod(_ path: some StringProtocol) -> RPCError {
+    RPCError(code: .unimplemented, message: "unknown method \(path)")
+  }
+
+  /// A message over `--max-message-bytes`, received from the client or sent by the service.
+  static func messageTooLarge(_ bytes: Int, limit: Int, received: Bool) -> RPCError {
+    let direction = received ? "request" : "response"
+    return RPCError(
+      code: .resourceExhausted,
+      message: "\(direction) message of \(bytes) bytes is over the limit of \(limit) (--max-message-bytes)"
+    )
+  }
+
+  /// A `grpc-encoding` the gateway does not decode.
+  static func unsupportedEncoding(_ encoding: some StringProtocol) -> RPCError {
+    RPCError(code: .unimplemented, message: "grpc-encoding \"\(encoding)\" is not supported; use identity")
+  }
+
+  /// A message marked compressed on a call without `grpc-encoding`.
+  static let compressedWithoutEncoding = RPCError(
+    code: .internalError,
+    message: "a message is marked compressed but the request has no grpc-encoding"
+  )
+
+  /// A request message that is not valid protobuf for the method's input type.
+  static func invalidMessage(_ typeName: String) -> RPCError {
+    RPCError(code: .invalidArgument, message: "the request is not a valid \(typeName)")
+  }
+
+  /// A unary or server-streaming call that ended without its one request message, or sent more.
+  static func expectedOneMessage(got count: Int) -> RPCError {
+    RPCError(
+      code: .internalError,
+      message: count == 0 ? "the call ended without its request message" : "the call sent more than one request message"
+    )
+  }
+
+  /// `--max-concurrent-rpcs` RPCs already run.
+  static func tooManyRPCs(limit: Int) -> RPCError {
+    RPCError(
+      code: .resourceExhausted,
+      message: "the gateway is running its limit of \(limit) RPCs (--max-concurrent-rpcs); retry later"
+    )
+  }
+
+  /// No `authorization` header where bearer tokens are required.
+  static let missingCredentials = RPCError(
+    code: .unauthenticated,
+    message: "this gateway requires authorization: Bearer <token>"
+  )
+
+  /// A bearer token that is not one of the allowed ones.
+  static let invalidCredentials = RPCError(code: .unauthenticated, message: "the bearer token is not valid")
+
+  /// A streaming call cut short by a graceful shutdown.
+  static let shuttingDown = RPCError(code: .unavailable, message: "Sluice is shutting down; retry on another instance.")
+
+  /// The call's `grpc-timeout` ran out.
+  static let deadlineExceeded = RPCError(code: .deadlineExceeded, message: "the call's deadline (grpc-timeout) passed")
+
+  /// The client reset the stream or its connection went away.
+  static let cancelled = RPCError(code: .cancelled, message: "the client cancelled the call")
+}

@@ -1,0 +1,55 @@
+internal import GRPCCore
+internal import NIOCore
+
+/// Cuts gRPC's length-prefixed messages (a compressed-flag byte, a 4-byte big-endian length, the
+/// message) out of a stream's DATA frames, however the frames split them.
+///
+/// Written by hand: the framing is five bytes, and swift-nio's `ByteToMessageDecoder` would add a
+/// handler per stream for it. Lengths come from the client, so they are checked against
+/// `maximumMessageBytes` before anything is buffered for them.
+struct GRPCMessageDeframer {
+  /// One message as it arrived: its bytes and whether the client marked them compressed.
+  struct Message {
+    var bytes: ByteBuffer
+    var compressed: Bool
+  }
+
+  private let maximumMessageBytes: Int
+  private var buffer: ByteBuffer?
+
+  init(maximumMessageBytes: Int) {
+    self.maximumMessageBytes = maximumMessageBytes
+  }
+
+  /// Bytes of a message begun but not complete.
+  var hasPartialMessage: Bool {
+    (self.buffer?.readableBytes ?? 0) > 0
+  }
+
+  /// Adds a DATA frame's bytes.
+  mutating func append(_ bytes: ByteBuffer) {
+    if self.buffer == nil || self.buffer?.readableBytes == 0 {
+      self.buffer = bytes
+    } else {
+      var incoming = bytes
+      self.buffer?.writeBuffer(&incoming)
+    }
+  }
+
+  /// The next complete message, nil until one is there; throws `RESOURCE_EXHAUSTED` for a
+  /// message announced larger than the limit.
+  mutating func next() throws(RPCError) -> Message? {
+    guard var buffer = self.buffer, buffer.readableBytes >= 5,
+      let flag = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
+      let length = buffer.getInteger(at: buffer.readerIndex + 1, as: UInt32.self)
+    else { return nil }
+    guard length <= self.maximumMessageBytes else {
+      throw GRPCErrors.messageTooLarge(Int(length), limit: self.maximumMessageBytes, received: true)
+    }
+    guard buffer.readableBytes - 5 >= Int(length) else { return nil }
+    buffer.moveReaderIndex(forwardBy: 5)
+    guard let message = buffer.readSlice(length: Int(length)) else { return nil }
+    self.buffer = buffer.readableBytes == 0 ? nil : buffer
+    return Message(bytes: message, compressed: flag != 0)
+  }
+}

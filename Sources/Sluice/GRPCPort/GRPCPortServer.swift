@@ -1,0 +1,265 @@
+internal import GRPCCore
+internal import Logging
+internal import NIOCore
+internal import NIOHTTP2
+internal import NIOPosix
+internal import NIOSSL
+internal import ServiceLifecycle
+internal import Synchronization
+
+/// What every stream of the native port shares: routing, limits, auth, metrics.
+final class GRPCPortContext: Sendable {
+  let router: RPCRouter
+  let limiter: RPCLimiter
+  let monitor: RPCMonitor
+  let authenticator: BearerAuthenticator?
+  let maximumMessageBytes: Int
+  let echoMetadata: Bool
+  let logger: Logger
+
+  init(
+    router: RPCRouter,
+    limiter: RPCLimiter,
+    monitor: RPCMonitor,
+    authenticator: BearerAuthenticator?,
+    maximumMessageBytes: Int,
+    echoMetadata: Bool,
+    logger: Logger
+  ) {
+    self.router = router
+    self.limiter = limiter
+    self.monitor = monitor
+    self.authenticator = authenticator
+    self.maximumMessageBytes = maximumMessageBytes
+    self.echoMetadata = echoMetadata
+    self.logger = logger
+  }
+}
+
+/// The native gRPC port: swift-nio-http2 used directly, every call served by a
+/// `GRPCStreamHandler` on its connection's event loop.
+///
+/// Each connection's pipeline: TLS (when configured), `NIOHTTP2Handler` (the settings below, and
+/// the inline multiplexer that gives each stream its channel), swift-nio-http2's
+/// `NIOHTTP2ServerConnectionManagementHandler` (idle and age GOAWAY, grace, keepalive pings, and
+/// the two-phase GOAWAY of a graceful shutdown), grpc-go's PING policy, and the handshake timer.
+///
+/// A graceful shutdown closes the listener and asks every connection to quiesce: GOAWAY, then
+/// open streams end with `UNAVAILABLE` (unary calls finish), and the service returns once every
+/// connection has closed; the service group's drain timeout cancels it, which closes what is left.
+final class GRPCPortServer: Service {
+  private struct State {
+    var listener: (any Channel)?
+    var connections: [ObjectIdentifier: any Channel] = [:]
+    var quiescing = false
+    var drained: EventLoopPromise<Void>?
+  }
+
+  private let configuration: GatewayConfiguration
+  private let port: GRPCPortContext
+  private let metrics: GatewayMetrics
+  private let logger: Logger
+  private let boundPort = BoundPort()
+  private let state = Mutex(State())
+
+  init(configuration: GatewayConfiguration, port: GRPCPortContext, metrics: GatewayMetrics, logger: Logger) {
+    self.configuration = configuration
+    self.port = port
+    self.metrics = metrics
+    self.logger = logger
+  }
+
+  /// The bound port, once listening.
+  func boundPortNumber() async throws -> Int {
+    try await self.boundPort.value()
+  }
+
+  func run() async throws {
+    let listener: any Channel
+    do {
+      listener = try await self.bind()
+      self.boundPort.resolve(.success(listener.localAddress?.port ?? 0))
+    } catch {
+      self.boundPort.resolve(.failure(error))
+      throw error
+    }
+    let drained = listener.eventLoop.makePromise(of: Void.self)
+    self.state.withLock {
+      $0.listener = listener
+      $0.drained = drained
+    }
+    try await withTaskCancellationHandler {
+      try await withGracefulShutdownHandler {
+        try await listener.closeFuture.get()
+        try await drained.futureResult.get()
+      } onGracefulShutdown: {
+        self.quiesce()
+      }
+    } onCancel: {
+      self.closeEverything()
+    }
+  }
+
+  // MARK: - Connections
+
+  private func bind() async throws -> any Channel {
+    let configuration = self.configuration
+    let tls = try configuration.tls.map { try TLSServerContext.make($0, applicationProtocols: ["h2", "grpc-exp"]) }
+    let connections = ConnectionCounter(limit: configuration.maxConnections)
+    return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+      .serverChannelOption(.backlog, value: 256)
+      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+      .childChannelInitializer { channel in
+        guard connections.admit(channel) else {
+          // Over --max-connections: closed at once; the client sees UNAVAILABLE and retries.
+          return channel.close()
+        }
+        return channel.eventLoop.makeCompletedFuture {
+          try self.configure(channel, tls: tls)
+        }
+      }
+      .bind(host: configuration.host, port: configuration.grpcPort)
+      .get()
+  }
+
+  private func configure(_ channel: any Channel, tls: NIOSSLContext?) throws {
+    guard self.admit(channel) else {
+      channel.close(promise: nil)
+      return
+    }
+    let configuration = self.configuration
+    let pipeline = channel.pipeline.syncOperations
+    if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls)) }
+    let management = NIOHTTP2ServerConnectionManagementHandler(
+      eventLoop: channel.eventLoop,
+      configuration: .init(
+        maxIdleTime: configuration.grpc.maxConnectionIdle.map { TimeAmount($0) },
+        maxAge: configuration.grpc.maxConnectionAge.map { TimeAmount($0) },
+        maxGraceTime: configuration.grpc.maxConnectionAgeGrace.map { TimeAmount($0) },
+        keepalive: .init(pingInterval: .hours(2), ackTimeout: .seconds(20))
+      )
+    )
+    let port = self.port
+    let pingPolicy = PingPolicyHandler()
+    let activity = NIOLoopBound(pingPolicy.activity, eventLoop: channel.eventLoop)
+    let http2 = NIOHTTP2Handler(
+      mode: .server,
+      eventLoop: channel.eventLoop,
+      connectionConfiguration: Self.connectionConfiguration(configuration.grpc),
+      streamConfiguration: Self.streamConfiguration(configuration.grpc),
+      streamDelegate: management.http2StreamDelegate
+    ) { stream in
+      stream.eventLoop.makeCompletedFuture {
+        try stream.pipeline.syncOperations.addHandler(
+          GRPCStreamHandler(port: port, eventLoop: stream.eventLoop, activity: activity.value)
+        )
+      }
+    }
+    try pipeline.addHandler(http2)
+    try pipeline.addHandler(management)
+    try pipeline.addHandler(pingPolicy)
+    // The preface and the client's SETTINGS within --handshake-timeout, or the socket is closed.
+    try pipeline.addHandler(
+      HandshakeTimeout<HTTP2Frame>(timeout: TimeAmount(configuration.handshakeTimeout)) { _ in true }
+    )
+    try pipeline.addHandler(ConnectionErrorHandler(logger: self.logger))
+    self.metrics.connectionOpened(.grpc)
+    channel.closeFuture.whenComplete { _ in self.metrics.connectionClosed(.grpc) }
+  }
+
+  /// Records an accepted connection until it closes; false (and not recorded) once the port is
+  /// shutting down.
+  private func admit(_ channel: any Channel) -> Bool {
+    let id = ObjectIdentifier(channel)
+    let admitted = self.state.withLock { state in
+      guard !state.quiescing else { return false }
+      state.connections[id] = channel
+      return true
+    }
+    guard admitted else { return false }
+    channel.closeFuture.whenComplete { _ in
+      let drained: EventLoopPromise<Void>? = self.state.withLock { state in
+        state.connections[id] = nil
+        return state.quiescing && state.connections.isEmpty ? state.drained : nil
+      }
+      drained?.succeed()
+    }
+    return true
+  }
+
+  private func quiesce() {
+    let (listener, connections, drained): ((any Channel)?, [any Channel], EventLoopPromise<Void>?) =
+      self.state.withLock { state in
+        state.quiescing = true
+        return (state.listener, Array(state.connections.values), state.connections.isEmpty ? state.drained : nil)
+      }
+    listener?.close(promise: nil)
+    for connection in connections {
+      connection.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+    }
+    drained?.succeed()
+  }
+
+  private func closeEverything() {
+    let (listener, connections, drained) = self.state.withLock { state in
+      state.quiescing = true
+      return (state.listener, Array(state.connections.values), state.drained)
+    }
+    listener?.close(promise: nil)
+    for connection in connections { connection.close(promise: nil) }
+    drained?.succeed()
+  }
+
+  // MARK: - HTTP/2 settings
+
+  /// The connection's settings: those gRPC servers advertise, and the DoS limits relaxed where
+  /// grpc-go's default clients would trip them.
+  static func connectionConfiguration(_ grpc: GatewayConfiguration.GRPCPort) -> NIOHTTP2Handler.ConnectionConfiguration
+  {
+    var connection = NIOHTTP2Handler.ConnectionConfiguration()
+    connection.initialSettings = [
+      HTTP2Setting(parameter: .maxConcurrentStreams, value: grpc.maxConcurrentStreams),
+      HTTP2Setting(parameter: .initialWindowSize, value: grpc.initialWindowSize),
+      HTTP2Setting(parameter: .maxFrameSize, value: grpc.maxFrameSize),
+      HTTP2Setting(parameter: .maxHeaderListSize, value: grpc.maxHeaderListSize),
+    ]
+    connection.targetWindowSize = grpc.initialWindowSize
+    // grpc-go's default clients send a PING with most reads while their window estimate grows
+    // (BDP probing), thousands a second on a fast link; swift-nio-http2's default of 200
+    // PING/SETTINGS frames per 30 s closed them with ENHANCE_YOUR_CALM. PINGs are policed by
+    // `PingPolicy` (grpc-go's rule) instead; this stays as a backstop for SETTINGS floods.
+    connection.controlFrameRateLimit.maximumCount = 250_000
+    connection.controlFrameRateLimit.windowLength = .seconds(10)
+    return connection
+  }
+
+  static func streamConfiguration(_ grpc: GatewayConfiguration.GRPCPort) -> NIOHTTP2Handler.StreamConfiguration {
+    var stream = NIOHTTP2Handler.StreamConfiguration()
+    stream.targetWindowSize = grpc.initialWindowSize
+    // A few batched DATA frames may wait in a stream before it reports itself unwritable.
+    stream.outboundBufferSizeHighWatermark = 4 * GRPCStreamHandler.batchBytes
+    stream.outboundBufferSizeLowWatermark = 2 * GRPCStreamHandler.batchBytes
+    return stream
+  }
+}
+
+/// The last handler of a connection: errors that reach the end of the pipeline are logged at
+/// debug level, not NIO's "unhandled error" warning. None of them needs closing here:
+/// swift-nio-http2 answers a connection error with GOAWAY and closes by itself, NIOSSL does the
+/// same for TLS, and the rest (a write to a stream the client has just reset) concern one stream.
+private final class ConnectionErrorHandler: ChannelInboundHandler {
+  typealias InboundIn = HTTP2Frame
+
+  private let logger: Logger
+
+  init(logger: Logger) {
+    self.logger = logger
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    self.logger.debug("gRPC connection error", metadata: ["sluice.error": "\(error)"])
+  }
+}

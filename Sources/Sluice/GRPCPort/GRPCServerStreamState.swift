@@ -1,0 +1,245 @@
+internal import Foundation
+internal import GRPCCore
+internal import NIOCore
+internal import NIOHPACK
+
+/// The server side of one gRPC call on one HTTP/2 stream, as a value: it takes the stream's
+/// events (request headers, DATA, the end of the request, the handler's messages and end, a reset)
+/// and says what to write, so that the channel handler carries out actions and decides nothing.
+///
+/// Follows gRPC's PROTOCOL-HTTP2: one request HEADERS (`:method POST`, `content-type:
+/// application/grpc[+proto]`, optional `grpc-timeout` and `grpc-encoding`), length-prefixed
+/// messages, then the response: HEADERS, messages, trailers with `grpc-status`; an error before
+/// any response message is a trailers-only response.
+struct GRPCServerStreamState {
+  /// What a request's headers ask for, once they have passed.
+  struct RequestHead {
+    /// `/pkg.Service/Method`.
+    var path: String
+    /// The call's time limit from `grpc-timeout`, if any.
+    var timeout: Duration?
+    /// The request headers, pseudo-headers included.
+    var headers: HPACKHeaders
+  }
+
+  enum Phase: Equatable {
+    /// No request headers yet.
+    case idle
+    /// The call runs; `responseStarted` once the response HEADERS are out, `requestEnded` once
+    /// the client half-closed.
+    case open(responseStarted: Bool, requestEnded: Bool)
+    /// The response's trailers are out, or the stream was reset.
+    case closed
+  }
+
+  /// What to do with a request's headers.
+  enum HeadersAction {
+    /// Route and start the call.
+    case start(RequestHead)
+    /// Answer with these headers (a trailers-only error, END_STREAM) and run nothing.
+    case refuse(HPACKHeaders, RPCError)
+  }
+
+  /// What a DATA frame or the request's end amounts to.
+  enum RequestAction {
+    /// Hand these messages to the handler, then (when `ended`) the request's end.
+    case deliver([ByteBuffer], ended: Bool)
+    /// End the call with this error (a message too large, compressed, or cut short).
+    case fail(RPCError)
+    /// Nothing for the handler (the call is over).
+    case ignore
+  }
+
+  private(set) var phase: Phase = .idle
+  private var deframer: GRPCMessageDeframer
+
+  init(maximumMessageBytes: Int) {
+    self.deframer = GRPCMessageDeframer(maximumMessageBytes: maximumMessageBytes)
+  }
+
+  /// Whether the handler still expects events: the call is open.
+  var isOpen: Bool {
+    if case .open = self.phase { return true }
+    return false
+  }
+
+  // MARK: - Request
+
+  /// The request headers arrived; `endStream` when they also end the request.
+  mutating func receivedHeaders(_ headers: HPACKHeaders, endStream: Bool) -> HeadersAction {
+    guard self.phase == .idle else {
+      // Trailers from the client (HTTP/2 allows a second HEADERS that ends the stream): only the
+      // end matters to gRPC.
+      return .refuse([:], RPCError(code: .internalError, message: "unexpected second HEADERS"))
+    }
+    switch Self.check(headers) {
+    case .success(let head):
+      self.phase = .open(responseStarted: false, requestEnded: endStream)
+      return .start(head)
+    case .failure(let refusal):
+      self.phase = .closed
+      return .refuse(Self.trailersOnly(refusal.error, httpStatus: refusal.httpStatus), refusal.error)
+    }
+  }
+
+  /// A DATA frame arrived.
+  mutating func receivedData(_ bytes: ByteBuffer, endStream: Bool) -> RequestAction {
+    guard case .open(let started, let ended) = self.phase, !ended else { return .ignore }
+    self.deframer.append(bytes)
+    var messages: [ByteBuffer] = []
+    do {
+      while let message = try self.deframer.next() {
+        guard !message.compressed else { return .fail(GRPCErrors.compressedWithoutEncoding) }
+        messages.append(message.bytes)
+      }
+    } catch {
+      return .fail(error)
+    }
+    if endStream {
+      if self.deframer.hasPartialMessage {
+        return .fail(RPCError(code: .internalError, message: "the request ended inside a message"))
+      }
+      self.phase = .open(responseStarted: started, requestEnded: true)
+    }
+    return .deliver(messages, ended: endStream)
+  }
+
+  /// The client's second HEADERS (trailers) ended the request.
+  mutating func receivedEnd() -> RequestAction {
+    self.receivedData(ByteBuffer(), endStream: true)
+  }
+
+  // MARK: - Response
+
+  /// The handler sends a message: the response headers to write first, if they are not out yet;
+  /// nil when the call is already over (the message is dropped).
+  mutating func sendingMessage() -> (headers: HPACKHeaders?, open: Bool) {
+    guard case .open(let started, let ended) = self.phase else { return (nil, false) }
+    if started { return (nil, true) }
+    self.phase = .open(responseStarted: true, requestEnded: ended)
+    return (Self.responseHeaders, true)
+  }
+
+  /// How a call's last frame looks.
+  struct Ending {
+    /// The headers of the last frame (END_STREAM): trailers, or a whole trailers-only response.
+    var headers: HPACKHeaders
+    /// Whether the response headers (and so `extraHeaders` of the engine) are part of this frame.
+    var trailersOnly: Bool
+    /// Whether the client is still sending: the stream is reset with NO_ERROR after the trailers,
+    /// as grpc-go does, so that the client stops.
+    var resetAfter: Bool
+  }
+
+  /// The call ends with `error` (nil: OK): the frame to write, or nil when it had already ended.
+  mutating func finishing(_ error: RPCError?) -> Ending? {
+    guard case .open(let started, let ended) = self.phase else { return nil }
+    self.phase = .closed
+    var headers: HPACKHeaders = started ? [:] : Self.responseHeaders
+    Self.addStatus(error, to: &headers)
+    return Ending(headers: headers, trailersOnly: !started, resetAfter: !ended)
+  }
+
+  /// The stream was reset or its channel closed: true when the call was still open (the handler
+  /// must stop; the call counts as cancelled).
+  mutating func streamClosed() -> Bool {
+    let wasOpen = self.isOpen
+    self.phase = .closed
+    return wasOpen
+  }
+
+  // MARK: - Headers
+
+  /// The response headers of every call.
+  static let responseHeaders: HPACKHeaders = [":status": "200", "content-type": "application/grpc"]
+
+  /// A refused request: the gRPC error and the HTTP status that goes with it.
+  struct Refusal: Error {
+    var error: RPCError
+    var httpStatus: Int
+  }
+
+  /// Checks request headers against gRPC's PROTOCOL-HTTP2, the way grpc-go's server answers.
+  static func check(_ headers: HPACKHeaders) -> Result<RequestHead, Refusal> {
+    let method = headers.first(name: ":method") ?? ""
+    guard method == "POST" else {
+      let error = RPCError(code: .internalError, message: "gRPC requires :method POST, not \"\(method)\"")
+      return .failure(Refusal(error: error, httpStatus: 405))
+    }
+    let contentType = headers.first(name: "content-type") ?? ""
+    guard Self.isGRPCContentType(contentType) else {
+      return .failure(
+        Refusal(
+          error: RPCError(code: .invalidArgument, message: "invalid gRPC request content-type \"\(contentType)\""),
+          httpStatus: 415
+        )
+      )
+    }
+    var timeout: Duration?
+    for value in headers["grpc-timeout"] {
+      guard let parsed = GRPCTimeout.parse(value) else {
+        return .failure(Refusal(error: GRPCTimeout.invalid(value), httpStatus: 200))
+      }
+      timeout = parsed
+    }
+    for encoding in headers["grpc-encoding"] where encoding != "identity" {
+      return .failure(Refusal(error: GRPCErrors.unsupportedEncoding(encoding), httpStatus: 200))
+    }
+    guard let path = headers.first(name: ":path"), path.utf8.first == UInt8(ascii: "/") else {
+      return .failure(Refusal(error: GRPCErrors.unknownMethod(headers.first(name: ":path") ?? ""), httpStatus: 200))
+    }
+    return .success(RequestHead(path: path, timeout: timeout, headers: headers))
+  }
+
+  /// `application/grpc`, optionally `+proto` or `;params`; anything else is not gRPC.
+  static func isGRPCContentType(_ value: String) -> Bool {
+    let prefix = "application/grpc"
+    guard value.hasPrefix(prefix) else { return false }
+    let rest = value.utf8.dropFirst(prefix.utf8.count)
+    guard let next = rest.first else { return true }
+    return next == UInt8(ascii: "+") || next == UInt8(ascii: ";")
+  }
+
+  /// A trailers-only response carrying `error`.
+  static func trailersOnly(_ error: RPCError, httpStatus: Int = 200) -> HPACKHeaders {
+    var headers: HPACKHeaders = [":status": "\(httpStatus)", "content-type": "application/grpc"]
+    if error.code == .unimplemented, error.message.hasPrefix("grpc-encoding") {
+      headers.add(name: "grpc-accept-encoding", value: "identity")
+    }
+    Self.addStatus(error, to: &headers)
+    return headers
+  }
+
+  /// `grpc-status`, `grpc-message` (percent-encoded) and the error's metadata.
+  static func addStatus(_ error: RPCError?, to headers: inout HPACKHeaders) {
+    guard let error else {
+      headers.add(name: "grpc-status", value: "0")
+      return
+    }
+    headers.add(name: "grpc-status", value: "\(error.code.rawValue)")
+    if !error.message.isEmpty {
+      headers.add(name: "grpc-message", value: Self.percentEncoded(error.message))
+    }
+    for (key, value) in error.metadata where !MetadataKeys.isFraming(key) || key == "grpc-status-details-bin" {
+      switch value {
+      case .string(let string): headers.add(name: key, value: string)
+      case .binary(let bytes): headers.add(name: key, value: Data(bytes).base64EncodedString())
+      }
+    }
+  }
+
+  /// `grpc-message`'s encoding: bytes outside printable ASCII, and `%`, as `%XX`.
+  static func percentEncoded(_ message: String) -> String {
+    let hex = Array("0123456789ABCDEF".utf8)
+    var encoded: [UInt8] = []
+    encoded.reserveCapacity(message.utf8.count)
+    for byte in message.utf8 {
+      if byte >= 0x20, byte <= 0x7E, byte != UInt8(ascii: "%") {
+        encoded.append(byte)
+      } else {
+        encoded += [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
+      }
+    }
+    return String(decoding: encoded, as: UTF8.self)
+  }
+}
