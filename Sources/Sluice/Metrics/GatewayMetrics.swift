@@ -1,5 +1,6 @@
 internal import CoreMetrics
 internal import Prometheus
+internal import Synchronization
 
 /// The gateway's metrics, exported in Prometheus text format on `GET /metrics`.
 ///
@@ -30,6 +31,20 @@ public final class GatewayMetrics: Sendable {
   private let messageCounters: [Transport: [Direction: CoreMetrics.Counter]]
   private let byteCounters: [Transport: [Direction: CoreMetrics.Counter]]
   private let connections: [Transport: CoreMetrics.Meter]
+  /// Per-RPC instruments, made once per label set: making one through the Prometheus factory
+  /// takes its registry's lock and allocates, which measured 8 % of a native unary call.
+  private let rpcInstruments = Mutex(RPCInstruments())
+
+  private struct RPCInstruments {
+    var active: [RPCLabels: CoreMetrics.Meter] = [:]
+    var ended: [RPCLabels: CoreMetrics.Counter] = [:]
+  }
+
+  private struct RPCLabels: Hashable {
+    var method: String
+    var transport: Transport
+    var code: String?
+  }
 
   public init() {
     self.registry = PrometheusCollectorRegistry()
@@ -86,11 +101,18 @@ public final class GatewayMetrics: Sendable {
   /// An RPC's handler stopped with `code` (`ok` or the gRPC status code's name).
   func rpcEnded(method: String, transport: Transport, code: String) {
     self.activeRPCs(method: method, transport: transport).decrement()
-    CoreMetrics.Counter(
-      label: "sluice_rpcs_total",
-      dimensions: [("method", method), ("transport", transport.rawValue), ("code", code)],
-      factory: self.factory
-    ).increment()
+    let labels = RPCLabels(method: method, transport: transport, code: code)
+    let counter = self.rpcInstruments.withLock { instruments in
+      if let counter = instruments.ended[labels] { return counter }
+      let counter = CoreMetrics.Counter(
+        label: "sluice_rpcs_total",
+        dimensions: [("method", method), ("transport", transport.rawValue), ("code", code)],
+        factory: self.factory
+      )
+      instruments.ended[labels] = counter
+      return counter
+    }
+    counter.increment()
   }
 
   /// Counts `count` messages.
@@ -104,10 +126,16 @@ public final class GatewayMetrics: Sendable {
   }
 
   private func activeRPCs(method: String, transport: Transport) -> CoreMetrics.Meter {
-    CoreMetrics.Meter(
-      label: "sluice_rpcs_active",
-      dimensions: [("method", method), ("transport", transport.rawValue)],
-      factory: self.factory
-    )
+    let labels = RPCLabels(method: method, transport: transport)
+    return self.rpcInstruments.withLock { instruments in
+      if let meter = instruments.active[labels] { return meter }
+      let meter = CoreMetrics.Meter(
+        label: "sluice_rpcs_active",
+        dimensions: [("method", method), ("transport", transport.rawValue)],
+        factory: self.factory
+      )
+      instruments.active[labels] = meter
+      return meter
+    }
   }
 }
