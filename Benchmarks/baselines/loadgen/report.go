@@ -336,11 +336,9 @@ Median of the runs, (minimum–maximum) in parentheses.
 - **Idle sessions**: %s WebSocket sessions on `+"`/proto.StreamService/Route`"+`, each sends one
   message and reads its answer (so every session has a live RPC), then all stay idle for 2 s and the
   server's VmRSS is read from `+"`/proc/<pid>/status`"+`.
-- The grpc-go client uses static %s flow-control windows (`+"`BENCH_GRPC_WINDOW`"+`). With grpc-go's
-  default (dynamic windows sized by BDP PING frames, about one per read) Sluice's gRPC port, like any
-  server on grpc-swift-nio-transport 2.9.2, hits swift-nio-http2's limit of 200 PING/SETTINGS frames
-  per 30 s and closes the connection with GOAWAY `+"`ENHANCE_YOUR_CALM`"+`: calls fail with UNAVAILABLE
-  "the connection is draining".
+- The grpc-go client uses %s flow-control windows (`+"`BENCH_GRPC_WINDOW`"+`; by default grpc-go's own,
+  sized by BDP PING frames, about one per read, as users deploy it). Sluice's engine applies
+  grpc-go's server PING policy, so both servers take the same client.
 - Every scenario has one uncounted warm-up run per target; WebSocket JSON frames are
   `+"`{\"pt\":{\"name\":\"bench\",\"value\":i}}`"+`; responses are checked (count, values, `+"`$end`"+` code 0).
 `, m.Date, rep.Mode, fmt.Sprintf("%.0f s", rep.TotalTime), m.Nproc, m.CPU, m.RAM, m.Kernel, m.Load, m.Swift, m.Go, m.GRPCGo, m.Gorilla,
@@ -352,10 +350,10 @@ Median of the runs, (minimum–maximum) in parentheses.
 
 func windowText(bytes int) string {
 	if bytes <= 0 {
-		return "default (dynamic)"
+		return "grpc-go's default (dynamic)"
 	}
 	if bytes%(1<<20) == 0 {
-		return fmt.Sprintf("%d MiB", bytes>>20)
+		return fmt.Sprintf("static %d MiB", bytes>>20)
 	}
-	return fmt.Sprintf("%d-byte", bytes)
+	return fmt.Sprintf("static %d-byte", bytes)
 }
