@@ -61,6 +61,7 @@ let package = Package(
         .product(name: "NIOHTTP2", package: "swift-nio-http2"),
         .product(name: "NIOHPACK", package: "swift-nio-http2"),
         .product(name: "Crypto", package: "swift-crypto"),
+        "CZlib",
         .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -74,6 +75,8 @@ let package = Package(
       ],
       swiftSettings: swiftSettings
     ),
+    // zlib from the system (apt: zlib1g-dev), for gzip-encoded gRPC messages.
+    .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
     // Descriptor-driven JSON <-> protobuf translation (no generated types, no gRPC).
     .target(
       name: "SluiceCodec",

@@ -13,6 +13,7 @@ missing_apt=()
 command -v protoc >/dev/null || missing_apt+=(protobuf-compiler)
 command -v curl >/dev/null || missing_apt+=(curl)
 command -v openssl >/dev/null || missing_apt+=(openssl)  # the TLS version and cipher tests
+[ -f /usr/include/zlib.h ] || missing_apt+=(zlib1g-dev)  # gzip-encoded gRPC messages (CZlib)
 command -v h2load >/dev/null || missing_apt+=(nghttp2-client)  # h2load: 100,000 calls on the native port
 # Headless Chromium and its WebDriver for the browser-page test.
 command -v chromium >/dev/null || missing_apt+=(chromium)

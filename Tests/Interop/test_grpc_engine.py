@@ -1,6 +1,7 @@
 """The native port on Sluice's own engine (swift-nio-http2 used directly), checked point by point
 against gRPC's PROTOCOL-HTTP2 with clients we did not write: grpcio, the h2 library, nghttp2's
 h2load, and grpc-go (the benchmarks' load generator, with grpc-go's default dynamic windows)."""
+import gzip
 import json
 import re
 import shutil
@@ -94,12 +95,48 @@ def test_grpc_plus_proto_and_a_missing_te_are_served(sluice, stubs):
 def test_an_unknown_encoding_is_unimplemented_with_the_encodings_accepted(sluice, stubs):
     answer = exchange(sluice.grpc_port, request_headers(grpc_encoding="snappy"), framed(say_hi_bytes(stubs, "a")))
     assert status(answer)[0] == "12", answer
-    assert answer["headers"].get("grpc-accept-encoding") == "identity", answer
+    assert answer["headers"].get("grpc-accept-encoding") == "identity,gzip", answer
 
 
 def test_a_compressed_flag_without_an_encoding_is_internal(sluice, stubs):
     body = b"\x01" + framed(say_hi_bytes(stubs, "a"))[1:]
     assert status(exchange(sluice.grpc_port, request_headers(), body))[0] == "13"
+
+
+def test_grpcio_sends_gzip_messages_on_every_kind_of_call(sluice, stubs):
+    with grpc.insecure_channel(sluice.grpc_target, compression=grpc.Compression.Gzip) as channel:
+        reply = stubs.hello_pb2_grpc.UserServiceStub(channel).SayHi(stubs.hello_pb2.Request(name="zip" * 100), timeout=10)
+        assert reply.result.startswith("hi " + "zip" * 100 + "---")
+        stream = stubs.stream_pb2_grpc.StreamServiceStub(channel)
+        points = [stubs.stream_pb2.StreamRequest(pt=stubs.stream_pb2.StreamPoint(name="z", value=i)) for i in range(50)]
+        assert [r.pt.value for r in stream.Route(iter(points), timeout=10)] == list(range(50))
+        assert stream.Record(iter(points), timeout=10).pt.value == 1
+
+
+def gzip_frame(payload: bytes) -> bytes:
+    data = gzip.compress(payload)
+    return b"\x01" + len(data).to_bytes(4, "big") + data
+
+
+def test_gzip_that_does_not_inflate_is_internal_and_a_bomb_is_resource_exhausted(start_sluice, stubs):
+    s = start_sluice("--max-message-bytes", "100000")
+    good = gzip_frame(say_hi_bytes(stubs, "g"))
+    answer = exchange(s.grpc_port, request_headers(grpc_encoding="gzip"), good)
+    assert status(answer)[0] == "0", answer
+    stream = gzip.compress(say_hi_bytes(stubs, "g"))
+    # Cut short anywhere (its header only, mid-data, without its CRC and length), followed by
+    # more bytes, or not gzip at all: INTERNAL, never a shorter message passed on.
+    for bad in [stream[:10], stream[:len(stream) // 2], stream[:-8], stream + b"x", stream + stream, b"nope!"]:
+        frame = b"\x01" + len(bad).to_bytes(4, "big") + bad
+        answer = exchange(s.grpc_port, request_headers(grpc_encoding="gzip"), frame)
+        assert status(answer)[0] == "13" and "gzip" in status(answer)[1], (bad, answer)
+    # 10 MB of zeros gzip to about 10 kB: refused past the 100,000-byte limit, not inflated.
+    bomb = gzip_frame(b"\x0a\x80\xad\xe2\x04" + bytes(10_000_000))
+    assert len(bomb) < 100_000
+    answer = exchange(s.grpc_port, request_headers(grpc_encoding="gzip"), bomb)
+    assert status(answer)[0] == "8", answer
+    with grpc.insecure_channel(s.grpc_target) as channel:  # the gateway is fine
+        assert stubs.hello_pb2_grpc.UserServiceStub(channel).SayHi(stubs.hello_pb2.Request(name="ok"), timeout=10)
 
 
 def test_unknown_services_and_methods_are_unimplemented_trailers_only(sluice):

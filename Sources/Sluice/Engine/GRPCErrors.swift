@@ -18,7 +18,7 @@ enum GRPCErrors {
 
   /// A `grpc-encoding` the gateway does not decode.
   static func unsupportedEncoding(_ encoding: some StringProtocol) -> RPCError {
-    RPCError(code: .unimplemented, message: "grpc-encoding \"\(encoding)\" is not supported; use identity")
+    RPCError(code: .unimplemented, message: "grpc-encoding \"\(encoding)\" is not supported; use identity or gzip")
   }
 
   /// A message marked compressed on a call without `grpc-encoding`.
@@ -26,6 +26,11 @@ enum GRPCErrors {
     code: .internalError,
     message: "a message is marked compressed but the request has no grpc-encoding"
   )
+
+  /// A message flagged compressed that does not inflate (corrupt or cut short).
+  static func undecodableCompression(_ reason: String) -> RPCError {
+    RPCError(code: .internalError, message: "a compressed message could not be inflated (gzip): \(reason)")
+  }
 
   /// A request message that is not valid protobuf for the method's input type.
   static func invalidMessage(_ typeName: String) -> RPCError {

@@ -18,6 +18,8 @@ struct GRPCServerStreamState {
     var path: String
     /// The call's time limit from `grpc-timeout`, if any.
     var timeout: Duration?
+    /// Whether messages flagged compressed are gzip (`grpc-encoding: gzip`).
+    var gzip: Bool
     /// The request headers, pseudo-headers included.
     var headers: HPACKHeaders
   }
@@ -52,9 +54,12 @@ struct GRPCServerStreamState {
 
   private(set) var phase: Phase = .idle
   private var deframer: GRPCMessageDeframer
+  private let maximumMessageBytes: Int
+  private var gzip = false
 
   init(maximumMessageBytes: Int) {
     self.deframer = GRPCMessageDeframer(maximumMessageBytes: maximumMessageBytes)
+    self.maximumMessageBytes = maximumMessageBytes
   }
 
   /// Whether the handler still expects events: the call is open.
@@ -75,6 +80,7 @@ struct GRPCServerStreamState {
     switch Self.check(headers) {
     case .success(let head):
       self.phase = .open(responseStarted: false, requestEnded: endStream)
+      self.gzip = head.gzip
       return .start(head)
     case .failure(let refusal):
       self.phase = .closed
@@ -89,8 +95,12 @@ struct GRPCServerStreamState {
     var messages: [ByteBuffer] = []
     do {
       while let message = try self.deframer.next() {
-        guard !message.compressed else { return .fail(GRPCErrors.compressedWithoutEncoding) }
-        messages.append(message.bytes)
+        guard message.compressed else {
+          messages.append(message.bytes)
+          continue
+        }
+        guard self.gzip else { return .fail(GRPCErrors.compressedWithoutEncoding) }
+        messages.append(try GzipMessage.inflate(message.bytes, limit: self.maximumMessageBytes))
       }
     } catch {
       return .fail(error)
@@ -150,8 +160,13 @@ struct GRPCServerStreamState {
 
   // MARK: - Headers
 
-  /// The response headers of every call.
-  static let responseHeaders: HPACKHeaders = [":status": "200", "content-type": "application/grpc"]
+  /// The message encodings the gateway reads, as `grpc-accept-encoding` names them.
+  static let acceptedEncodings = "identity,gzip"
+
+  /// The response headers of every call (responses themselves are not compressed).
+  static let responseHeaders: HPACKHeaders = [
+    ":status": "200", "content-type": "application/grpc", "grpc-accept-encoding": Self.acceptedEncodings,
+  ]
 
   /// A refused request: the gRPC error and the HTTP status that goes with it.
   struct Refusal: Error {
@@ -182,13 +197,18 @@ struct GRPCServerStreamState {
       }
       timeout = parsed
     }
-    for encoding in headers["grpc-encoding"] where encoding != "identity" {
-      return .failure(Refusal(error: GRPCErrors.unsupportedEncoding(encoding), httpStatus: 200))
+    var gzip = false
+    for encoding in headers["grpc-encoding"] {
+      switch encoding {
+      case "identity": break
+      case "gzip": gzip = true
+      default: return .failure(Refusal(error: GRPCErrors.unsupportedEncoding(encoding), httpStatus: 200))
+      }
     }
     guard let path = headers.first(name: ":path"), path.utf8.first == UInt8(ascii: "/") else {
       return .failure(Refusal(error: GRPCErrors.unknownMethod(headers.first(name: ":path") ?? ""), httpStatus: 200))
     }
-    return .success(RequestHead(path: path, timeout: timeout, headers: headers))
+    return .success(RequestHead(path: path, timeout: timeout, gzip: gzip, headers: headers))
   }
 
   /// `application/grpc`, optionally `+proto` or `;params`; anything else is not gRPC.
@@ -204,7 +224,7 @@ struct GRPCServerStreamState {
   static func trailersOnly(_ error: RPCError, httpStatus: Int = 200) -> HPACKHeaders {
     var headers: HPACKHeaders = [":status": "\(httpStatus)", "content-type": "application/grpc"]
     if error.code == .unimplemented, error.message.hasPrefix("grpc-encoding") {
-      headers.add(name: "grpc-accept-encoding", value: "identity")
+      headers.add(name: "grpc-accept-encoding", value: Self.acceptedEncodings)
     }
     Self.addStatus(error, to: &headers)
     return headers
