@@ -1,6 +1,7 @@
 """The native port on Sluice's own engine (swift-nio-http2 used directly), checked point by point
 against gRPC's PROTOCOL-HTTP2 with clients we did not write: grpcio, the h2 library, nghttp2's
 h2load, and grpc-go (the benchmarks' load generator, with grpc-go's default dynamic windows)."""
+import asyncio
 import gzip
 import json
 import re
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import grpc
+import h2.config
 import h2.connection
 import h2.events
 import pytest
@@ -276,3 +278,48 @@ def test_a_grpc_go_client_with_default_windows_completes_a_million_message_route
     received = metric(s.http_port, "sluice_messages_total", transport="grpc", direction="in")
     sent = metric(s.http_port, "sluice_messages_total", transport="grpc", direction="out")
     assert sent == received >= 1_000_000, (received, sent)
+
+
+# --- connections that end in protocol errors ---------------------------------------------------
+
+
+async def _protocol_error_connection(port, say_hi):
+    """A connection with a call open that breaks HTTP/2 (a DATA frame on stream 0): the server
+    answers GOAWAY PROTOCOL_ERROR and closes."""
+    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.send_headers(1, request_headers())
+    conn.send_data(1, framed(say_hi))  # the call is open: no end of stream
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(conn.data_to_send() + b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x")
+    try:
+        while await asyncio.wait_for(reader.read(65536), 10):
+            pass
+    finally:
+        writer.close()
+
+
+def test_connections_ending_in_protocol_errors_leave_no_memory_behind(start_sluice, stubs):
+    """grpc-swift-nio-transport kept about 28 kB of every such connection (the leak noted in the
+    security review); the engine must give everything back."""
+    s = start_sluice()
+    say_hi = say_hi_bytes(stubs, "leak")
+
+    async def rounds(count, concurrency=100):
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one():
+            async with gate:
+                await _protocol_error_connection(s.grpc_port, say_hi)
+        await asyncio.gather(*(one() for _ in range(count)))
+
+    asyncio.run(rounds(500))  # warm up: allocator pools, NIO's buffers
+    before = s.rss_kib()
+    asyncio.run(rounds(4000))
+    time.sleep(1)
+    grown = s.rss_kib() - before
+    print(f"\n  4,000 protocol-error connections: RSS {before} -> {before + grown} KiB")
+    # The old leak would be about 110 MB here.
+    assert grown < 20_000, f"RSS grew {grown} KiB over 4,000 connections"
+    with grpc.insecure_channel(s.grpc_target) as channel:
+        assert stubs.hello_pb2_grpc.UserServiceStub(channel).SayHi(stubs.hello_pb2.Request(name="ok"), timeout=10)

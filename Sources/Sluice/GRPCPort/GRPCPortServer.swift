@@ -244,10 +244,12 @@ final class GRPCPortServer: Service {
   }
 }
 
-/// The last handler of a connection: errors that reach the end of the pipeline are logged at
-/// debug level, not NIO's "unhandled error" warning. None of them needs closing here:
-/// swift-nio-http2 answers a connection error with GOAWAY and closes by itself, NIOSSL does the
-/// same for TLS, and the rest (a write to a stream the client has just reset) concern one stream.
+/// The last handler of a connection: closes it on a connection error (swift-nio-http2 has
+/// written its GOAWAY and leaves the closing to the pipeline), one loop tick later so that the
+/// GOAWAY goes out first, and logs errors at debug level rather than NIO's "unhandled error".
+///
+/// Two errors are not the connection's: a stream's write that raced the client's reset of that
+/// stream (`NoSuchStream`, `StreamClosed`). Those leave the connection open.
 private final class ConnectionErrorHandler: ChannelInboundHandler {
   typealias InboundIn = HTTP2Frame
 
@@ -261,5 +263,12 @@ private final class ConnectionErrorHandler: ChannelInboundHandler {
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
     self.logger.debug("gRPC connection error", metadata: ["sluice.error": "\(error)"])
+    switch error {
+    case is NIOHTTP2Errors.NoSuchStream, is NIOHTTP2Errors.StreamClosed:
+      return
+    default:
+      let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+      context.eventLoop.execute { loopBound.value.close(promise: nil) }
+    }
   }
 }
