@@ -82,11 +82,17 @@ struct RPCMethod: Sendable {
 
   /// `/pkg.Service/Method`.
   let path: String
+  /// `pkg.Service/Method`, as metrics and logs name it (made once, not per call).
+  let name: String
   let kind: Kind
   let makeHandler: @Sendable () -> any RPCHandler
 
-  /// `pkg.Service/Method`, as metrics and logs name it.
-  var name: Substring { self.path.dropFirst() }
+  init(path: String, kind: Kind, makeHandler: @escaping @Sendable () -> any RPCHandler) {
+    self.path = path
+    self.name = String(path.dropFirst())
+    self.kind = kind
+    self.makeHandler = makeHandler
+  }
 }
 
 /// The methods a port serves, by path.

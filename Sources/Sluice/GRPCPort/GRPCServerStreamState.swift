@@ -34,12 +34,14 @@ struct GRPCServerStreamState {
     case closed
   }
 
-  /// What to do with a request's headers.
+  /// What to do with a HEADERS frame from the client.
   enum HeadersAction {
-    /// Route and start the call.
+    /// The request headers: route and start the call.
     case start(RequestHead)
-    /// Answer with these headers (a trailers-only error, END_STREAM) and run nothing.
-    case refuse(HPACKHeaders, RPCError)
+    /// Request headers gRPC does not allow: write this trailers-only answer, run nothing.
+    case refuse(Ending, RPCError)
+    /// A second HEADERS (trailers, which HTTP/2 allows to end a request): only its end matters.
+    case trailers(RequestAction)
   }
 
   /// What a DATA frame or the request's end amounts to.
@@ -70,12 +72,10 @@ struct GRPCServerStreamState {
 
   // MARK: - Request
 
-  /// The request headers arrived; `endStream` when they also end the request.
+  /// A HEADERS frame arrived; `endStream` when it also ends the request.
   mutating func receivedHeaders(_ headers: HPACKHeaders, endStream: Bool) -> HeadersAction {
     guard self.phase == .idle else {
-      // Trailers from the client (HTTP/2 allows a second HEADERS that ends the stream): only the
-      // end matters to gRPC.
-      return .refuse([:], RPCError(code: .internalError, message: "unexpected second HEADERS"))
+      return .trailers(endStream ? self.receivedEnd() : .ignore)
     }
     switch Self.check(headers) {
     case .success(let head):
@@ -84,7 +84,8 @@ struct GRPCServerStreamState {
       return .start(head)
     case .failure(let refusal):
       self.phase = .closed
-      return .refuse(Self.trailersOnly(refusal.error, httpStatus: refusal.httpStatus), refusal.error)
+      let answer = Self.trailersOnly(refusal.error, httpStatus: refusal.httpStatus)
+      return .refuse(Ending(headers: answer, trailersOnly: true, resetAfter: !endStream), refusal.error)
     }
   }
 
@@ -145,8 +146,8 @@ struct GRPCServerStreamState {
   mutating func finishing(_ error: RPCError?) -> Ending? {
     guard case .open(let started, let ended) = self.phase else { return nil }
     self.phase = .closed
-    var headers: HPACKHeaders = started ? [:] : Self.responseHeaders
-    Self.addStatus(error, to: &headers)
+    var headers: HPACKHeaders = [:]
+    if started { Self.addStatus(error, to: &headers) } else { headers = Self.trailersOnly(error) }
     return Ending(headers: headers, trailersOnly: !started, resetAfter: !ended)
   }
 
@@ -164,9 +165,12 @@ struct GRPCServerStreamState {
   static let acceptedEncodings = "identity,gzip"
 
   /// The response headers of every call (responses themselves are not compressed).
-  static let responseHeaders: HPACKHeaders = [
-    ":status": "200", "content-type": "application/grpc", "grpc-accept-encoding": Self.acceptedEncodings,
-  ]
+  static let responseHeaders = Self.responseHeaders(status: 200)
+
+  /// The response headers with another HTTP status, `:status` first (pseudo-headers lead).
+  static func responseHeaders(status: Int) -> HPACKHeaders {
+    [":status": "\(status)", "content-type": "application/grpc", "grpc-accept-encoding": Self.acceptedEncodings]
+  }
 
   /// A refused request: the gRPC error and the HTTP status that goes with it.
   struct Refusal: Error {
@@ -220,12 +224,10 @@ struct GRPCServerStreamState {
     return next == UInt8(ascii: "+") || next == UInt8(ascii: ";")
   }
 
-  /// A trailers-only response carrying `error`.
-  static func trailersOnly(_ error: RPCError, httpStatus: Int = 200) -> HPACKHeaders {
-    var headers: HPACKHeaders = [":status": "\(httpStatus)", "content-type": "application/grpc"]
-    if error.code == .unimplemented, error.message.hasPrefix("grpc-encoding") {
-      headers.add(name: "grpc-accept-encoding", value: Self.acceptedEncodings)
-    }
+  /// A trailers-only response carrying `error` (nil: OK): the response headers (with
+  /// `grpc-accept-encoding`, which a refused encoding needs) and the status, in one frame.
+  static func trailersOnly(_ error: RPCError?, httpStatus: Int = 200) -> HPACKHeaders {
+    var headers = httpStatus == 200 ? Self.responseHeaders : Self.responseHeaders(status: httpStatus)
     Self.addStatus(error, to: &headers)
     return headers
   }

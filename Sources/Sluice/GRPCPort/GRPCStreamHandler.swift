@@ -85,14 +85,7 @@ final class GRPCStreamHandler: ChannelDuplexHandler, CallResponder {
   func finish(_ error: RPCError?) {
     guard let context = self.context, let ending = self.state.finishing(error) else { return }
     self.writePending(context)
-    var headers = ending.headers
-    if ending.trailersOnly { self.addEcho(to: &headers) }
-    self.activity.sentSinceLastPing = true
-    context.write(Self.wrapOutboundOut(.headers(.init(headers: headers, endStream: true))), promise: nil)
-    if ending.resetAfter {
-      context.write(Self.wrapOutboundOut(.rstStream(.noError)), promise: nil)
-    }
-    self.flushSoon(context)
+    self.write(ending, context: context)
     self.ended(code: error.map { "\($0.code)" } ?? "ok")
   }
 
@@ -110,11 +103,7 @@ final class GRPCStreamHandler: ChannelDuplexHandler, CallResponder {
     self.inTurn = true
     switch Self.unwrapInboundIn(data) {
     case .headers(let headers):
-      if self.state.phase == .idle {
-        self.start(headers.headers, endStream: headers.endStream, context: context)
-      } else if headers.endStream {
-        self.deliver(self.state.receivedEnd())
-      }
+      self.received(headers.headers, endStream: headers.endStream, context: context)
     case .data(let data):
       guard case .byteBuffer(let bytes) = data.data else { return }
       self.deliver(self.state.receivedData(bytes, endStream: data.endStream))
@@ -174,23 +163,23 @@ final class GRPCStreamHandler: ChannelDuplexHandler, CallResponder {
 
   // MARK: - The call
 
-  private func start(_ headers: HPACKHeaders, endStream: Bool, context: ChannelHandlerContext) {
+  private func received(_ headers: HPACKHeaders, endStream: Bool, context: ChannelHandlerContext) {
     switch self.state.receivedHeaders(headers, endStream: endStream) {
-    case .refuse(let response, let error):
+    case .trailers(let action):
+      self.deliver(action)
+    case .refuse(let ending, let error):
       self.port.logger.debug(
         "Refused a malformed gRPC request",
         metadata: ["sluice.rpc.method": "\(headers.first(name: ":path") ?? "")", "sluice.error": "\(error)"]
       )
-      context.write(Self.wrapOutboundOut(.headers(.init(headers: response, endStream: true))), promise: nil)
-      if !endStream { context.write(Self.wrapOutboundOut(.rstStream(.noError)), promise: nil) }
-      self.flushSoon(context)
+      self.write(ending, context: context)
     case .start(let head):
       guard let method = self.port.router.method(path: head.path) else {
         self.finish(GRPCErrors.unknownMethod(head.path))
         return
       }
       self.method = method
-      self.ticket = self.port.monitor.begin(method: String(method.name), transport: .grpc)
+      self.ticket = self.port.monitor.begin(method: method.name, transport: .grpc)
       guard self.port.limiter.acquire() else {
         self.finish(GRPCErrors.tooManyRPCs(limit: self.port.limiter.limit))
         return
@@ -272,6 +261,18 @@ final class GRPCStreamHandler: ChannelDuplexHandler, CallResponder {
   }
 
   // MARK: - Writing
+
+  /// The call's last frame, then RST_STREAM(NO_ERROR) if the client is still sending.
+  private func write(_ ending: GRPCServerStreamState.Ending, context: ChannelHandlerContext) {
+    var headers = ending.headers
+    if ending.trailersOnly { self.addEcho(to: &headers) }
+    self.activity.sentSinceLastPing = true
+    context.write(Self.wrapOutboundOut(.headers(.init(headers: headers, endStream: true))), promise: nil)
+    if ending.resetAfter {
+      context.write(Self.wrapOutboundOut(.rstStream(.noError)), promise: nil)
+    }
+    self.flushSoon(context)
+  }
 
   private func writeHeaders(_ headers: HPACKHeaders, endStream: Bool, context: ChannelHandlerContext) {
     var headers = headers

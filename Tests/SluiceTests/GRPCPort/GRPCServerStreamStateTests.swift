@@ -61,15 +61,45 @@ struct GRPCServerStreamStateTests {
     var state = GRPCServerStreamState(maximumMessageBytes: 100)
     var headers = Self.request
     headers.replaceOrAdd(name: name, value: value)
-    guard case .refuse(let response, let error) = state.receivedHeaders(headers, endStream: true) else {
+    guard case .refuse(let ending, let error) = state.receivedHeaders(headers, endStream: true) else {
       Issue.record("\(name): \(value) was accepted")
       return
     }
+    let response = ending.headers
+    #expect(ending.trailersOnly)
+    #expect(!ending.resetAfter)  // the request had ended with its headers
     #expect(response.first(name: ":status") == httpStatus)
+    #expect(response.first?.name == ":status")  // pseudo-headers lead the block
     #expect(response.first(name: "grpc-status") == String(describing: Status.Code(code).rawValue))
     #expect(error.code == code)
     #expect(state.phase == .closed)
     if name == "grpc-encoding" { #expect(response.first(name: "grpc-accept-encoding") == "identity,gzip") }
+  }
+
+  @Test("A refused request the client is still sending is reset after the answer")
+  func refusedWhileSending() {
+    var state = GRPCServerStreamState(maximumMessageBytes: 100)
+    var headers = Self.request
+    headers.replaceOrAdd(name: ":method", value: "PUT")
+    guard case .refuse(let ending, _) = state.receivedHeaders(headers, endStream: false) else {
+      Issue.record("PUT was accepted")
+      return
+    }
+    #expect(ending.resetAfter)
+  }
+
+  @Test("A second HEADERS (trailers) ends the request; without END_STREAM it is nothing")
+  func requestTrailers() {
+    var state = Self.started()
+    guard case .trailers(.ignore) = state.receivedHeaders(["x-trailer": "1"], endStream: false) else {
+      Issue.record("trailers without END_STREAM did something")
+      return
+    }
+    guard case .trailers(.deliver([], ended: true)) = state.receivedHeaders(["x-trailer": "1"], endStream: true) else {
+      Issue.record("trailers with END_STREAM did not end the request")
+      return
+    }
+    #expect(state.phase == .open(responseStarted: false, requestEnded: true))
   }
 
   @Test("Content types: application/grpc with +proto or parameters")
