@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Fails when Protos/*.proto and the committed generated code have drifted apart (cheap: no plugins).
+# Fails when Protos/*.proto (and Protos/interop/*.proto) and the committed generated code have drifted apart (cheap: no plugins).
 # The descriptor set is rebuilt with protoc when it is installed and compared byte for byte.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fingerprint=Sources/SluiceProtos/Generated/protos.sha256
-if ! diff <(sha256sum Protos/*.proto) "$fingerprint" >/dev/null; then
+if ! diff <(sha256sum Protos/*.proto Protos/interop/*.proto) "$fingerprint" >/dev/null; then
   echo "Protos/*.proto changed since the code was generated: run scripts/generate-protos.sh" >&2
   exit 1
 fi

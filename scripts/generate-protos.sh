@@ -5,6 +5,8 @@
 #   Sources/Sluice/Generated/*.grpc.swift       service stubs        (protoc-gen-grpc-swift-2)
 #   Protos/sluice.binpb                         FileDescriptorSet    (protoc --include_imports)
 #   Sources/SluiceProtos/Generated/DescriptorSet.swift   the same bytes, embedded for the bridge
+#   Sources/SluiceProtos/Generated/Interop/*.pb.swift    grpc.testing messages (Protos/interop, for
+#                                                        --interop-service; no stubs, no descriptors)
 #   Sources/SluiceProtos/Generated/protos.sha256         fingerprint checked by scripts/check-generated.sh
 #
 # Needs protoc (apt: protobuf-compiler). The two plugins are built from the mirrored packages pinned
@@ -59,5 +61,11 @@ protoc -I Protos --include_imports \
   echo "}"
 } >"$messages/DescriptorSet.swift"
 
-sha256sum "${protos[@]}" >"$messages/protos.sha256"
+interop=(Protos/interop/*.proto)
+mkdir -p "$messages/Interop"
+rm -f "$messages/Interop"/*.pb.swift
+protoc -I Protos/interop --plugin=protoc-gen-swift="$gen_swift" \
+  --swift_out="$messages/Interop" --swift_opt=Visibility=Public,UseAccessLevelOnImports=true "${interop[@]}"
+
+sha256sum "${protos[@]}" "${interop[@]}" >"$messages/protos.sha256"
 echo "generated from ${#protos[@]} protos" >&2

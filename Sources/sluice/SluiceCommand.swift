@@ -157,6 +157,9 @@ struct SluiceCommand: AsyncParsableCommand {
   @Flag(help: "Debugging aid: response headers echo each RPC's request metadata as echo-<key>.")
   var echoMetadata = false
 
+  @Flag(help: "Also host grpc.testing.TestService (gRPC's interop test service) on the native port.")
+  var interopService = false
+
   @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
   var logLevel: Logger.Level = .info
 
@@ -287,6 +290,7 @@ struct SluiceCommand: AsyncParsableCommand {
         maxHeaderListSize: self.grpcMaxHeaderListSize
       ),
       echoMetadata: self.echoMetadata,
+      interopService: self.interopService,
       tls: self.tlsCert.map { .init(certificateChainPath: $0, privateKeyPath: self.tlsKey ?? "") }
     )
     let gateway = try Gateway(

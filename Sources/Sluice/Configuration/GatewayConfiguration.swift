@@ -98,6 +98,10 @@ public struct GatewayConfiguration: Sendable {
   /// A debugging aid: every RPC's response headers repeat its request metadata as `echo-<key>`.
   public var echoMetadata: Bool
 
+  /// Whether the native port also hosts `grpc.testing.TestService`, the service of gRPC's
+  /// cross-language interop tests (for checking the gateway with gRPC's interop clients).
+  public var interopService: Bool
+
   /// The native gRPC port's HTTP/2 and connection management settings.
   public struct GRPCPort: Sendable {
     /// `SETTINGS_MAX_CONCURRENT_STREAMS`, advertised on every connection (grpc-go's server:
@@ -191,6 +195,7 @@ public struct GatewayConfiguration: Sendable {
     allowGetCalls: Bool = true,
     grpc: GRPCPort = .defaults,
     echoMetadata: Bool = false,
+    interopService: Bool = false,
     tls: TLSFiles? = nil
   ) {
     self.host = host
@@ -218,6 +223,7 @@ public struct GatewayConfiguration: Sendable {
     self.allowGetCalls = allowGetCalls
     self.grpc = grpc
     self.echoMetadata = echoMetadata
+    self.interopService = interopService
     self.tls = tls
   }
 }

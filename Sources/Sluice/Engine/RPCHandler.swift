@@ -13,6 +13,9 @@ internal import SwiftProtobuf
 /// passed, a graceful shutdown cut a stream short); after `stopped` or the handler's own
 /// `finish` nothing more is called.
 protocol RPCHandler: AnyObject {
+  /// Metadata for the response headers, asked once before anything else (the headers go out
+  /// when the call is routed; some clients wait for them before they send).
+  func initialMetadata(_ call: ServerCall) -> HPACKHeaders
   func received(_ message: ByteBuffer, _ call: ServerCall)
   func receivedEnd(_ call: ServerCall)
   func becameWritable(_ call: ServerCall)
@@ -20,6 +23,7 @@ protocol RPCHandler: AnyObject {
 }
 
 extension RPCHandler {
+  func initialMetadata(_ call: ServerCall) -> HPACKHeaders { [:] }
   func becameWritable(_ call: ServerCall) {}
   func stopped() {}
 }
@@ -31,10 +35,21 @@ protocol CallResponder: AnyObject {
   /// Whether more output goes out now rather than into a buffer (HTTP/2 flow control, a slow
   /// reader): a producer that is not driven by requests waits for `becameWritable`.
   var isWritable: Bool { get }
-  /// Sends one serialized response message.
-  func send(serialized message: [UInt8])
-  /// Ends the call with `error` (nil: OK). Once only; later calls are ignored.
-  func finish(_ error: RPCError?)
+  /// Whether the request message being delivered arrived compressed.
+  var messageCompressed: Bool { get }
+  /// Sends one serialized response message, compressed when `compressed` and the call's
+  /// response encoding allows it (the method compresses and the client accepts gzip).
+  func send(serialized message: [UInt8], compressed: Bool)
+  /// Ends the call with `error` (nil: OK), with `trailers` as trailing metadata. Once only;
+  /// later calls are ignored.
+  func finish(_ error: RPCError?, trailers: HPACKHeaders)
+}
+
+extension CallResponder {
+  /// Ends the call with `error` (nil: OK) and no trailing metadata of the handler's.
+  func finish(_ error: RPCError?) {
+    self.finish(error, trailers: [:])
+  }
 }
 
 /// A call as a handler sees it: the request's metadata and where its output goes.
@@ -46,19 +61,21 @@ struct ServerCall {
 
   var eventLoop: any EventLoop { self.responder.eventLoop }
   var isWritable: Bool { self.responder.isWritable }
+  /// Whether the request message being delivered (in `received`) arrived compressed.
+  var messageCompressed: Bool { self.responder.messageCompressed }
 
-  /// Sends one response message.
-  func send(_ message: some SwiftProtobuf.Message) {
+  /// Sends one response message; `compressed` asks for gzip (see `RPCMethod.compressesResponses`).
+  func send(_ message: some SwiftProtobuf.Message, compressed: Bool = false) {
     do {
-      self.responder.send(serialized: try message.serializedBytes())
+      self.responder.send(serialized: try message.serializedBytes(), compressed: compressed)
     } catch {
-      self.responder.finish(RPCError(code: .internalError, message: "could not serialize the response: \(error)"))
+      self.finish(RPCError(code: .internalError, message: "could not serialize the response: \(error)"))
     }
   }
 
-  /// Ends the call: OK when `error` is nil.
-  func finish(_ error: RPCError? = nil) {
-    self.responder.finish(error)
+  /// Ends the call: OK when `error` is nil; `trailers` go with the status.
+  func finish(_ error: RPCError? = nil, trailers: HPACKHeaders = [:]) {
+    self.responder.finish(error, trailers: trailers)
   }
 
   /// Decodes a request message, or ends the call with `INVALID_ARGUMENT` and returns nil.
@@ -85,12 +102,21 @@ struct RPCMethod: Sendable {
   /// `pkg.Service/Method`, as metrics and logs name it (made once, not per call).
   let name: String
   let kind: Kind
+  /// Whether the handler may send compressed responses: the response headers then declare
+  /// `grpc-encoding: gzip` to clients that accept it. Off unless a method asks for it.
+  let compressesResponses: Bool
   let makeHandler: @Sendable () -> any RPCHandler
 
-  init(path: String, kind: Kind, makeHandler: @escaping @Sendable () -> any RPCHandler) {
+  init(
+    path: String,
+    kind: Kind,
+    compressesResponses: Bool = false,
+    makeHandler: @escaping @Sendable () -> any RPCHandler
+  ) {
     self.path = path
     self.name = String(path.dropFirst())
     self.kind = kind
+    self.compressesResponses = compressesResponses
     self.makeHandler = makeHandler
   }
 }

@@ -9,7 +9,7 @@ internal import NIOCore
 /// `maximumMessageBytes` before anything is buffered for them.
 struct GRPCMessageDeframer {
   /// One message as it arrived: its bytes and whether the client marked them compressed.
-  struct Message {
+  struct Message: Equatable {
     var bytes: ByteBuffer
     var compressed: Bool
   }

@@ -46,8 +46,9 @@ struct GRPCServerStreamState {
 
   /// What a DATA frame or the request's end amounts to.
   enum RequestAction {
-    /// Hand these messages to the handler, then (when `ended`) the request's end.
-    case deliver([ByteBuffer], ended: Bool)
+    /// Hand these messages (inflated; `compressed` says how they came) to the handler, then
+    /// (when `ended`) the request's end.
+    case deliver([GRPCMessageDeframer.Message], ended: Bool)
     /// End the call with this error (a message too large, compressed, or cut short).
     case fail(RPCError)
     /// Nothing for the handler (the call is over).
@@ -58,6 +59,10 @@ struct GRPCServerStreamState {
   private var deframer: GRPCMessageDeframer
   private let maximumMessageBytes: Int
   private var gzip = false
+  /// Whether the response headers declare `grpc-encoding: gzip`, so that response messages may
+  /// go compressed: set before the response starts, for a method that compresses and a client
+  /// that accepts gzip.
+  var compressesResponses = false
 
   init(maximumMessageBytes: Int) {
     self.deframer = GRPCMessageDeframer(maximumMessageBytes: maximumMessageBytes)
@@ -93,15 +98,14 @@ struct GRPCServerStreamState {
   mutating func receivedData(_ bytes: ByteBuffer, endStream: Bool) -> RequestAction {
     guard case .open(let started, let ended) = self.phase, !ended else { return .ignore }
     self.deframer.append(bytes)
-    var messages: [ByteBuffer] = []
+    var messages: [GRPCMessageDeframer.Message] = []
     do {
-      while let message = try self.deframer.next() {
-        guard message.compressed else {
-          messages.append(message.bytes)
-          continue
+      while var message = try self.deframer.next() {
+        if message.compressed {
+          guard self.gzip else { return .fail(GRPCErrors.compressedWithoutEncoding) }
+          message.bytes = try GzipMessage.inflate(message.bytes, limit: self.maximumMessageBytes)
         }
-        guard self.gzip else { return .fail(GRPCErrors.compressedWithoutEncoding) }
-        messages.append(try GzipMessage.inflate(message.bytes, limit: self.maximumMessageBytes))
+        messages.append(message)
       }
     } catch {
       return .fail(error)
@@ -128,7 +132,7 @@ struct GRPCServerStreamState {
     guard case .open(let started, let ended) = self.phase else { return (nil, false) }
     if started { return (nil, true) }
     self.phase = .open(responseStarted: true, requestEnded: ended)
-    return (Self.responseHeaders, true)
+    return (self.compressesResponses ? Self.gzipResponseHeaders : Self.responseHeaders, true)
   }
 
   /// How a call's last frame looks.
@@ -142,12 +146,14 @@ struct GRPCServerStreamState {
     var resetAfter: Bool
   }
 
-  /// The call ends with `error` (nil: OK): the frame to write, or nil when it had already ended.
-  mutating func finishing(_ error: RPCError?) -> Ending? {
+  /// The call ends with `error` (nil: OK) and the handler's trailing metadata: the frame to
+  /// write, or nil when it had already ended.
+  mutating func finishing(_ error: RPCError?, trailers: HPACKHeaders = [:]) -> Ending? {
     guard case .open(let started, let ended) = self.phase else { return nil }
     self.phase = .closed
     var headers: HPACKHeaders = [:]
     if started { Self.addStatus(error, to: &headers) } else { headers = Self.trailersOnly(error) }
+    headers.add(contentsOf: trailers)
     return Ending(headers: headers, trailersOnly: !started, resetAfter: !ended)
   }
 
@@ -164,8 +170,16 @@ struct GRPCServerStreamState {
   /// The message encodings the gateway reads, as `grpc-accept-encoding` names them.
   static let acceptedEncodings = "identity,gzip"
 
-  /// The response headers of every call (responses themselves are not compressed).
+  /// The response headers of a call whose responses are not compressed.
   static let responseHeaders = Self.responseHeaders(status: 200)
+
+  /// The response headers of a call whose response messages may be gzip-compressed (each
+  /// message's flag says whether it is).
+  static let gzipResponseHeaders: HPACKHeaders = {
+    var headers = Self.responseHeaders
+    headers.add(name: "grpc-encoding", value: "gzip")
+    return headers
+  }()
 
   /// The response headers with another HTTP status, `:status` first (pseudo-headers lead).
   static func responseHeaders(status: Int) -> HPACKHeaders {
@@ -213,6 +227,13 @@ struct GRPCServerStreamState {
       return .failure(Refusal(error: GRPCErrors.unknownMethod(headers.first(name: ":path") ?? ""), httpStatus: 200))
     }
     return .success(RequestHead(path: path, timeout: timeout, gzip: gzip, headers: headers))
+  }
+
+  /// Whether the client reads gzip-compressed responses: its `grpc-accept-encoding` lists gzip.
+  static func acceptsGzip(_ headers: HPACKHeaders) -> Bool {
+    headers["grpc-accept-encoding"].contains { list in
+      list.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces) == "gzip" }
+    }
   }
 
   /// `application/grpc`, optionally `+proto` or `;params`; anything else is not gRPC.

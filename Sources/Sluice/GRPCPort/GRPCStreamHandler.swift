@@ -62,7 +62,9 @@ final class GRPCStreamHandler: ChannelDuplexHandler, CallResponder {
     self.context?.channel.isWritable ?? false
   }
 
-  func send(serialized message: [UInt8]) {
+  private(set) var messageCompressed = false
+
+  func send(serialized message: [UInt8], compressed: Bool) {
     guard let context = self.context else { return }
     guard message.count <= self.port.maximumMessageBytes else {
       self.finish(GRPCErrors.messageTooLarge(message.count, limit: self.port.maximumMessageBytes, received: false))
@@ -71,19 +73,29 @@ final class GRPCStreamHandler: ChannelDuplexHandler, CallResponder {
     let (headers, open) = self.state.sendingMessage()
     guard open else { return }
     if let headers { self.writeHeaders(headers, endStream: false, context: context) }
+    var gzipped: ByteBuffer?
+    if compressed, self.state.compressesResponses {
+      gzipped = GzipMessage.deflate(message, allocator: context.channel.allocator)
+    }
     var pending = self.pending ?? context.channel.allocator.buffer(capacity: Self.batchBytes)
     self.pending = nil  // unique while written to: no copy
-    pending.writeInteger(UInt8(0))
-    pending.writeInteger(UInt32(truncatingIfNeeded: message.count))
-    pending.writeBytes(message)
+    if var gzipped {
+      pending.writeInteger(UInt8(1))
+      pending.writeInteger(UInt32(truncatingIfNeeded: gzipped.readableBytes))
+      pending.writeBuffer(&gzipped)
+    } else {
+      pending.writeInteger(UInt8(0))
+      pending.writeInteger(UInt32(truncatingIfNeeded: message.count))
+      pending.writeBytes(message)
+    }
     self.pending = pending
     self.messagesOut += 1
     if pending.readableBytes >= Self.batchBytes { self.writePending(context) }
     self.flushSoon(context)
   }
 
-  func finish(_ error: RPCError?) {
-    guard let context = self.context, let ending = self.state.finishing(error) else { return }
+  func finish(_ error: RPCError?, trailers: HPACKHeaders) {
+    guard let context = self.context, let ending = self.state.finishing(error, trailers: trailers) else { return }
     self.writePending(context)
     self.write(ending, context: context)
     self.ended(code: error.map { "\($0.code)" } ?? "ok")
@@ -200,11 +212,15 @@ final class GRPCStreamHandler: ChannelDuplexHandler, CallResponder {
           self.inCallback(context) { self.stop(GRPCErrors.deadlineExceeded, write: true) }
         }
       }
-      self.handler = method.makeHandler()
-      self.call = ServerCall(responder: self, metadata: headers)
+      let handler = method.makeHandler()
+      let call = ServerCall(responder: self, metadata: headers)
+      self.handler = handler
+      self.call = call
+      self.state.compressesResponses = method.compressesResponses && GRPCServerStreamState.acceptsGzip(headers)
       // The response headers go out with the first flush, before any message: clients such as
       // grpc-swift's wait for them before they send their first request message.
-      if let responseHeaders = self.state.sendingMessage().headers {
+      if var responseHeaders = self.state.sendingMessage().headers {
+        responseHeaders.add(contentsOf: handler.initialMetadata(call))
         self.writeHeaders(responseHeaders, endStream: false, context: context)
         self.flushSoon(context)
       }
@@ -220,7 +236,8 @@ final class GRPCStreamHandler: ChannelDuplexHandler, CallResponder {
       for message in messages {
         guard self.state.isOpen else { return }
         self.messagesIn += 1
-        handler.received(message, call)
+        self.messageCompressed = message.compressed
+        handler.received(message.bytes, call)
       }
       if ended, self.state.isOpen { handler.receivedEnd(call) }
     case .fail(let error):

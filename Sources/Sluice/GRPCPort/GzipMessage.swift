@@ -2,7 +2,7 @@ internal import CZlib
 internal import GRPCCore
 internal import NIOCore
 
-/// Inflates one gzip-encoded gRPC message with zlib.
+/// Inflates and deflates one gzip-encoded gRPC message with zlib.
 ///
 /// Written on zlib directly: compress-nio (the ByteBuffer gzip library available here) returns
 /// whatever it inflated when its input ends early, so a gzip stream cut short, even one of only
@@ -48,5 +48,29 @@ enum GzipMessage {
       throw GRPCErrors.undecodableCompression("\(inputLeft) bytes follow the gzip stream")
     }
     return output
+  }
+
+  /// `message` as one gzip stream; nil if zlib fails (the message then goes uncompressed).
+  static func deflate(_ message: [UInt8], allocator: ByteBufferAllocator) -> ByteBuffer? {
+    var stream = z_stream()
+    guard czlib_deflate_init_gzip(&stream, Z_DEFAULT_COMPRESSION) == Z_OK else { return nil }
+    defer { deflateEnd(&stream) }
+    // deflateBound: enough room for a single Z_FINISH call to finish the stream.
+    let bound = Int(deflateBound(&stream, UInt(message.count)))
+    var output = allocator.buffer(capacity: bound)
+    var result = Z_OK
+    message.withUnsafeBufferPointer { input in
+      stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress)
+      stream.avail_in = UInt32(truncatingIfNeeded: input.count)
+      output.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { raw in
+        let out = raw.bindMemory(to: UInt8.self)
+        stream.next_out = out.baseAddress
+        stream.avail_out = UInt32(truncatingIfNeeded: out.count)
+        result = CZlib.deflate(&stream, Z_FINISH)
+        return out.count - Int(stream.avail_out)
+      }
+      stream.next_in = nil
+    }
+    return result == Z_STREAM_END ? output : nil
   }
 }

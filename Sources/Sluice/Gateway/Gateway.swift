@@ -53,10 +53,14 @@ public final class Gateway: Sendable {
     let authenticator = configuration.bearerTokens.map { BearerAuthenticator(tokens: $0) }
     // The native port: Sluice's own engine on swift-nio-http2, the seed services as event-loop
     // handlers; limits, auth and metrics shared with the JSON front ends.
+    var methods = SeedMethods.make(configuration: configuration, logger: logger)
+    if configuration.interopService {
+      methods += InteropMethods.make(maximumMessageBytes: configuration.maxMessageBytes)
+    }
     self.grpcServer = GRPCPortServer(
       configuration: configuration,
       port: GRPCPortContext(
-        router: RPCRouter(SeedMethods.make(configuration: configuration, logger: logger)),
+        router: RPCRouter(methods),
         limiter: limiter,
         monitor: self.monitor,
         authenticator: authenticator,

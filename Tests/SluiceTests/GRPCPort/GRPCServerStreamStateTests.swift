@@ -125,7 +125,7 @@ struct GRPCServerStreamStateTests {
         return
       }
       #expect(!ended)
-      delivered += messages.map { Array($0.readableBytesView) }
+      delivered += messages.map { Array($0.bytes.readableBytesView) }
     }
     #expect(delivered == [[1, 2, 3], [], Array(repeating: 7, count: 300)])
     guard case .deliver([], ended: true) = state.receivedData(ByteBuffer(), endStream: true) else {
@@ -165,6 +165,45 @@ struct GRPCServerStreamStateTests {
       Issue.record("a request ending inside a message passed")
       return
     }
+  }
+
+  @Test("gzip-encoded messages arrive inflated and marked compressed; plain ones beside them unmarked")
+  func gzipRequest() throws {
+    var state = GRPCServerStreamState(maximumMessageBytes: 1 << 20)
+    var headers = Self.request
+    headers.add(name: "grpc-encoding", value: "gzip")
+    guard case .start(let head) = state.receivedHeaders(headers, endStream: false), head.gzip else {
+      Issue.record("a gzip request was refused")
+      return
+    }
+    let message = Array("hello, compressed world".utf8)
+    var gzipped = try #require(GzipMessage.deflate(message, allocator: ByteBufferAllocator()))
+    var frame = ByteBuffer()
+    frame.writeInteger(UInt8(1))
+    frame.writeInteger(UInt32(gzipped.readableBytes))
+    frame.writeBuffer(&gzipped)
+    frame.writeImmutableBuffer(Self.framed([[9]]))
+    guard case .deliver(let messages, ended: false) = state.receivedData(frame, endStream: false) else {
+      Issue.record("the messages were not delivered")
+      return
+    }
+    #expect(messages.map { Array($0.bytes.readableBytesView) } == [message, [9]])
+    #expect(messages.map(\.compressed) == [true, false])
+  }
+
+  @Test("A call that compresses declares grpc-encoding: gzip; the handler's trailers follow the status")
+  func gzipResponseAndTrailers() {
+    var state = Self.started()
+    state.compressesResponses = true
+    #expect(state.sendingMessage().headers?.first(name: "grpc-encoding") == "gzip")
+    let ending = state.finishing(nil, trailers: ["x-grpc-test-echo-trailing-bin": "q6ur"])
+    #expect(ending?.headers.map(\.name) == ["grpc-status", "x-grpc-test-echo-trailing-bin"])
+
+    var plain = Self.started()
+    #expect(plain.sendingMessage().headers?.contains(name: "grpc-encoding") == false)
+    #expect(GRPCServerStreamState.acceptsGzip(["grpc-accept-encoding": "identity, deflate ,gzip"]))
+    #expect(!GRPCServerStreamState.acceptsGzip(["grpc-accept-encoding": "identity,gzipx"]))
+    #expect(!GRPCServerStreamState.acceptsGzip(Self.request))
   }
 
   @Test("The first message sends the response headers once; trailers end the call once")
