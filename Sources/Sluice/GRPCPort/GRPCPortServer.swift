@@ -36,11 +36,11 @@ final class GRPCPortContext: Sendable {
   }
 }
 
-/// The native gRPC port: swift-nio-http2 used directly, every call served by a
-/// `GRPCStreamHandler` on its connection's event loop.
+/// The native gRPC port: swift-nio-http2 used directly, every call served as a `GRPCStream` of
+/// its connection's `GRPCConnectionHandler`, on the connection's event loop.
 ///
-/// Each connection's pipeline: TLS (when configured), `NIOHTTP2Handler` (the settings below, and
-/// the inline multiplexer that gives each stream its channel), swift-nio-http2's
+/// Each connection's pipeline: TLS (when configured), `NIOHTTP2Handler` (the settings below, no
+/// stream multiplexer: no channel per stream), swift-nio-http2's
 /// `NIOHTTP2ServerConnectionManagementHandler` (idle and age GOAWAY, grace, keepalive pings, and
 /// the two-phase GOAWAY of a graceful shutdown), grpc-go's PING policy, and the handshake timer.
 ///
@@ -142,26 +142,25 @@ final class GRPCPortServer: Service {
     )
     let port = self.port
     let pingPolicy = PingPolicyHandler()
-    let activity = NIOLoopBound(pingPolicy.activity, eventLoop: channel.eventLoop)
+    // No stream multiplexer: GRPCConnectionHandler serves the streams from this pipeline.
     let http2 = NIOHTTP2Handler(
       mode: .server,
-      eventLoop: channel.eventLoop,
-      connectionConfiguration: Self.connectionConfiguration(configuration.grpc),
-      streamConfiguration: Self.streamConfiguration(configuration.grpc),
-      streamDelegate: management.http2StreamDelegate
-    ) { stream in
-      stream.eventLoop.makeCompletedFuture {
-        try stream.pipeline.syncOperations.addHandler(
-          GRPCStreamHandler(port: port, eventLoop: stream.eventLoop, activity: activity.value)
-        )
-      }
-    }
+      connectionConfiguration: Self.connectionConfiguration(configuration.grpc)
+    )
     try pipeline.addHandler(http2)
     try pipeline.addHandler(management)
     try pipeline.addHandler(pingPolicy)
     // The preface and the client's SETTINGS within --handshake-timeout, or the socket is closed.
     try pipeline.addHandler(
       HandshakeTimeout<HTTP2Frame>(timeout: TimeAmount(configuration.handshakeTimeout)) { _ in true }
+    )
+    try pipeline.addHandler(
+      GRPCConnectionHandler(
+        port: port,
+        channel: channel,
+        targetWindow: configuration.grpc.initialWindowSize,
+        activity: pingPolicy.activity
+      )
     )
     try pipeline.addHandler(ConnectionErrorHandler(logger: self.logger))
     self.metrics.connectionOpened(.grpc)
@@ -224,7 +223,6 @@ final class GRPCPortServer: Service {
       HTTP2Setting(parameter: .maxFrameSize, value: grpc.maxFrameSize),
       HTTP2Setting(parameter: .maxHeaderListSize, value: grpc.maxHeaderListSize),
     ]
-    connection.targetWindowSize = grpc.initialWindowSize
     // grpc-go's default clients send a PING with most reads while their window estimate grows
     // (BDP probing), thousands a second on a fast link; swift-nio-http2's default of 200
     // PING/SETTINGS frames per 30 s closed them with ENHANCE_YOUR_CALM. PINGs are policed by
@@ -232,15 +230,6 @@ final class GRPCPortServer: Service {
     connection.controlFrameRateLimit.maximumCount = 250_000
     connection.controlFrameRateLimit.windowLength = .seconds(10)
     return connection
-  }
-
-  static func streamConfiguration(_ grpc: GatewayConfiguration.GRPCPort) -> NIOHTTP2Handler.StreamConfiguration {
-    var stream = NIOHTTP2Handler.StreamConfiguration()
-    stream.targetWindowSize = grpc.initialWindowSize
-    // A few batched DATA frames may wait in a stream before it reports itself unwritable.
-    stream.outboundBufferSizeHighWatermark = 4 * GRPCStreamHandler.batchBytes
-    stream.outboundBufferSizeLowWatermark = 2 * GRPCStreamHandler.batchBytes
-    return stream
   }
 }
 

@@ -75,6 +75,12 @@ struct GRPCServerStreamState {
     return false
   }
 
+  /// Whether the client has half-closed (or the call is over): no more request DATA is wanted.
+  var requestEnded: Bool {
+    if case .open(_, let ended) = self.phase { return ended }
+    return true
+  }
+
   // MARK: - Request
 
   /// A HEADERS frame arrived; `endStream` when it also ends the request.
