@@ -62,6 +62,7 @@ let package = Package(
         .product(name: "NIOHPACK", package: "swift-nio-http2"),
         .product(name: "Crypto", package: "swift-crypto"),
         "CZlib",
+        "CNGHTTP2",
         .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -77,6 +78,7 @@ let package = Package(
     ),
     // zlib from the system (apt: zlib1g-dev), for gzip-encoded gRPC messages.
     .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+    .systemLibrary(name: "CNGHTTP2", providers: [.apt(["libnghttp2-dev"])]),
     // Descriptor-driven JSON <-> protobuf translation (no generated types, no gRPC).
     .target(
       name: "SluiceCodec",

@@ -14,6 +14,7 @@ command -v protoc >/dev/null || missing_apt+=(protobuf-compiler)
 command -v curl >/dev/null || missing_apt+=(curl)
 command -v openssl >/dev/null || missing_apt+=(openssl)  # the TLS version and cipher tests
 [ -f /usr/include/zlib.h ] || missing_apt+=(zlib1g-dev)  # gzip-encoded gRPC messages (CZlib)
+[ -f /usr/include/nghttp2/nghttp2.h ] || missing_apt+=(libnghttp2-dev)  # the native port's HTTP/2 (CNGHTTP2)
 command -v h2load >/dev/null || missing_apt+=(nghttp2-client)  # h2load: 100,000 calls on the native port
 # Headless Chromium and its WebDriver for the browser-page test.
 command -v chromium >/dev/null || missing_apt+=(chromium)
@@ -57,4 +58,11 @@ step "the Go peers (a grpc-go client with default windows)"
 scripts/build-go-peers.sh
 
 step "interop tests (pytest)"
-SLUICE_BIN="$(swift build -c release --show-bin-path)/sluice" python3 -m pytest -q -p no:cacheprovider Tests/Interop
+export SLUICE_BIN="$(swift build -c release --show-bin-path)/sluice"
+python3 -m pytest -q -p no:cacheprovider Tests/Interop
+
+# The native port's HTTP/2 is libnghttp2 unless --grpc-http2 swift-nio: the native-port suites
+# run again on swift-nio-http2, so that both stay correct.
+step "native-port interop tests on --grpc-http2 swift-nio"
+SLUICE_GRPC_HTTP2=swift-nio python3 -m pytest -q -p no:cacheprovider Tests/Interop/test_grpc_engine.py \
+  Tests/Interop/test_grpc_interop.py Tests/Interop/test_grpc_flow_control.py Tests/Interop/test_grpcio.py

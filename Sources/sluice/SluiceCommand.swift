@@ -145,6 +145,9 @@ struct SluiceCommand: AsyncParsableCommand {
   @Option(help: "SETTINGS_MAX_HEADER_LIST_SIZE on the gRPC port: the largest request metadata, in bytes.")
   var grpcMaxHeaderListSize = GatewayConfiguration.GRPCPort.defaults.maxHeaderListSize
 
+  @Option(help: "The gRPC port's HTTP/2: swift-nio (swift-nio-http2) or nghttp2 (libnghttp2).")
+  var grpcHttp2 = GatewayConfiguration.GRPCPort.defaults.http2
+
   @Option(help: "A PEM certificate chain: serve TLS on both ports (https/wss, and gRPC with ALPN h2).")
   var tlsCert: String?
 
@@ -287,7 +290,8 @@ struct SluiceCommand: AsyncParsableCommand {
           ? Self.duration(seconds: self.grpcMaxConnectionAgeGrace) : nil,
         initialWindowSize: self.grpcInitialWindowSize,
         maxFrameSize: self.grpcMaxFrameSize,
-        maxHeaderListSize: self.grpcMaxHeaderListSize
+        maxHeaderListSize: self.grpcMaxHeaderListSize,
+        http2: self.grpcHttp2
       ),
       echoMetadata: self.echoMetadata,
       interopService: self.interopService,
@@ -310,3 +314,4 @@ extension SluiceCommand {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension GatewayConfiguration.GRPCPort.HTTP2Library: ExpressibleByArgument {}

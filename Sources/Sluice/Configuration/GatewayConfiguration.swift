@@ -121,6 +121,17 @@ public struct GatewayConfiguration: Sendable {
     public var maxFrameSize: Int
     /// `SETTINGS_MAX_HEADER_LIST_SIZE`: the largest request header block (metadata) accepted.
     public var maxHeaderListSize: Int
+    /// The HTTP/2 implementation under the port.
+    public var http2: HTTP2Library
+
+    /// The HTTP/2 implementations the native port runs on.
+    public enum HTTP2Library: String, Sendable, CaseIterable {
+      /// libnghttp2 (C, Debian's libnghttp2-dev), the default: measured, its HTTP/2 costs a
+      /// seventh of swift-nio-http2's CPU per call (docs/PERFORMANCE.md).
+      case nghttp2
+      /// swift-nio-http2's `NIOHTTP2Handler`.
+      case swiftNIO = "swift-nio"
+    }
 
     /// Creates the settings; `defaults` has every value `sluice` runs with.
     public init(
@@ -130,7 +141,8 @@ public struct GatewayConfiguration: Sendable {
       maxConnectionAgeGrace: Duration?,
       initialWindowSize: Int = 1 << 20,
       maxFrameSize: Int = 1 << 14,
-      maxHeaderListSize: Int = 16 << 10
+      maxHeaderListSize: Int = 16 << 10,
+      http2: HTTP2Library = .nghttp2
     ) {
       self.maxConcurrentStreams = maxConcurrentStreams
       self.maxConnectionIdle = maxConnectionIdle
@@ -139,6 +151,7 @@ public struct GatewayConfiguration: Sendable {
       self.initialWindowSize = initialWindowSize
       self.maxFrameSize = maxFrameSize
       self.maxHeaderListSize = maxHeaderListSize
+      self.http2 = http2
     }
 
     /// The defaults: grpc-go's stream limit, 5 minutes of idleness, no age limit, a 1 MiB window,

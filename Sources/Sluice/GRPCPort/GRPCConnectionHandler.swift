@@ -1,5 +1,6 @@
 internal import Logging
 internal import NIOCore
+internal import NIOHPACK
 internal import NIOHTTP2
 
 /// Serves every gRPC call of one HTTP/2 connection from the connection's own pipeline, after
@@ -9,14 +10,14 @@ internal import NIOHTTP2
 /// server's CPU.
 ///
 /// Without the multiplexer, two things it did are done here:
-/// - **Receive windows.** swift-nio-http2 reports each window as DATA shrinks it
-///   (`NIOHTTP2WindowUpdatedEvent`); the connection's window and each stream's are reopened with
-///   WINDOW_UPDATE once down to half the target (the advertised initial window size), as the
-///   multiplexer's window manager does. A stream that is not writable holds its window shut.
+/// - **Receive windows.** The connection's window is raised to the target (the advertised
+///   initial window size) at the start and returned as DATA arrives; a stream's as its call
+///   consumes the DATA, each with one WINDOW_UPDATE per half target. A stream that is not
+///   writable does not consume, so its window stays shut.
 /// - **Batching.** Frames written while the connection's reads are processed (or inside a timer's
 ///   callback) are flushed once, at the end of the turn; each stream's batched DATA is written
 ///   then too.
-final class GRPCConnectionHandler: ChannelDuplexHandler {
+final class GRPCConnectionHandler: ChannelDuplexHandler, GRPCStreamConnection, TurnFlushing {
   typealias InboundIn = HTTP2Frame
   typealias InboundOut = HTTP2Frame
   typealias OutboundIn = HTTP2Frame
@@ -32,12 +33,11 @@ final class GRPCConnectionHandler: ChannelDuplexHandler {
 
   private var context: ChannelHandlerContext?
   private var streams: [HTTP2StreamID: GRPCStream] = [:]
-  /// Streams with batched DATA to write before the next flush.
-  private var batching: [GRPCStream] = []
+  /// Request DATA received on the connection and not yet returned to its window.
+  private var connectionCredit = 0
+  private var raisedWindow = false
   /// Inside the connection's reads or an engine callback: flush when it is over.
-  private var inTurn = false
-  private var flushNeeded = false
-  private var flushScheduled = false
+  private let turn: ConnectionTurn
 
   init(port: GRPCPortContext, channel: any Channel, targetWindow: Int, activity: ConnectionActivity) {
     self.port = port
@@ -45,12 +45,44 @@ final class GRPCConnectionHandler: ChannelDuplexHandler {
     self.allocator = channel.allocator
     self.targetWindow = targetWindow
     self.activity = activity
+    self.turn = ConnectionTurn(eventLoop: channel.eventLoop)
+    self.turn.attach(self)
   }
 
   // MARK: - For the streams
 
-  /// Writes a frame of one of the connection's streams (flushed at the end of the turn).
-  func write(_ frame: HTTP2Frame, promise: EventLoopPromise<Void>? = nil) {
+  func sendHeaders(_ headers: HPACKHeaders, endStream: Bool, on stream: GRPCStream) {
+    self.write(HTTP2Frame(streamID: stream.id, payload: .headers(.init(headers: headers, endStream: endStream))))
+  }
+
+  func sendData(_ data: ByteBuffer, counted: Bool, on stream: GRPCStream) {
+    let frame = HTTP2Frame(streamID: stream.id, payload: .data(.init(data: .byteBuffer(data))))
+    guard counted else {
+      self.write(frame)
+      return
+    }
+    // The write completes once swift-nio-http2's flow control and the socket have let it out.
+    let bytes = data.readableBytes
+    let promise = self.eventLoop.makePromise(of: Void.self)
+    promise.futureResult.assumeIsolated().whenComplete { _ in stream.wrote(bytes) }
+    self.write(frame, promise: promise)
+  }
+
+  func sendReset(_ code: HTTP2ErrorCode, on stream: GRPCStream) {
+    self.write(HTTP2Frame(streamID: stream.id, payload: .rstStream(code)))
+  }
+
+  func consumed(_ bytes: Int, on stream: GRPCStream) {
+    stream.windowCredit += bytes
+    guard stream.windowCredit >= self.targetWindow / 2 else { return }
+    let increment = stream.windowCredit
+    stream.windowCredit = 0
+    self.write(HTTP2Frame(streamID: stream.id, payload: .windowUpdate(windowSizeIncrement: increment)))
+    self.flushSoon()
+  }
+
+  /// Writes a frame (flushed at the end of the turn).
+  private func write(_ frame: HTTP2Frame, promise: EventLoopPromise<Void>? = nil) {
     guard let context = self.context else {
       promise?.fail(ChannelError.ioOnClosedChannel)
       return
@@ -62,42 +94,20 @@ final class GRPCConnectionHandler: ChannelDuplexHandler {
     context.write(Self.wrapOutboundOut(frame), promise: promise)
   }
 
-  /// `stream` has batched DATA to write before the next flush.
   func writeAtFlush(_ stream: GRPCStream) {
-    self.batching.append(stream)
+    self.turn.writeAtFlush(stream)
   }
 
-  /// Flushes at the end of the current turn; output from a handler's own timers is flushed on
-  /// the loop's next task, once however much it wrote.
   func flushSoon() {
-    self.flushNeeded = true
-    guard !self.inTurn, !self.flushScheduled else { return }
-    self.flushScheduled = true
-    self.eventLoop.assumeIsolated().execute {
-      self.flushScheduled = false
-      self.flushNow()
-    }
+    self.turn.flushSoon()
   }
 
-  /// Runs an engine callback (a deadline, a write completing) as one turn: what it writes is
-  /// flushed once, when it returns.
   func inCallback(_ body: () -> Void) {
-    let outer = self.inTurn
-    self.inTurn = true
-    body()
-    self.inTurn = outer
-    if !outer { self.flushNow() }
+    self.turn.inCallback(body)
   }
 
-  private func flushNow() {
-    guard self.flushNeeded, let context = self.context else { return }
-    self.flushNeeded = false
-    if !self.batching.isEmpty {
-      let batching = self.batching
-      self.batching.removeAll(keepingCapacity: true)
-      for stream in batching { stream.writePending() }
-    }
-    context.flush()
+  func flushConnection() {
+    self.context?.flush()
   }
 
   // MARK: - Inbound
@@ -106,14 +116,29 @@ final class GRPCConnectionHandler: ChannelDuplexHandler {
     self.context = context
   }
 
+  /// HTTP/2 starts every connection's window at 65,535 bytes whatever the settings say: one
+  /// WINDOW_UPDATE, after the client's first frame (its SETTINGS), takes it to the target.
+  private func raiseConnectionWindow() {
+    self.raisedWindow = true
+    guard self.targetWindow > Self.defaultWindow else { return }
+    self.write(
+      HTTP2Frame(
+        streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: self.targetWindow - Self.defaultWindow))
+    )
+    self.flushSoon()
+  }
+
+  static let defaultWindow = 65_535
+
   func handlerRemoved(context: ChannelHandlerContext) {
     self.closeAll()
     self.context = nil
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-    self.inTurn = true
+    self.turn.beginRead()
     let frame = Self.unwrapInboundIn(data)
+    if !self.raisedWindow { self.raiseConnectionWindow() }
     switch frame.payload {
     case .headers(let headers):
       if let stream = self.streams[frame.streamID] {
@@ -125,7 +150,18 @@ final class GRPCConnectionHandler: ChannelDuplexHandler {
         stream.receivedHeaders(headers.headers, endStream: headers.endStream)
       }
     case .data(let data):
-      self.streams[frame.streamID]?.receivedData(data)
+      // The connection's window is returned as DATA arrives, whichever stream it is for; a
+      // stream's only as its call consumes it.
+      let length = data.data.readableBytes + (data.paddingBytes.map { $0 + 1 } ?? 0)
+      self.connectionCredit += length
+      if self.connectionCredit >= max(self.targetWindow, Self.defaultWindow) / 2 {
+        let increment = self.connectionCredit
+        self.connectionCredit = 0
+        self.write(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: increment)))
+      }
+      if case .byteBuffer(let bytes) = data.data {
+        self.streams[frame.streamID]?.receivedData(bytes, endStream: data.endStream, length: length)
+      }
     case .rstStream:
       self.streams[frame.streamID]?.reset()
     default:
@@ -136,24 +172,12 @@ final class GRPCConnectionHandler: ChannelDuplexHandler {
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
-    self.inTurn = false
-    self.flushNow()
+    self.turn.endRead(always: false)
     context.fireChannelReadComplete()
   }
 
   func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
     switch event {
-    case let window as NIOHTTP2WindowUpdatedEvent:
-      guard let size = window.inboundWindowSize else { break }
-      if window.streamID == .rootStream {
-        // The connection's window starts at HTTP/2's 65,535 whatever the settings say.
-        if let increment = Self.windowIncrement(window: size, target: max(self.targetWindow, 65_535)) {
-          self.write(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: increment)))
-          self.flushSoon()
-        }
-      } else {
-        self.streams[window.streamID]?.receiveWindowChanged(size)
-      }
     case let closed as StreamClosedEvent:
       self.streams.removeValue(forKey: closed.streamID)?.reset()
     case is ChannelShouldQuiesceEvent:
@@ -194,20 +218,7 @@ final class GRPCConnectionHandler: ChannelDuplexHandler {
   private func closeAll() {
     let streams = self.streams.values
     self.streams.removeAll()
-    self.batching.removeAll()
+    self.turn.reset()
     for stream in streams { stream.reset() }
-  }
-
-  // MARK: - Receive windows
-
-  /// How far to reopen a receive window now at `window` bytes: back to `target` once it is down
-  /// to half (swift-nio-http2's rule for its stream channels), past a negative window too.
-  static func windowIncrement(window: Int, target: Int) -> Int? {
-    if window >= target { return nil }
-    if window >= 0 {
-      let increment = target - window
-      return increment >= window ? increment : nil
-    }
-    return min(-window + target, Int(Int32.max))
   }
 }

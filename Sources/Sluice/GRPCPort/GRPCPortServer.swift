@@ -131,6 +131,13 @@ final class GRPCPortServer: Service {
     let configuration = self.configuration
     let pipeline = channel.pipeline.syncOperations
     if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls)) }
+    if configuration.grpc.http2 == .nghttp2 {
+      try pipeline.addHandler(
+        NGHTTP2Connection(port: self.port, channel: channel, settings: Self.nghttp2Settings(configuration)))
+      self.metrics.connectionOpened(.grpc)
+      channel.closeFuture.whenComplete { _ in self.metrics.connectionClosed(.grpc) }
+      return
+    }
     let management = NIOHTTP2ServerConnectionManagementHandler(
       eventLoop: channel.eventLoop,
       configuration: .init(
@@ -211,6 +218,21 @@ final class GRPCPortServer: Service {
   }
 
   // MARK: - HTTP/2 settings
+
+  /// The same settings and timers for an nghttp2 connection.
+  static func nghttp2Settings(_ configuration: GatewayConfiguration) -> NGHTTP2Connection.Settings {
+    let grpc = configuration.grpc
+    return NGHTTP2Connection.Settings(
+      maxConcurrentStreams: grpc.maxConcurrentStreams,
+      initialWindowSize: grpc.initialWindowSize,
+      maxFrameSize: grpc.maxFrameSize,
+      maxHeaderListSize: grpc.maxHeaderListSize,
+      handshakeTimeout: TimeAmount(configuration.handshakeTimeout),
+      maxIdle: grpc.maxConnectionIdle.map { TimeAmount($0) },
+      maxAge: grpc.maxConnectionAge.map { TimeAmount($0) },
+      maxAgeGrace: grpc.maxConnectionAgeGrace.map { TimeAmount($0) }
+    )
+  }
 
   /// The connection's settings: those gRPC servers advertise, and the DoS limits relaxed where
   /// grpc-go's default clients would trip them.

@@ -147,8 +147,8 @@ struct GRPCServerStreamState {
     var headers: HPACKHeaders
     /// Whether the response headers (and so `extraHeaders` of the engine) are part of this frame.
     var trailersOnly: Bool
-    /// Whether the client is still sending: the stream is reset with NO_ERROR after the trailers,
-    /// as grpc-go does, so that the client stops.
+    /// Whether the client is still sending: the stream is reset with NO_ERROR after the trailers
+    /// (as grpc-go does, after a short grace) so that the client stops.
     var resetAfter: Bool
   }
 

@@ -4,8 +4,29 @@ internal import NIOCore
 internal import NIOHPACK
 internal import NIOHTTP2
 
-/// One gRPC call on one HTTP/2 stream, served by its connection's `GRPCConnectionHandler` on the
-/// connection's event loop (no channel per stream): feeds the stream's frames to a
+/// What a `GRPCStream` needs from the HTTP/2 connection it belongs to. Every method is called on
+/// the connection's event loop.
+protocol GRPCStreamConnection: AnyObject {
+  var eventLoop: any EventLoop { get }
+  var allocator: ByteBufferAllocator { get }
+  func sendHeaders(_ headers: HPACKHeaders, endStream: Bool, on stream: GRPCStream)
+  /// Sends DATA; when `counted`, the connection calls `stream.wrote(_:)` as its bytes leave
+  /// (flow control, the socket).
+  func sendData(_ data: ByteBuffer, counted: Bool, on stream: GRPCStream)
+  func sendReset(_ code: HTTP2ErrorCode, on stream: GRPCStream)
+  /// The stream has handed `bytes` of request DATA (flow-controlled length) to its call: the
+  /// client may send that much more on it.
+  func consumed(_ bytes: Int, on stream: GRPCStream)
+  /// `stream` has batched DATA to write before the next flush (`writePending`).
+  func writeAtFlush(_ stream: GRPCStream)
+  /// Flushes at the end of the current turn.
+  func flushSoon()
+  /// Runs an engine callback as one turn: what it writes is flushed once, when it returns.
+  func inCallback(_ body: () -> Void)
+}
+
+/// One gRPC call on one HTTP/2 stream, served by its connection (a `GRPCConnectionHandler`) on
+/// the connection's event loop (no channel per stream): feeds the stream's frames to a
 /// `GRPCServerStreamState`, runs the routed method's `RPCHandler`, and writes what they decide.
 ///
 /// Output is batched: response messages go into one buffer that is written as a DATA frame when
@@ -23,8 +44,12 @@ final class GRPCStream: CallResponder {
   static let lowWatermark = 2 * batchBytes
 
   let id: HTTP2StreamID
+  /// How long a client that has not half-closed when its call ended may go on before the
+  /// stream is reset with NO_ERROR (see `write(_:)`).
+  static let resetGrace = TimeAmount.seconds(1)
+
   /// Strong: the connection drops its streams when they close and when it goes away.
-  private let connection: GRPCConnectionHandler
+  private let connection: any GRPCStreamConnection
   private let port: GRPCPortContext
   private var state: GRPCServerStreamState
   private var method: RPCMethod?
@@ -34,6 +59,10 @@ final class GRPCStream: CallResponder {
   private var holdsLimiterSlot = false
   private var deadline: Scheduled<Void>?
   private var messagesIn = 0
+  /// The client has half-closed (whether or not the call was still open then).
+  private var clientEnded = false
+  /// Resets the stream if the client has not half-closed `resetGrace` after the call ended.
+  private var resetTimer: Scheduled<Void>?
   private var messagesOut = 0
 
   /// Response messages not yet written as a DATA frame.
@@ -43,13 +72,14 @@ final class GRPCStream: CallResponder {
   private var belowWatermark = true
   /// The handler saw `isWritable` false, or request DATA is queued: call `becameWritable`.
   private var waitingForWritability = false
-  /// Request DATA that arrived while the stream was not writable, in order.
-  private var queuedRequest: CircularBuffer<(bytes: ByteBuffer, endStream: Bool)> = []
-  private var queuedBytes = 0
-  /// The stream's receive window as swift-nio-http2 last reported it.
-  private var receiveWindow: Int?
+  /// Request DATA that arrived while the stream was not writable, in order, with its
+  /// flow-controlled length.
+  private var queuedRequest: CircularBuffer<(bytes: ByteBuffer, endStream: Bool, length: Int)> = []
+  /// Request DATA consumed and not yet returned to the client's window (the swift-nio-http2
+  /// connection's bookkeeping).
+  var windowCredit = 0
 
-  init(id: HTTP2StreamID, connection: GRPCConnectionHandler, port: GRPCPortContext) {
+  init(id: HTTP2StreamID, connection: any GRPCStreamConnection, port: GRPCPortContext) {
     self.id = id
     self.connection = connection
     self.port = port
@@ -113,9 +143,10 @@ final class GRPCStream: CallResponder {
   // MARK: - Events from the connection
 
   func receivedHeaders(_ headers: HPACKHeaders, endStream: Bool) {
+    if endStream { self.clientHalfClosed() }
     guard self.queuedRequest.isEmpty else {
       // Trailers behind queued DATA: only their end matters, in order.
-      if endStream { self.queue(ByteBuffer(), endStream: true) }
+      if endStream { self.queue(ByteBuffer(), endStream: true, length: 0) }
       return
     }
     switch self.state.receivedHeaders(headers, endStream: endStream) {
@@ -132,12 +163,13 @@ final class GRPCStream: CallResponder {
     }
   }
 
-  func receivedData(_ data: HTTP2Frame.FramePayload.Data) {
-    guard case .byteBuffer(let bytes) = data.data else { return }
+  /// Request DATA; `length` is its flow-controlled length (padding included).
+  func receivedData(_ bytes: ByteBuffer, endStream: Bool, length: Int) {
+    if endStream { self.clientHalfClosed() }
     if self.queuedRequest.isEmpty, self.belowWatermark {
-      self.deliver(self.state.receivedData(bytes, endStream: data.endStream))
+      self.deliverData(bytes, endStream: endStream, length: length)
     } else {
-      self.queue(bytes, endStream: data.endStream)
+      self.queue(bytes, endStream: endStream, length: length)
     }
   }
 
@@ -146,6 +178,14 @@ final class GRPCStream: CallResponder {
   func reset() {
     self.stop(GRPCErrors.cancelled, write: false)
     self.queuedRequest.removeAll()
+    self.resetTimer?.cancel()
+    self.resetTimer = nil
+  }
+
+  private func clientHalfClosed() {
+    self.clientEnded = true
+    self.resetTimer?.cancel()
+    self.resetTimer = nil
   }
 
   /// A graceful shutdown began: streams end with UNAVAILABLE now, so that clients see a status
@@ -153,12 +193,6 @@ final class GRPCStream: CallResponder {
   func quiesce() {
     guard self.state.isOpen, let method = self.method, method.kind != .unary else { return }
     self.stop(GRPCErrors.shuttingDown, write: true)
-  }
-
-  /// swift-nio-http2 reports the stream's receive window (it shrinks as DATA arrives).
-  func receiveWindowChanged(_ window: Int) {
-    self.receiveWindow = window
-    self.reopenReceiveWindow()
   }
 
   /// The connection's socket became writable again.
@@ -250,7 +284,6 @@ final class GRPCStream: CallResponder {
     self.handler = nil
     self.call = nil
     self.queuedRequest.removeAll()
-    self.queuedBytes = 0
     if self.holdsLimiterSlot {
       self.holdsLimiterSlot = false
       self.port.limiter.release()
@@ -263,11 +296,19 @@ final class GRPCStream: CallResponder {
 
   // MARK: - Flow control
 
-  private func queue(_ bytes: ByteBuffer, endStream: Bool) {
+  private func queue(_ bytes: ByteBuffer, endStream: Bool, length: Int) {
     guard self.state.isOpen else { return }
-    self.queuedRequest.append((bytes, endStream))
-    self.queuedBytes += bytes.readableBytes
+    self.queuedRequest.append((bytes, endStream, length))
     self.waitingForWritability = true
+  }
+
+  /// Hands DATA to the call and returns its bytes to the client's window, unless the client is
+  /// done sending or the call is over (a window update would then be of no use).
+  private func deliverData(_ bytes: ByteBuffer, endStream: Bool, length: Int) {
+    self.deliver(self.state.receivedData(bytes, endStream: endStream))
+    if length > 0, self.state.isOpen, !self.state.requestEnded {
+      self.connection.consumed(length, on: self)
+    }
   }
 
   /// Delivers queued request DATA while the stream stays writable, then reopens the receive
@@ -275,35 +316,20 @@ final class GRPCStream: CallResponder {
   private func writabilityMayHaveChanged() {
     guard self.belowWatermark, self.waitingForWritability else { return }
     self.waitingForWritability = false
-    while self.belowWatermark, let (bytes, endStream) = self.queuedRequest.popFirst() {
-      self.queuedBytes -= bytes.readableBytes
-      self.deliver(self.state.receivedData(bytes, endStream: endStream))
+    while self.belowWatermark, let (bytes, endStream, length) = self.queuedRequest.popFirst() {
+      self.deliverData(bytes, endStream: endStream, length: length)
     }
     if !self.queuedRequest.isEmpty {
       self.waitingForWritability = true
       return
     }
-    self.reopenReceiveWindow()
     if self.state.isOpen, let handler = self.handler, let call = self.call {
       handler.becameWritable(call)
     }
   }
 
-  /// A WINDOW_UPDATE once the window (counting queued bytes as still unread) is down to half
-  /// the target, as swift-nio-http2's stream channels do; none while the client is done sending.
-  private func reopenReceiveWindow() {
-    guard let window = self.receiveWindow, self.state.isOpen, !self.state.requestEnded,
-      let increment = GRPCConnectionHandler.windowIncrement(
-        window: window + self.queuedBytes,
-        target: self.connection.targetWindow
-      )
-    else { return }
-    self.receiveWindow = window + increment
-    self.connection.write(HTTP2Frame(streamID: self.id, payload: .windowUpdate(windowSizeIncrement: increment)))
-    self.connection.flushSoon()
-  }
-
-  private func wrote(_ bytes: Int) {
+  /// `bytes` of counted DATA left the connection.
+  func wrote(_ bytes: Int) {
     self.unsentBytes -= bytes
     if !self.belowWatermark, self.unsentBytes < Self.lowWatermark {
       self.belowWatermark = true
@@ -317,9 +343,17 @@ final class GRPCStream: CallResponder {
   private func write(_ ending: GRPCServerStreamState.Ending) {
     var headers = ending.headers
     if ending.trailersOnly { self.addEcho(to: &headers) }
-    self.connection.write(HTTP2Frame(streamID: self.id, payload: .headers(.init(headers: headers, endStream: true))))
-    if ending.resetAfter {
-      self.connection.write(HTTP2Frame(streamID: self.id, payload: .rstStream(.noError)))
+    self.connection.sendHeaders(headers, endStream: true, on: self)
+    if ending.resetAfter, !self.clientEnded {
+      // The client is still sending: as grpc-go does, RST_STREAM(NO_ERROR) tells it to stop, but
+      // only if it has not half-closed within a short grace. Right after the trailers, a client
+      // whose last DATA is on its way would get it as an error (curl 7.88 then drops the
+      // response), and RFC 9113 §8.1 allows either.
+      self.resetTimer = self.eventLoop.assumeIsolated().scheduleTask(in: Self.resetGrace) {
+        self.resetTimer = nil
+        guard !self.clientEnded else { return }
+        self.connection.inCallback { self.connection.sendReset(.noError, on: self) }
+      }
     }
     self.connection.flushSoon()
   }
@@ -327,7 +361,7 @@ final class GRPCStream: CallResponder {
   private func writeHeaders(_ headers: HPACKHeaders) {
     var headers = headers
     self.addEcho(to: &headers)
-    self.connection.write(HTTP2Frame(streamID: self.id, payload: .headers(.init(headers: headers))))
+    self.connection.sendHeaders(headers, endStream: false, on: self)
   }
 
   /// `--echo-metadata`: the request's metadata as `echo-<key>` response headers.
@@ -343,16 +377,10 @@ final class GRPCStream: CallResponder {
   func writePending(counted: Bool = true) {
     guard let pending = self.pending, pending.readableBytes > 0 else { return }
     self.pending = nil
-    let frame = HTTP2Frame(streamID: self.id, payload: .data(.init(data: .byteBuffer(pending))))
-    guard counted else {
-      self.connection.write(frame)
-      return
+    if counted {
+      self.unsentBytes += pending.readableBytes
+      if self.unsentBytes >= Self.highWatermark { self.belowWatermark = false }
     }
-    let bytes = pending.readableBytes
-    self.unsentBytes += bytes
-    if self.unsentBytes >= Self.highWatermark { self.belowWatermark = false }
-    let promise = self.eventLoop.makePromise(of: Void.self)
-    promise.futureResult.assumeIsolated().whenComplete { _ in self.wrote(bytes) }
-    self.connection.write(frame, promise: promise)
+    self.connection.sendData(pending, counted: counted, on: self)
   }
 }

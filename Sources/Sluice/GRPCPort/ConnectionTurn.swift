@@ -1,0 +1,85 @@
+internal import NIOCore
+
+/// What a native-port connection does at the end of a turn: write out what it has and flush.
+protocol TurnFlushing: AnyObject {
+  func flushConnection()
+}
+
+/// A native-port connection's output batching, whichever its HTTP/2 layer: what is written while
+/// the connection's reads are processed (`beginRead` … `endRead`) or inside an engine callback
+/// (`inCallback`) is flushed once when that ends; output from a handler's own timers is flushed
+/// on the loop's next task, once however much it wrote. Streams with batched DATA
+/// (`writeAtFlush`) write it first.
+final class ConnectionTurn {
+  private let eventLoop: any EventLoop
+  private weak var owner: (any TurnFlushing)?
+  private var inTurn = false
+  private var flushNeeded = false
+  private var flushScheduled = false
+  private var batching: [GRPCStream] = []
+
+  init(eventLoop: any EventLoop) {
+    self.eventLoop = eventLoop
+  }
+
+  /// The connection that flushes; set once it exists.
+  func attach(_ owner: any TurnFlushing) {
+    self.owner = owner
+  }
+
+  /// `stream` has batched DATA to write before the next flush.
+  func writeAtFlush(_ stream: GRPCStream) {
+    self.batching.append(stream)
+  }
+
+  /// Flushes at the end of the current turn, or on the loop's next task outside one.
+  func flushSoon() {
+    self.flushNeeded = true
+    guard !self.inTurn, !self.flushScheduled else { return }
+    self.flushScheduled = true
+    self.eventLoop.assumeIsolated().execute {
+      self.flushScheduled = false
+      self.flushNow()
+    }
+  }
+
+  /// Runs an engine callback (a deadline, a write completing) as one turn: what it writes is
+  /// flushed once, when it returns.
+  func inCallback(_ body: () -> Void) {
+    let outer = self.inTurn
+    self.inTurn = true
+    body()
+    self.inTurn = outer
+    if !outer { self.flushNow() }
+  }
+
+  func beginRead() {
+    self.inTurn = true
+  }
+
+  /// The connection's reads are done: flush (`always`: even if nothing asked to, because the
+  /// HTTP/2 layer may have frames of its own to send).
+  func endRead(always: Bool) {
+    self.inTurn = false
+    if always { self.flushNeeded = true }
+    self.flushNow()
+  }
+
+  /// Flushes now (if anything asked to): the streams' batched DATA, then the connection.
+  func flushNow(always: Bool = false) {
+    if always { self.flushNeeded = true }
+    guard self.flushNeeded, let owner = self.owner else { return }
+    self.flushNeeded = false
+    if !self.batching.isEmpty {
+      let batching = self.batching
+      self.batching.removeAll(keepingCapacity: true)
+      for stream in batching { stream.writePending() }
+    }
+    owner.flushConnection()
+  }
+
+  /// The connection is gone: nothing is written any more.
+  func reset() {
+    self.batching.removeAll()
+  }
+}
