@@ -241,23 +241,13 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
       return
     }
     var entries = [
-      nghttp2_settings_entry(
-        settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue),
-        value: UInt32(clamping: self.settings.maxConcurrentStreams)
-      ),
-      nghttp2_settings_entry(
-        settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue),
-        value: UInt32(clamping: self.settings.initialWindowSize)
-      ),
-      nghttp2_settings_entry(
-        settings_id: Int32(NGHTTP2_SETTINGS_MAX_FRAME_SIZE.rawValue),
-        value: UInt32(clamping: self.settings.maxFrameSize)
-      ),
-      nghttp2_settings_entry(
-        settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue),
-        value: UInt32(clamping: self.settings.maxHeaderListSize)
-      ),
-    ]
+      (NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, self.settings.maxConcurrentStreams),
+      (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, self.settings.initialWindowSize),
+      (NGHTTP2_SETTINGS_MAX_FRAME_SIZE, self.settings.maxFrameSize),
+      (NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, self.settings.maxHeaderListSize),
+    ].map { id, value in
+      nghttp2_settings_entry(settings_id: Int32(id.rawValue), value: UInt32(clamping: value))
+    }
     _ = nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &entries, entries.count)
     _ = nghttp2_session_set_local_window_size(
       session,

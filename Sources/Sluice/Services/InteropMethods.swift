@@ -49,13 +49,19 @@ enum InteropMethods {
     _ call: ServerCall,
     limit: Int
   ) throws(RPCError) -> (Grpc_Testing_SimpleResponse, compressed: Bool) {
-    if request.expectCompressed.value, !call.messageCompressed {
-      throw RPCError(code: .invalidArgument, message: "expected a compressed request message")
-    }
+    try Self.checkCompressed(expected: request.expectCompressed.value, call)
     if let error = Self.echoedStatus(request.hasResponseStatus ? request.responseStatus : nil) { throw error }
     try Self.checkPayloadType(request.responseType)
     let payload = try Self.payload(size: request.responseSize, limit: limit)
     return (.with { $0.payload = payload }, request.responseCompressed.value)
+  }
+
+  /// The CompressedRequest feature: a message that says it must have arrived compressed and did
+  /// not is `INVALID_ARGUMENT`.
+  static func checkCompressed(expected: Bool, _ call: ServerCall) throws(RPCError) {
+    if expected, !call.messageCompressed {
+      throw RPCError(code: .invalidArgument, message: "expected a compressed request message")
+    }
   }
 
   /// A payload of `size` zero bytes.
@@ -152,8 +158,10 @@ private final class StreamingInputHandler: RPCHandler {
 
   func received(_ message: ByteBuffer, _ call: ServerCall) {
     guard let request = call.decode(Grpc_Testing_StreamingInputCallRequest.self, from: message) else { return }
-    if request.expectCompressed.value, !call.messageCompressed {
-      call.finish(RPCError(code: .invalidArgument, message: "expected a compressed request message"))
+    do throws(RPCError) {
+      try InteropMethods.checkCompressed(expected: request.expectCompressed.value, call)
+    } catch {
+      call.finish(error)
       return
     }
     self.total = self.total.addingReportingOverflow(request.payload.body.count).partialValue
