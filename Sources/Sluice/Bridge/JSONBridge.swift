@@ -1,54 +1,21 @@
 internal import GRPCCore
 public import SluiceCodec
 
-/// What every JSON front end shares: method lookup and JSON translation driven by descriptors,
-/// and the `RPCCaller` that reaches the services. Nothing in here is written per method.
+/// What every JSON front end shares: method lookup and JSON translation driven by descriptors.
+/// Nothing in here is written per method.
 public struct JSONBridge: Sendable {
   /// The descriptors of every method the bridge can call.
   public let registry: DescriptorRegistry
   /// Translates JSON to protobuf wire bytes and back.
   public let codec: JSONCodec
-  /// Runs the calls.
-  public let caller: any RPCCaller
-  /// Cancellation and response credit for calls on the in-process transport; nil for transports
-  /// that have both themselves (HTTP/2 resets streams and has flow control).
-  let callControl: InProcessCallControl?
 
   /// Creates a bridge.
   /// - Parameters:
   ///   - registry: The descriptors of every callable method.
   ///   - codec: The JSON translation, with its limits.
-  ///   - caller: The client that reaches the services.
-  ///   - callControl: For the in-process transport: the interceptor on its server.
-  public init(
-    registry: DescriptorRegistry,
-    codec: JSONCodec,
-    caller: any RPCCaller,
-    callControl: InProcessCallControl? = nil
-  ) {
+  public init(registry: DescriptorRegistry, codec: JSONCodec) {
     self.registry = registry
     self.codec = codec
-    self.caller = caller
-    self.callControl = callControl
-  }
-
-  /// Tags `metadata` so that `abandon(_:)` and `delivered(_:)` reach the call's server side;
-  /// returns the tag.
-  func tag(_ metadata: inout Metadata) -> String? {
-    guard self.callControl != nil else { return nil }
-    let id = String(UInt64.random(in: .min ... .max), radix: 36)
-    metadata.replaceOrAddString(id, forKey: InProcessCallControl.metadataKey)
-    return id
-  }
-
-  /// The client of a tagged call went away: cancel the server side too.
-  func abandon(_ tag: String?) {
-    if let tag { self.callControl?.cancel(id: tag) }
-  }
-
-  /// One response of a tagged call reached its client: the service may produce one more.
-  func delivered(_ tag: String?) {
-    if let tag { self.callControl?.grant(id: tag) }
   }
 
   /// The method at `/<package>.<Service>/<Method>`, or `UNIMPLEMENTED`.
@@ -89,11 +56,6 @@ public struct JSONBridge: Sendable {
 }
 
 extension SluiceCodec.MethodDescriptor {
-  /// The gRPC descriptor of the same method.
-  var grpcDescriptor: GRPCCore.MethodDescriptor {
-    GRPCCore.MethodDescriptor(fullyQualifiedService: self.serviceName, method: self.methodName)
-  }
-
   /// Whether the client sends exactly one message (unary and server-streaming methods).
   var takesOneRequest: Bool {
     self.kind == .unary || self.kind == .serverStreaming

@@ -1,5 +1,6 @@
 internal import Foundation
 internal import GRPCCore
+internal import NIOHPACK
 internal import NIOHTTP1
 internal import SluiceCodec
 
@@ -64,6 +65,20 @@ enum RequestMetadata {
       throw RPCError(code: .invalidArgument, message: "$timeoutMs must be a non-negative number of milliseconds")
     }
     return .nanoseconds(Int64(min(milliseconds, 1e12) * 1_000_000))
+  }
+
+  /// Metadata as the header fields an engine handler reads (`ServerCall.metadata`): binary values
+  /// in base64, as gRPC carries them on HTTP/2.
+  static func headers(_ metadata: Metadata) -> HPACKHeaders {
+    var headers = HPACKHeaders()
+    headers.reserveCapacity(metadata.count)
+    for (key, value) in metadata {
+      switch value {
+      case .string(let string): headers.add(name: key, value: string)
+      case .binary(let bytes): headers.add(name: key, value: Data(bytes).base64EncodedString())
+      }
+    }
+    return headers
   }
 
   private static func add(key: String, value: String, to metadata: inout Metadata) throws(RPCError) {

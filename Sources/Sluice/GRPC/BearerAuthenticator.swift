@@ -1,16 +1,15 @@
 internal import Crypto
 internal import Foundation
-public import GRPCCore
 
-/// Refuses every RPC that does not carry `authorization: Bearer <token>` with one of the allowed
-/// tokens, with `UNAUTHENTICATED`, before any service code runs.
+/// `--require-bearer`: `RPCEngine` refuses every RPC that does not carry `authorization: Bearer
+/// <token>` with one of the allowed tokens, with `UNAUTHENTICATED`, before any service code runs.
 ///
-/// It sits on both servers, so it covers every transport in one place: native gRPC, and the
-/// WebSocket and HTTP JSON front ends (whose headers, `$metadata` and `bearer.` subprotocol become
-/// the same request metadata); the HTTP port's `/metrics` asks it too. Tokens are never logged,
+/// The engine asks it for every transport in one place: native gRPC, and the WebSocket and HTTP
+/// JSON front ends (whose headers, `$metadata` and `bearer.` subprotocol become the same request
+/// metadata); the HTTP port's `/metrics` asks it too. Tokens are never logged,
 /// and compared by their SHA-256 digests in constant time, so that neither a token's bytes nor its
 /// length show in how long a refusal takes.
-public struct BearerAuthenticator: ServerInterceptor {
+public struct BearerAuthenticator: Sendable {
   private let digests: [SHA256.Digest]
 
   /// Creates an authenticator; `tokens` must not be empty.
@@ -25,20 +24,6 @@ public struct BearerAuthenticator: ServerInterceptor {
     text.split(whereSeparator: { $0.isNewline || $0 == "," })
       .map { $0.trimmingCharacters(in: .whitespaces) }
       .filter { !$0.isEmpty && !$0.hasPrefix("#") }
-  }
-
-  public func intercept<Input: Sendable, Output: Sendable>(
-    request: StreamingServerRequest<Input>,
-    context: ServerContext,
-    next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
-  ) async throws -> StreamingServerResponse<Output> {
-    guard let header = request.metadata[stringValues: "authorization"].first(where: { _ in true }) else {
-      throw GRPCErrors.missingCredentials
-    }
-    guard self.allows(authorization: header) else {
-      throw GRPCErrors.invalidCredentials
-    }
-    return try await next(request, context)
   }
 
   /// Whether an `Authorization` header value carries one of the tokens.

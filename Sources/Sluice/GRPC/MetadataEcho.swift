@@ -1,10 +1,10 @@
-public import GRPCCore
+internal import NIOHPACK
 
 /// A debugging aid (`sluice --echo-metadata`): every RPC's response headers repeat the request
 /// metadata that reached the service, as `echo-<key>`. It shows what a browser, curl or websocat
 /// call really carries after the front end's translation. Credentials (`authorization`,
 /// `proxy-authorization`, `cookie`) are never echoed.
-public struct MetadataEcho: ServerInterceptor {
+enum MetadataEcho {
   private static let credentials: Set<String> = ["authorization", "proxy-authorization", "cookie"]
 
   /// Whether a request metadata key is echoed: not a pseudo-header, not gRPC's own, not a
@@ -14,24 +14,10 @@ public struct MetadataEcho: ServerInterceptor {
       && !key.hasPrefix(MetadataKeys.gatewayPrefix)
   }
 
-  /// Creates the interceptor.
-  public init() {}
-
-  public func intercept<Input: Sendable, Output: Sendable>(
-    request: StreamingServerRequest<Input>,
-    context: ServerContext,
-    next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
-  ) async throws -> StreamingServerResponse<Output> {
-    var response = try await next(request, context)
-    if case .success(var contents) = response.accepted {
-      for (key, value) in request.metadata where Self.echoes(key) {
-        switch value {
-        case .string(let string): contents.metadata.addString(string, forKey: "echo-\(key)")
-        case .binary(let bytes): contents.metadata.addBinary(bytes, forKey: "echo-\(key)")
-        }
-      }
-      response.accepted = .success(contents)
+  /// Adds the request `metadata` to response `headers` as `echo-<key>`, for the engine's calls.
+  static func echo(_ metadata: HPACKHeaders, into headers: inout HPACKHeaders) {
+    for (name, value, _) in metadata where Self.echoes(name) {
+      headers.add(name: "echo-\(name)", value: value)
     }
-    return response
   }
 }

@@ -23,7 +23,7 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, GRPCStreamConnection, T
   typealias OutboundIn = HTTP2Frame
   typealias OutboundOut = HTTP2Frame
 
-  let port: GRPCPortContext
+  let port: RPCEngine
   let eventLoop: any EventLoop
   let allocator: ByteBufferAllocator
   /// The receive window every stream and the connection are kept near.
@@ -39,7 +39,7 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, GRPCStreamConnection, T
   /// Inside the connection's reads or an engine callback: flush when it is over.
   private let turn: ConnectionTurn
 
-  init(port: GRPCPortContext, channel: any Channel, targetWindow: Int, activity: ConnectionActivity) {
+  init(port: RPCEngine, channel: any Channel, targetWindow: Int, activity: ConnectionActivity) {
     self.port = port
     self.eventLoop = channel.eventLoop
     self.allocator = channel.allocator

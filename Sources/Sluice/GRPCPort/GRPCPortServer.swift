@@ -7,35 +7,6 @@ internal import NIOSSL
 internal import ServiceLifecycle
 internal import Synchronization
 
-/// What every stream of the native port shares: routing, limits, auth, metrics.
-final class GRPCPortContext: Sendable {
-  let router: RPCRouter
-  let limiter: RPCLimiter
-  let monitor: RPCMonitor
-  let authenticator: BearerAuthenticator?
-  let maximumMessageBytes: Int
-  let echoMetadata: Bool
-  let logger: Logger
-
-  init(
-    router: RPCRouter,
-    limiter: RPCLimiter,
-    monitor: RPCMonitor,
-    authenticator: BearerAuthenticator?,
-    maximumMessageBytes: Int,
-    echoMetadata: Bool,
-    logger: Logger
-  ) {
-    self.router = router
-    self.limiter = limiter
-    self.monitor = monitor
-    self.authenticator = authenticator
-    self.maximumMessageBytes = maximumMessageBytes
-    self.echoMetadata = echoMetadata
-    self.logger = logger
-  }
-}
-
 /// The native gRPC port: swift-nio-http2 used directly, every call served as a `GRPCStream` of
 /// its connection's `GRPCConnectionHandler`, on the connection's event loop.
 ///
@@ -48,21 +19,16 @@ final class GRPCPortContext: Sendable {
 /// open streams end with `UNAVAILABLE` (unary calls finish), and the service returns once every
 /// connection has closed; the service group's drain timeout cancels it, which closes what is left.
 final class GRPCPortServer: Service {
-  private struct State {
-    var listener: (any Channel)?
-    var connections: [ObjectIdentifier: any Channel] = [:]
-    var quiescing = false
-    var drained: EventLoopPromise<Void>?
-  }
 
   private let configuration: GatewayConfiguration
-  private let port: GRPCPortContext
+  private let port: RPCEngine
   private let metrics: GatewayMetrics
   private let logger: Logger
   private let boundPort = BoundPort()
-  private let state = Mutex(State())
+  private let listener = Mutex<(any Channel)?>(nil)
+  private let connections = ConnectionTracker()
 
-  init(configuration: GatewayConfiguration, port: GRPCPortContext, metrics: GatewayMetrics, logger: Logger) {
+  init(configuration: GatewayConfiguration, port: RPCEngine, metrics: GatewayMetrics, logger: Logger) {
     self.configuration = configuration
     self.port = port
     self.metrics = metrics
@@ -83,20 +49,19 @@ final class GRPCPortServer: Service {
       self.boundPort.resolve(.failure(error))
       throw error
     }
-    let drained = listener.eventLoop.makePromise(of: Void.self)
-    self.state.withLock {
-      $0.listener = listener
-      $0.drained = drained
-    }
+    self.listener.withLock { $0 = listener }
     try await withTaskCancellationHandler {
       try await withGracefulShutdownHandler {
         try await listener.closeFuture.get()
-        try await drained.futureResult.get()
+        try await self.connections.drained()
       } onGracefulShutdown: {
-        self.quiesce()
+        // GOAWAY, then open streams end with UNAVAILABLE (unary calls finish).
+        self.listener.withLock { $0 }?.close(promise: nil)
+        self.connections.quiesce()
       }
     } onCancel: {
-      self.closeEverything()
+      self.listener.withLock { $0 }?.close(promise: nil)
+      self.connections.closeAll()
     }
   }
 
@@ -124,7 +89,7 @@ final class GRPCPortServer: Service {
   }
 
   private func configure(_ channel: any Channel, tls: NIOSSLContext?) throws {
-    guard self.admit(channel) else {
+    guard self.connections.admit(channel) else {
       channel.close(promise: nil)
       return
     }
@@ -172,49 +137,6 @@ final class GRPCPortServer: Service {
     try pipeline.addHandler(ConnectionErrorHandler(logger: self.logger))
     self.metrics.connectionOpened(.grpc)
     channel.closeFuture.whenComplete { _ in self.metrics.connectionClosed(.grpc) }
-  }
-
-  /// Records an accepted connection until it closes; false (and not recorded) once the port is
-  /// shutting down.
-  private func admit(_ channel: any Channel) -> Bool {
-    let id = ObjectIdentifier(channel)
-    let admitted = self.state.withLock { state in
-      guard !state.quiescing else { return false }
-      state.connections[id] = channel
-      return true
-    }
-    guard admitted else { return false }
-    channel.closeFuture.whenComplete { _ in
-      let drained: EventLoopPromise<Void>? = self.state.withLock { state in
-        state.connections[id] = nil
-        return state.quiescing && state.connections.isEmpty ? state.drained : nil
-      }
-      drained?.succeed()
-    }
-    return true
-  }
-
-  private func quiesce() {
-    let (listener, connections, drained): ((any Channel)?, [any Channel], EventLoopPromise<Void>?) =
-      self.state.withLock { state in
-        state.quiescing = true
-        return (state.listener, Array(state.connections.values), state.connections.isEmpty ? state.drained : nil)
-      }
-    listener?.close(promise: nil)
-    for connection in connections {
-      connection.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
-    }
-    drained?.succeed()
-  }
-
-  private func closeEverything() {
-    let (listener, connections, drained) = self.state.withLock { state in
-      state.quiescing = true
-      return (state.listener, Array(state.connections.values), state.drained)
-    }
-    listener?.close(promise: nil)
-    for connection in connections { connection.close(promise: nil) }
-    drained?.succeed()
   }
 
   // MARK: - HTTP/2 settings

@@ -50,13 +50,13 @@ final class GRPCStream: CallResponder {
 
   /// Strong: the connection drops its streams when they close and when it goes away.
   private let connection: any GRPCStreamConnection
-  private let port: GRPCPortContext
+  private let port: RPCEngine
   private var state: GRPCServerStreamState
   private var method: RPCMethod?
   private var handler: (any RPCHandler)?
   private var call: ServerCall?
-  private var ticket: RPCMonitor.Ticket?
-  private var holdsLimiterSlot = false
+  /// The engine's hold on the call (limiter slot, metrics), from routing to `ended`.
+  private var admission: RPCEngine.Admission?
   private var deadline: Scheduled<Void>?
   private var messagesIn = 0
   /// The client has half-closed (whether or not the call was still open then).
@@ -79,7 +79,7 @@ final class GRPCStream: CallResponder {
   /// connection's bookkeeping).
   var windowCredit = 0
 
-  init(id: HTTP2StreamID, connection: any GRPCStreamConnection, port: GRPCPortContext) {
+  init(id: HTTP2StreamID, connection: any GRPCStreamConnection, port: RPCEngine) {
     self.id = id
     self.connection = connection
     self.port = port
@@ -203,27 +203,16 @@ final class GRPCStream: CallResponder {
   // MARK: - The call
 
   private func start(_ head: GRPCServerStreamState.RequestHead, headers: HPACKHeaders, endStream: Bool) {
-    guard let method = self.port.router.method(path: head.path) else {
-      self.finish(GRPCErrors.unknownMethod(head.path))
+    let admission: RPCEngine.Admission
+    switch self.port.admit(path: head.path, authorization: headers.first(name: "authorization"), transport: .grpc) {
+    case .success(let admitted): admission = admitted
+    case .failure(let error):
+      self.finish(error)
       return
     }
+    let method = admission.method
     self.method = method
-    self.ticket = self.port.monitor.begin(method: method.name, transport: .grpc)
-    guard self.port.limiter.acquire() else {
-      self.finish(GRPCErrors.tooManyRPCs(limit: self.port.limiter.limit))
-      return
-    }
-    self.holdsLimiterSlot = true
-    if let authenticator = self.port.authenticator {
-      guard let authorization = headers.first(name: "authorization") else {
-        self.finish(GRPCErrors.missingCredentials)
-        return
-      }
-      guard authenticator.allows(authorization: authorization) else {
-        self.finish(GRPCErrors.invalidCredentials)
-        return
-      }
-    }
+    self.admission = admission
     if let timeout = head.timeout {
       self.deadline = self.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
         self.connection.inCallback { self.stop(GRPCErrors.deadlineExceeded, write: true) }
@@ -284,13 +273,9 @@ final class GRPCStream: CallResponder {
     self.handler = nil
     self.call = nil
     self.queuedRequest.removeAll()
-    if self.holdsLimiterSlot {
-      self.holdsLimiterSlot = false
-      self.port.limiter.release()
-    }
-    if let ticket = self.ticket {
-      self.ticket = nil
-      self.port.monitor.end(ticket, code: code, received: self.messagesIn, sent: self.messagesOut)
+    if let admission = self.admission {
+      self.admission = nil
+      self.port.release(admission, code: code, received: self.messagesIn, sent: self.messagesOut)
     }
   }
 
@@ -367,9 +352,7 @@ final class GRPCStream: CallResponder {
   /// `--echo-metadata`: the request's metadata as `echo-<key>` response headers.
   private func addEcho(to headers: inout HPACKHeaders) {
     guard self.port.echoMetadata, let call = self.call else { return }
-    for (name, value, _) in call.metadata where MetadataEcho.echoes(name) {
-      headers.add(name: "echo-\(name)", value: value)
-    }
+    MetadataEcho.echo(call.metadata, into: &headers)
   }
 
   /// Writes the batched messages as one DATA frame; `counted`: its bytes count against the

@@ -55,7 +55,7 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
     var trailers: HPACKHeaders?
   }
 
-  let port: GRPCPortContext
+  let port: RPCEngine
   let eventLoop: any EventLoop
   let allocator: ByteBufferAllocator
   private let settings: Settings
@@ -90,7 +90,7 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
   /// A graceful shutdown began: the first GOAWAY (shutdown notice) is out.
   private var draining = false
 
-  init(port: GRPCPortContext, channel: any Channel, settings: Settings) {
+  init(port: RPCEngine, channel: any Channel, settings: Settings) {
     self.port = port
     self.eventLoop = channel.eventLoop
     self.allocator = channel.allocator

@@ -1,8 +1,5 @@
-public import GRPCCore
-internal import GRPCInProcessTransport
 public import Logging
 internal import NIOCore
-internal import NIOHTTP2
 internal import ServiceLifecycle
 internal import SluiceCodec
 internal import SluiceProtos
@@ -35,80 +32,49 @@ public final class Gateway: Sendable {
   ///   - logger: The root logger.
   ///   - shutdownSignals: Signals that start a graceful shutdown (the command passes SIGTERM and
   ///     SIGINT; tests pass none and call `beginGracefulShutdown()`).
-  ///   - interceptors: Extra server interceptors, run after the gateway's own, for every RPC of the
-  ///     JSON front ends (the native port runs on the engine, which has no interceptors).
   public init(
     configuration: GatewayConfiguration,
     logger: Logger,
-    shutdownSignals: [UnixSignal] = [],
-    interceptors: [any ServerInterceptor] = []
+    shutdownSignals: [UnixSignal] = []
   ) throws {
     self.configuration = configuration
     self.logger = logger
     self.metrics = GatewayMetrics()
     self.monitor = RPCMonitor(metrics: self.metrics, logger: logger)
 
-    let services = HostedServices.make(configuration: configuration, logger: logger)
-    let limiter = RPCLimiter(limit: configuration.maxConcurrentRPCs)
-    let authenticator = configuration.bearerTokens.map { BearerAuthenticator(tokens: $0) }
-    // The native port: Sluice's own engine on swift-nio-http2, the seed services as event-loop
-    // handlers; limits, auth and metrics shared with the JSON front ends.
+    // One engine for every front end: the seed services as event-loop handlers, and one place for
+    // limits, auth and metrics, whichever transport a call came in on.
     var methods = SeedMethods.make(configuration: configuration, logger: logger)
     if configuration.interopService {
       methods += InteropMethods.make(maximumMessageBytes: configuration.maxMessageBytes)
     }
-    self.grpcServer = GRPCPortServer(
-      configuration: configuration,
-      port: GRPCPortContext(
-        router: RPCRouter(methods),
-        limiter: limiter,
-        monitor: self.monitor,
-        authenticator: authenticator,
-        maximumMessageBytes: configuration.maxMessageBytes,
-        echoMetadata: configuration.echoMetadata,
-        logger: logger
-      ),
-      metrics: self.metrics,
+    let engine = RPCEngine(
+      router: RPCRouter(methods),
+      limiter: RPCLimiter(limit: configuration.maxConcurrentRPCs),
+      monitor: self.monitor,
+      authenticator: configuration.bearerTokens.map { BearerAuthenticator(tokens: $0) },
+      maximumMessageBytes: configuration.maxMessageBytes,
+      echoMetadata: configuration.echoMetadata,
       logger: logger
     )
-    // The monitor first (it sees refused calls too), then authentication, before anything else.
-    let authentication: [any ServerInterceptor] = authenticator.map { [$0] } ?? []
-    let interceptors = interceptors + (configuration.echoMetadata ? [MetadataEcho()] : [])
-
-    // The JSON front ends reach the same services through a GRPCClient over the in-process
-    // transport; pointing them at an upstream backend is a matter of giving them another client.
-    let inProcess = InProcessTransport()
-    let callControl = InProcessCallControl()
-    let inProcessServer = GRPCServer(
-      transport: inProcess.server,
-      services: services,
-      interceptors: [self.monitor, limiter] + authentication + [callControl, CancellationPropagator()] + interceptors
-    )
-    let client = GRPCClient(transport: inProcess.client)
+    self.grpcServer = GRPCPortServer(configuration: configuration, port: engine, metrics: self.metrics, logger: logger)
+    // The JSON front ends translate with the hosted services' descriptors and call the same
+    // engine, on the connection's event loop.
     let registry = try DescriptorRegistry(fileDescriptorSet: SluiceDescriptors.fileDescriptorSet)
     let codec = JSONCodec(
       registry: registry,
       decoding: .init(maximumDepth: configuration.maxJSONDepth, maximumBytes: configuration.maxMessageBytes))
     self.httpFrontEnd = HTTPFrontEnd(
-      bridge: JSONBridge(
-        registry: registry,
-        codec: codec,
-        caller: client,
-        callControl: callControl
-      ),
+      bridge: JSONBridge(registry: registry, codec: codec),
+      engine: engine,
       configuration: configuration,
       metrics: self.metrics,
       logger: logger
     )
 
-    // Graceful shutdown runs in reverse order: front ends first, the in-process server last.
+    // Graceful shutdown runs in reverse order: the HTTP port first, then the native port.
     var groupConfiguration = ServiceGroupConfiguration(
-      services: [
-        .init(service: GRPCServerService(server: inProcessServer)),
-        .init(service: GRPCClientService(client: client)),
-        .init(service: self.grpcServer),
-        .init(service: self.httpFrontEnd),
-      ],
+      services: [.init(service: self.grpcServer), .init(service: self.httpFrontEnd)],
       gracefulShutdownSignals: shutdownSignals,
       logger: logger
     )

@@ -1,74 +1,23 @@
-internal import AsyncAlgorithms
 internal import Foundation
 internal import GRPCCore
 internal import Logging
 internal import NIOCore
+internal import NIOHPACK
 internal import NIOHTTP1
 internal import SluiceCodec
 
-/// One RPC over plain HTTP (PROTOCOL.md, "HTTP JSON"): the request as one JSON document (unary
-/// and server-streaming methods; or a `request` query parameter on a GET, for `EventSource`) or
-/// as NDJSON (client-streaming and bidi methods, the end of the body being the half-close); the
-/// response as one JSON document, NDJSON or Server-Sent Events.
+/// One RPC over plain HTTP (PROTOCOL.md, "HTTP JSON"), on its connection's event loop: the
+/// request as one JSON document (unary and server-streaming methods; or a `request` query
+/// parameter on a GET, for `EventSource`) or as NDJSON (client-streaming and bidi methods, the end
+/// of the body being the half-close); the response as one JSON document, NDJSON or Server-Sent
+/// Events, decided by `HTTPCallStateMachine`.
 ///
-/// Like a WebSocket session, it is a few concurrent parts in one task group: the RPC (through
-/// `JSONBridge.run`, writing responses as they arrive), the body reader (NDJSON lines handed over
-/// through a rendezvous channel) and, once the body is in, a watcher that notices the client
-/// hanging up. The first to end the call decides its outcome; the others are cancelled.
-struct HTTPCall {
-  let bridge: JSONBridge
-  let method: SluiceCodec.MethodDescriptor
-  let head: HTTPRequestHead
-  let path: String
-  let configuration: GatewayConfiguration
-  /// CORS headers for the answer (empty for same-origin and non-browser clients).
-  let corsHeaders: HTTPHeaders
-  /// The connection's event loop, for the `--body-timeout` timers.
-  let eventLoop: any EventLoop
-  /// The gateway-wide `--max-buffered-request-bytes`.
-  let budget: RequestByteBudget
-  let metrics: GatewayMetrics
-  let logger: Logger
-
-  /// What the connection does after the call.
-  struct Outcome {
-    /// Whether another request may follow on the connection.
-    var keepAlive: Bool
-    /// The first part of the next request, when the client sent it while this call was running.
-    var readAhead: HTTPServerRequestPart?
-    /// Whether the request was read to its end (otherwise the rest must be skipped).
-    var requestEnded: Bool
-  }
-
-  private enum Event: Sendable {
-    case call(Result<Metadata, RPCError>)
-    case body(BodyEnd)
-    case watcher(WatchEnd)
-  }
-
-  private enum BodyEnd: Sendable {
-    case complete
-    case failed(RPCError, HTTPResponseStatus?)
-    case gone
-    case stopped
-  }
-
-  private enum WatchEnd: Sendable {
-    case clientGone
-    case readAhead(HTTPServerRequestPart)
-    case stopped
-  }
-
-  /// The HTTP methods this RPC answers: POST, or PUT (what `curl -T` sends); GET only for
-  /// server-streaming methods (for `EventSource`).
-  static func allowedMethods(for method: SluiceCodec.MethodDescriptor, allowGet: Bool) -> [HTTPMethod] {
-    method.kind == .serverStreaming && allowGet ? [.GET, .POST, .PUT, .OPTIONS] : [.POST, .PUT, .OPTIONS]
-  }
-
-  var allowedMethods: [HTTPMethod] {
-    Self.allowedMethods(for: self.method, allowGet: self.configuration.allowGetCalls)
-  }
-
+/// The call runs the method's `RPCHandler` through the `RPCEngine`, like a native call. A
+/// single-message request starts it once its body is in; an NDJSON request at its head, each
+/// line handed over as it completes. Backpressure: the handler is writable while the connection
+/// is; `HTTPConnectionHandler` stops reading while it is not, so an NDJSON body is held back by
+/// TCP.
+final class HTTPCall: CallResponder {
   /// Media types accepted as JSON request bodies: curl's `-d` default and `fetch`'s default for a
   /// string body (which needs no CORS preflight) are accepted too.
   static let acceptedContentTypes: Set<String> = [
@@ -76,158 +25,452 @@ struct HTTPCall {
     "text/plain",
   ]
 
-  func serve(
-    parts: AsyncChannel<HTTPServerRequestPart>,
-    outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>,
-    allocator: ByteBufferAllocator,
-    keepAlive: Bool
-  ) async throws -> Outcome {
-    let responder = HTTPCallResponder(
-      framing: self.framing,
-      outbound: outbound,
-      allocator: allocator,
-      headers: self.corsHeaders,
-      metrics: self.metrics
-    )
-    let closing = Outcome(keepAlive: false, readAhead: nil, requestEnded: false)
+  /// The HTTP methods an RPC answers: POST, or PUT (what `curl -T` sends); GET only for
+  /// server-streaming methods (for `EventSource`).
+  static func allowedMethods(for method: SluiceCodec.MethodDescriptor, allowGet: Bool) -> [HTTPMethod] {
+    method.kind == .serverStreaming && allowGet ? [.GET, .POST, .PUT, .OPTIONS] : [.POST, .PUT, .OPTIONS]
+  }
 
-    guard self.allowedMethods.contains(self.head.method), self.head.method != .OPTIONS else {
-      var headers = self.corsHeaders
-      headers.add(name: "Allow", value: self.allowedMethods.map { "\($0)" }.joined(separator: ", "))
-      let response = HTTPStatusResponse(
-        .methodNotAllowed,
-        code: .unimplemented,
-        message:
-          "\(self.path) answers \(self.allowedMethods.map { "\($0)" }.joined(separator: ", ")), not \(self.head.method)",
-        headers: headers
-      )
-      try await response.write(to: outbound, allocator: allocator)
-      return closing
+  private static let tooLargePrefix = "request too large: "
+
+  let eventLoop: any EventLoop
+  private let connection: HTTPConnectionHandler
+  private let port: HTTPPort
+  private let method: SluiceCodec.MethodDescriptor
+  private let head: HTTPRequestHead
+  private let path: String
+  private let cors: HTTPHeaders
+  private var machine: HTTPCallStateMachine
+
+  private var metadata = Metadata()
+  private var timeout: Duration?
+  private var admission: RPCEngine.Admission?
+  private var handler: (any RPCHandler)?
+  private var call: ServerCall?
+  private var initialMetadata: HPACKHeaders = [:]
+  private var deadline: Scheduled<Void>?
+  private var messagesIn = 0
+  private var messagesOut = 0
+  /// Whether the request has been read to its end.
+  private(set) var requestEnded = false
+  /// Whether the response has been written to its end (or abandoned).
+  private var done = false
+
+  /// A single-message request's body so far, and what it holds of the request budget.
+  private var body: ByteBuffer?
+  private var held = 0
+  /// A GET's request, from its query.
+  private var queryMessage: [UInt8]?
+  /// An NDJSON request's lines, and the `--body-timeout` of an unfinished one.
+  private var lines: NDJSONLines?
+  private var lineNumber = 0
+  private var lineTimer: Scheduled<Void>?
+
+  init(
+    connection: HTTPConnectionHandler,
+    eventLoop: any EventLoop,
+    port: HTTPPort,
+    method: SluiceCodec.MethodDescriptor,
+    head: HTTPRequestHead,
+    cors: HTTPHeaders
+  ) {
+    self.connection = connection
+    self.eventLoop = eventLoop
+    self.port = port
+    self.method = method
+    self.head = head
+    self.path = head.path
+    self.cors = cors
+    let framing: HTTPCallStateMachine.Framing
+    switch method.kind {
+    case .unary, .clientStreaming:
+      framing = .json
+    case .serverStreaming, .bidirectionalStreaming:
+      let accept = head.headers["Accept"].joined(separator: ",").lowercased()
+      framing = accept.contains("text/event-stream") ? .eventStream : .ndjson
     }
+    self.machine = HTTPCallStateMachine(framing: framing)
+  }
 
-    // Everything that can be refused before the RPC starts.
-    let metadata: Metadata
-    let timeout: Duration?
-    var single: [UInt8]?
-    var bodyRead = false
-    do {
+  // MARK: - The request
+
+  /// The request's head arrived: everything that can be refused before the RPC starts is
+  /// checked; an NDJSON request's RPC starts now.
+  func begin() {
+    let allowed = Self.allowedMethods(for: self.method, allowGet: self.port.configuration.allowGetCalls)
+    guard allowed.contains(self.head.method), self.head.method != .OPTIONS else {
+      let list = allowed.map { "\($0)" }.joined(separator: ", ")
+      var headers = self.cors
+      headers.add(name: "Allow", value: list)
+      self.answer(
+        HTTPStatusResponse(
+          .methodNotAllowed,
+          code: .unimplemented,
+          message: "\(self.path) answers \(list), not \(self.head.method)",
+          headers: headers
+        )
+      )
+      return
+    }
+    do throws(RPCError) {
       try self.checkContentType()
-      (metadata, timeout) = try RequestMetadata.from(headers: self.head.headers)
+      (self.metadata, self.timeout) = try RequestMetadata.from(headers: self.head.headers)
       if self.head.method == .GET {
-        single = try self.bridge.encodeRequest(try self.queryRequest(), for: self.method)
-        guard try await self.readBody(parts, allowEmpty: true) != nil else { return closing }
-        bodyRead = true
-      } else if self.method.takesOneRequest {
+        self.queryMessage = try self.port.bridge.encodeRequest(try self.queryRequest(), for: self.method)
+        return  // the RPC starts once the (empty) body has ended
+      }
+      if self.method.takesOneRequest {
         if let length = self.head.headers.first(name: "Content-Length").flatMap(Int.init),
-          length > self.configuration.maxMessageBytes
+          length > self.port.configuration.maxMessageBytes
         {
           throw self.tooLarge("the request body")
         }
-        try await self.sendContinueIfExpected(outbound)
-        guard let body = try await self.readBody(parts) else { return closing }  // client gone
-        bodyRead = true
-        single = try self.bridge.encodeRequest(try self.bridge.parse(body.readableBytesView), for: self.method)
+        self.sendContinueIfExpected()
+        self.body = ByteBuffer()
       } else {
-        try await self.sendContinueIfExpected(outbound)
+        self.sendContinueIfExpected()
+        self.lines = NDJSONLines(maxLineBytes: self.port.configuration.maxMessageBytes)
+        self.start(message: nil, end: false)
       }
-    } catch let error as RPCError {
-      try await responder.writeError(error, status: self.status(for: error))
-      return Outcome(keepAlive: false, readAhead: nil, requestEnded: bodyRead)
+    } catch {
+      self.failBeforeStart(error)
     }
+  }
 
-    let requests = AsyncChannel<[UInt8]>()
-    let producer: @Sendable (RPCWriter<[UInt8]>) async throws -> Void
-    if let single {
-      producer = { try await $0.write(single) }
-    } else {
-      producer = { writer in
-        for await message in requests { try await writer.write(message) }
+  func receivedBody(_ chunk: ByteBuffer) {
+    self.port.metrics.bytes(.http, .in, count: chunk.readableBytes)
+    guard !self.done else { return }
+    do throws(RPCError) {
+      if self.body != nil {
+        try self.append(chunk)
+      } else if self.lines != nil {
+        try self.receivedLines(chunk)
       }
+    } catch {
+      self.bodyFailed(error)
     }
+  }
 
-    var bodyComplete = bodyRead
-    var callResult: Result<Metadata, RPCError>?
-    var bodyFailure: (RPCError, HTTPResponseStatus?)?
-    var clientGone = false
-    var readAhead: HTTPServerRequestPart?
-
-    await withTaskGroup(of: Event.self) { group in
-      group.addTask {
-        .call(
-          await self.bridge.run(
-            self.method,
-            metadata: metadata,
-            timeout: timeout,
-            transport: .http,
-            requests: producer,
-            onHeaders: { responder.headers($0) },
-            onMessage: { try await responder.message($0) }
-          )
+  func receivedEnd() {
+    self.requestEnded = true
+    self.lineTimer?.cancel()
+    self.lineTimer = nil
+    guard !self.done else { return }
+    do throws(RPCError) {
+      if let message = self.queryMessage {
+        self.start(message: message, end: true)
+      } else if let body = self.body {
+        self.body = nil
+        self.releaseBudget()
+        guard body.readableBytes > 0 else {
+          throw RPCError(code: .invalidArgument, message: "\(self.path) needs one JSON request message in the body")
+        }
+        let message = try self.port.bridge.encodeRequest(
+          try self.port.bridge.parse(body.readableBytesView),
+          for: self.method
         )
+        self.start(message: message, end: true)
+      } else if var lines = self.lines {
+        let last = lines.finish()
+        self.lines = lines
+        if let last { try self.receivedLine(last) }
+        self.releaseBudget()
+        if let handler = self.handler, let call = self.call, !self.done { handler.receivedEnd(call) }
       }
-      if single != nil {
-        group.addTask { .watcher(await Self.watch(parts)) }
-      } else {
-        group.addTask { .body(await self.pump(parts, into: requests)) }
-      }
+    } catch {
+      self.bodyFailed(error)
+    }
+  }
 
-      while let event = await group.next() {
-        switch event {
-        case .call(let result):
-          callResult = result
-          requests.finish()
-          group.cancelAll()
-        case .body(.complete):
-          bodyComplete = true
-          if callResult == nil, !clientGone { group.addTask { .watcher(await Self.watch(parts)) } }
-        case .body(.failed(let error, let status)):
-          bodyFailure = bodyFailure ?? (error, status)
-          group.cancelAll()
-        case .body(.gone), .watcher(.clientGone):
-          clientGone = true
-          group.cancelAll()
-        case .watcher(.readAhead(let part)):
-          readAhead = part
-        case .body(.stopped), .watcher(.stopped):
-          break
+  /// The connection went away: the RPC is cancelled and nothing more is written.
+  func clientGone() {
+    guard !self.done else { return }
+    self.done = true
+    let handler = self.handler
+    self.ended(code: "cancelled", logged: "\(RPCError.Code.cancelled)")
+    handler?.stopped()
+  }
+
+  /// The request broke HTTP/1.1 framing after the response began.
+  func requestFailed(_ error: RPCError) {
+    self.bodyFailed(error)
+  }
+
+  func connectionBecameWritable() {
+    guard !self.done, let handler = self.handler, let call = self.call else { return }
+    handler.becameWritable(call)
+  }
+
+  // MARK: - CallResponder
+
+  var isWritable: Bool { self.connection.isWritable }
+
+  var messageCompressed: Bool { false }
+
+  func send(serialized message: [UInt8], compressed: Bool) {
+    guard !self.done, self.handler != nil else { return }
+    let json: [UInt8]
+    do {
+      json = try self.port.bridge.decodeResponse(message, for: self.method)
+    } catch {
+      self.stop(error)
+      return
+    }
+    switch self.machine.message(json) {
+    case .hold, .drop:
+      break
+    case .writeHeadAndLine:
+      self.connection.write(.head(self.responseHead(metadata: self.initialMetadata, keepAlive: true)))
+      self.writeLine(json)
+    case .writeLine:
+      self.writeLine(json)
+    case .fail(let error):
+      self.stop(error)
+      return
+    }
+    self.messagesOut += 1
+    self.connection.flushSoon()
+  }
+
+  func finish(_ error: RPCError?, trailers: HPACKHeaders) {
+    guard !self.done, self.handler != nil else { return }
+    self.end(error, trailers: trailers, errorStatus: nil)
+  }
+
+  // MARK: - The RPC
+
+  private func start(message: [UInt8]?, end: Bool) {
+    let authorization = self.metadata[stringValues: "authorization"].first(where: { _ in true })
+    switch self.port.engine.admit(path: self.path, authorization: authorization, transport: .http) {
+    case .failure(let error):
+      self.end(error, trailers: [:], errorStatus: nil)
+    case .success(let admission):
+      self.admission = admission
+      let handler = admission.method.makeHandler()
+      let call = ServerCall(responder: self, metadata: RequestMetadata.headers(self.metadata))
+      self.handler = handler
+      self.call = call
+      if let timeout = self.timeout {
+        self.deadline = self.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
+          self.stop(GRPCErrors.deadlineExceeded)
+          self.connection.flushSoon()
         }
       }
+      var headers = handler.initialMetadata(call)
+      if self.port.engine.echoMetadata { MetadataEcho.echo(call.metadata, into: &headers) }
+      self.initialMetadata = headers
+      if let message, !self.done {
+        self.messagesIn += 1
+        handler.received(ByteBuffer(bytes: message), call)
+      }
+      if end, !self.done { handler.receivedEnd(call) }
     }
+  }
 
-    let result: Result<Metadata, RPCError> =
-      clientGone
-      ? .failure(RPCError(code: .cancelled, message: "the client went away"))
-      : bodyFailure.map { .failure($0.0) } ?? callResult
-        ?? .failure(RPCError(code: .cancelled, message: "the call was stopped"))
-    let code: String
-    switch result {
-    case .success: code = "ok"
-    case .failure(let error): code = "\(error.code)"
+  /// Ends the RPC without its handler (a deadline, a response that does not translate, a body
+  /// that broke the rules): `error` is its status.
+  private func stop(_ error: RPCError, errorStatus: HTTPResponseStatus? = nil) {
+    guard !self.done else { return }
+    let handler = self.handler
+    self.end(error, trailers: [:], errorStatus: errorStatus)
+    handler?.stopped()
+  }
+
+  /// Writes the call's outcome and hands the connection back.
+  private func end(_ error: RPCError?, trailers: HPACKHeaders, errorStatus: HTTPResponseStatus?) {
+    guard !self.done else { return }
+    self.done = true
+    let code = error.map { "\($0.code)" } ?? "ok"
+    self.ended(code: code, logged: error.map { "\($0.code)" } ?? "ok")
+    let keepAlive = self.requestEnded && self.head.isKeepAlive
+    switch self.machine.finished(error, errorStatus: errorStatus) {
+    case .none:
+      return
+    case .writeEndLine:
+      self.writeLine(StatusJSON.endFrame(error, trailers: trailers))
+      self.connection.endResponse(keepAlive: keepAlive)
+    case .writeHeadAndEndLine:
+      self.connection.write(.head(self.responseHead(metadata: self.initialMetadata, keepAlive: keepAlive)))
+      self.writeLine(StatusJSON.endFrame(error, trailers: trailers))
+      self.connection.endResponse(keepAlive: keepAlive)
+    case .writeSingle(let json):
+      var metadata = self.initialMetadata
+      metadata.add(contentsOf: trailers)
+      var head = self.responseHead(metadata: metadata, keepAlive: keepAlive)
+      head.headers.add(name: "Content-Length", value: "\(json.count)")
+      self.connection.write(.head(head))
+      self.connection.write(.body(.byteBuffer(self.connection.allocator.buffer(bytes: json))))
+      self.port.metrics.bytes(.http, .out, count: json.count)
+      self.connection.endResponse(keepAlive: keepAlive)
+    case .writeError(let error, let status):
+      self.writeError(error, status: status)
     }
-    self.logger.debug(
+  }
+
+  /// Bookkeeping once the RPC is over, whichever way it ended.
+  private func ended(code: String, logged: String) {
+    self.deadline?.cancel()
+    self.deadline = nil
+    self.lineTimer?.cancel()
+    self.lineTimer = nil
+    self.handler = nil
+    self.call = nil
+    self.releaseBudget()
+    if let admission = self.admission {
+      self.admission = nil
+      self.port.engine.release(admission, code: code, received: self.messagesIn, sent: self.messagesOut)
+    }
+    self.port.logger.debug(
       "HTTP RPC ended",
       metadata: [
-        "sluice.rpc.method": "\(self.path)", "sluice.rpc.code": "\(code)", "sluice.http.framing": "\(self.framing)",
+        "sluice.rpc.method": "\(self.path)", "sluice.rpc.code": "\(logged)",
+        "sluice.http.framing": "\(self.machine.framing)",
       ]
     )
-    if clientGone { return closing }
-    let canContinue = try await responder.finish(
-      result,
-      keepAlive: keepAlive && bodyComplete,
-      errorStatus: bodyFailure?.1
-    )
-    return Outcome(keepAlive: canContinue, readAhead: readAhead, requestEnded: bodyComplete)
   }
 
-  private var framing: HTTPCallResponder.Framing {
-    switch self.method.kind {
-    case .unary, .clientStreaming:
-      return .json
-    case .serverStreaming, .bidirectionalStreaming:
-      let accept = self.head.headers["Accept"].joined(separator: ",").lowercased()
-      return accept.contains("text/event-stream") ? .eventStream : .ndjson
+  /// A request that was refused before its RPC started.
+  private func failBeforeStart(_ error: RPCError) {
+    self.done = true
+    self.releaseBudget()
+    _ = self.machine.finished(error)
+    self.writeError(error, status: self.status(for: error) ?? error.code.httpStatus)
+  }
+
+  /// The request body broke a rule (too large, too slow, a bad line): the RPC ends with it, and
+  /// the connection closes after the answer.
+  private func bodyFailed(_ error: RPCError) {
+    guard !self.done else { return }
+    if self.handler == nil, self.admission == nil {
+      self.failBeforeStart(error)
+    } else {
+      self.stop(error, errorStatus: self.status(for: error))
+    }
+    self.connection.flushSoon()
+  }
+
+  // MARK: - Body
+
+  private func append(_ chunk: ByteBuffer) throws(RPCError) {
+    var chunk = chunk
+    guard let count = self.body?.readableBytes, count + chunk.readableBytes <= self.port.configuration.maxMessageBytes
+    else {
+      throw self.tooLarge("the request body")
+    }
+    guard self.port.budget.reserve(chunk.readableBytes) else { throw self.port.budget.exhausted }
+    self.held += chunk.readableBytes
+    self.body?.writeBuffer(&chunk)
+  }
+
+  private func receivedLines(_ chunk: ByteBuffer) throws(RPCError) {
+    guard var lines = self.lines else { return }
+    let completed: [[UInt8]]
+    do {
+      completed = try lines.append(chunk)
+    } catch {
+      throw self.tooLarge("an NDJSON line")
+    }
+    self.lines = lines
+    // An unfinished line is held to `--body-timeout` from its first byte and to the budget.
+    let pending = lines.pendingBytes
+    if pending > self.held {
+      guard self.port.budget.reserve(pending - self.held) else { throw self.port.budget.exhausted }
+    } else {
+      self.port.budget.release(self.held - pending)
+    }
+    self.held = pending
+    if !completed.isEmpty || pending == 0 {
+      self.lineTimer?.cancel()
+      self.lineTimer = nil
+    }
+    for line in completed {
+      guard !self.done else { return }
+      try self.receivedLine(line)
+    }
+    if pending > 0, self.lineTimer == nil, !self.done {
+      let timeout = self.port.configuration.bodyTimeout
+      self.lineTimer = self.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
+        self.lineTimer = nil
+        self.bodyFailed(bodyTimedOut("an NDJSON line", after: timeout))
+      }
     }
   }
+
+  private func receivedLine(_ line: [UInt8]) throws(RPCError) {
+    self.lineNumber += 1
+    if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\r") }) {
+      return  // blank lines separate nothing
+    }
+    do throws(RPCError) {
+      let value = try self.port.bridge.parse(line)
+      if case .object(let object) = value, let first = object.members.first, first.key.hasPrefix("$") {
+        throw RPCError(
+          code: .invalidArgument,
+          message: "control frames such as \(first.key) are WebSocket-only: over HTTP, use headers and end the body"
+        )
+      }
+      let message = try self.port.bridge.encodeRequest(value, for: self.method)
+      guard let handler = self.handler, let call = self.call else { return }
+      self.messagesIn += 1
+      handler.received(ByteBuffer(bytes: message), call)
+    } catch {
+      throw RPCError(code: error.code, message: "line \(self.lineNumber): \(error.message)")
+    }
+  }
+
+  private func releaseBudget() {
+    if self.held > 0 {
+      self.port.budget.release(self.held)
+      self.held = 0
+    }
+  }
+
+  // MARK: - Writing
+
+  private func writeLine(_ json: [UInt8]) {
+    let framing = self.machine.framing
+    var buffer = self.connection.allocator.buffer(capacity: json.count + 8)
+    if framing == .eventStream { buffer.writeString("data: ") }
+    buffer.writeBytes(json)
+    buffer.writeString(framing == .eventStream ? "\n\n" : "\n")
+    self.port.metrics.bytes(.http, .out, count: buffer.readableBytes)
+    self.connection.write(.body(.byteBuffer(buffer)))
+  }
+
+  /// An error answer before anything was sent; the connection closes after it.
+  private func writeError(_ error: RPCError, status: HTTPResponseStatus) {
+    var headers = self.cors
+    if error.code == .unauthenticated { headers.add(name: "WWW-Authenticate", value: "Bearer") }
+    self.answer(
+      HTTPStatusResponse(status, code: error.code, message: error.message, trailers: error.metadata, headers: headers)
+    )
+  }
+
+  private func answer(_ response: HTTPStatusResponse) {
+    self.done = true
+    self.connection.answer(response, includingBody: true)
+  }
+
+  private func responseHead(metadata: HPACKHeaders, keepAlive: Bool) -> HTTPResponseHead {
+    var headers = self.cors
+    headers.add(name: "Content-Type", value: self.machine.framing.contentType)
+    headers.add(name: CORS.noSniff.name, value: CORS.noSniff.value)
+    if self.machine.framing != .json {
+      headers.add(name: "Cache-Control", value: "no-cache")
+    }
+    var exposed: [String] = []
+    for (key, values) in StatusJSON.json(metadata).members {
+      guard case .array(let values) = values else { continue }
+      let name = "grpc-metadata-\(key)"
+      exposed.append(name)
+      for case .string(let value) in values { headers.add(name: name, value: value) }
+    }
+    CORS.exposing(exposed, in: &headers)
+    if !keepAlive { headers.add(name: "Connection", value: "close") }
+    return HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)
+  }
+
+  // MARK: - Checks
 
   /// 413 for a request that is too large, 408 for one that did not arrive in time (the only
   /// deadline before the RPC runs is `--body-timeout`); the standard mapping otherwise.
@@ -236,13 +479,11 @@ struct HTTPCall {
     return error.code == .resourceExhausted && error.message.hasPrefix(Self.tooLargePrefix) ? .payloadTooLarge : nil
   }
 
-  private static let tooLargePrefix = "request too large: "
-
   private func tooLarge(_ what: String) -> RPCError {
     RPCError(
       code: .resourceExhausted,
       message:
-        "\(Self.tooLargePrefix)\(what) is larger than the \(self.configuration.maxMessageBytes)-byte limit (--max-message-bytes)"
+        "\(Self.tooLargePrefix)\(what) is larger than the \(self.port.configuration.maxMessageBytes)-byte limit (--max-message-bytes)"
     )
   }
 
@@ -263,132 +504,13 @@ struct HTTPCall {
     let uri = self.head.uri.replacingOccurrences(of: "+", with: "%20")
     let items = URLComponents(string: uri)?.queryItems ?? []
     guard let text = items.first(where: { $0.name == "request" })?.value else { return .object([:]) }
-    return try self.bridge.parse(Array(text.utf8))
+    return try self.port.bridge.parse(Array(text.utf8))
   }
 
-  private func sendContinueIfExpected(_ outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {
+  private func sendContinueIfExpected() {
     if self.head.headers["Expect"].contains(where: { $0.lowercased() == "100-continue" }) {
-      try await outbound.write(.head(HTTPResponseHead(version: self.head.version, status: .continue)))
+      self.connection.write(.head(HTTPResponseHead(version: self.head.version, status: .continue)))
+      self.connection.flushSoon()
     }
-  }
-
-  /// The whole body of a single-message request, within the message limit; nil when the client
-  /// went away.
-  private func readBody(
-    _ parts: AsyncChannel<HTTPServerRequestPart>,
-    allowEmpty: Bool = false
-  ) async throws(RPCError) -> ByteBuffer? {
-    // `RequestBodyTimeout`, on the event loop, holds this body to `--body-timeout`.
-    var held = 0
-    defer { self.budget.release(held) }
-    var body = ByteBuffer()
-    for await part in parts {
-      switch part {
-      case .body(var chunk):
-        self.metrics.bytes(.http, .in, count: chunk.readableBytes)
-        guard body.readableBytes + chunk.readableBytes <= self.configuration.maxMessageBytes else {
-          throw self.tooLarge("the request body")
-        }
-        guard self.budget.reserve(chunk.readableBytes) else { throw self.budget.exhausted }
-        held += chunk.readableBytes
-        body.writeBuffer(&chunk)
-      case .end:
-        guard body.readableBytes > 0 || allowEmpty else {
-          throw RPCError(code: .invalidArgument, message: "\(self.path) needs one JSON request message in the body")
-        }
-        return body
-      case .head:
-        throw RPCError(code: .invalidArgument, message: "a request head arrived inside a body")
-      }
-    }
-    return nil
-  }
-
-  /// Reads an NDJSON body, handing each message to the RPC as its line completes.
-  private func pump(_ parts: AsyncChannel<HTTPServerRequestPart>, into requests: AsyncChannel<[UInt8]>) async
-    -> BodyEnd
-  {
-    var lines = NDJSONLines(maxLineBytes: self.configuration.maxMessageBytes)
-    var lineNumber = 0
-    func send(_ line: [UInt8]) async throws(RPCError) {
-      lineNumber += 1
-      if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\r") }) {
-        return  // blank lines separate nothing
-      }
-      do throws(RPCError) {
-        let value = try self.bridge.parse(line)
-        if case .object(let object) = value, let first = object.members.first, first.key.hasPrefix("$") {
-          throw RPCError(
-            code: .invalidArgument,
-            message: "control frames such as \(first.key) are WebSocket-only: over HTTP, use headers and end the body"
-          )
-        }
-        await requests.send(try self.bridge.encodeRequest(value, for: self.method))
-      } catch {
-        throw RPCError(code: error.code, message: "line \(lineNumber): \(error.message)")
-      }
-    }
-
-    // An unfinished line is held to `--body-timeout` from its first byte and to the budget.
-    var deadline: BodyDeadline?
-    var held = 0
-    defer {
-      deadline?.cancel()
-      self.budget.release(held)
-    }
-    do throws(RPCError) {
-      for await part in parts {
-        switch part {
-        case .body(let chunk):
-          self.metrics.bytes(.http, .in, count: chunk.readableBytes)
-          let completed = try self.lines(&lines, chunk)
-          let pending = lines.pendingBytes
-          if pending > held {
-            guard self.budget.reserve(pending - held) else { throw self.budget.exhausted }
-          } else {
-            self.budget.release(held - pending)
-          }
-          held = pending
-          if !completed.isEmpty || pending == 0 {
-            deadline?.cancel()
-            deadline = nil
-          }
-          // Lines first: the wait while the service takes them is not the client's to pay for.
-          for line in completed { try await send(line) }
-          if pending > 0, deadline == nil {
-            deadline = BodyDeadline(in: self.configuration.bodyTimeout, on: self.eventLoop, parts: parts)
-          }
-        case .end:
-          if let last = lines.finish() { try await send(last) }
-          requests.finish()
-          return .complete
-        case .head:
-          throw RPCError(code: .invalidArgument, message: "a request head arrived inside a body")
-        }
-        if Task.isCancelled { return .stopped }
-      }
-      if deadline?.hasExpired == true {
-        throw bodyTimedOut("an NDJSON line", after: self.configuration.bodyTimeout)
-      }
-      return Task.isCancelled ? .stopped : .gone
-    } catch {
-      return .failed(error, self.status(for: error))
-    }
-  }
-
-  private func lines(_ lines: inout NDJSONLines, _ chunk: ByteBuffer) throws(RPCError) -> [[UInt8]] {
-    do {
-      return try lines.append(chunk)
-    } catch {
-      throw self.tooLarge("an NDJSON line")
-    }
-  }
-
-  /// Waits, after the body, for the connection to end (the client hung up) or for the next
-  /// request to begin.
-  private static func watch(_ parts: AsyncChannel<HTTPServerRequestPart>) async -> WatchEnd {
-    var iterator = parts.makeAsyncIterator()
-    if let part = await iterator.next() { return .readAhead(part) }
-    return Task.isCancelled ? .stopped : .clientGone
   }
 }

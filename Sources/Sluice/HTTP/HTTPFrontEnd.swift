@@ -21,6 +21,7 @@ final class HTTPFrontEnd: Service {
   static let unsentBytesLimit: SocketOptionValue = 16 * 1024
 
   private let bridge: JSONBridge
+  private let engine: RPCEngine
   private let configuration: GatewayConfiguration
   private let originPolicy: OriginPolicy
   private let metrics: GatewayMetrics
@@ -28,15 +29,28 @@ final class HTTPFrontEnd: Service {
   private let boundPort = BoundPort()
   private let budget: RequestByteBudget
   private let authenticator: BearerAuthenticator?
+  /// Every open connection, for a graceful shutdown.
+  private let connections = ConnectionTracker()
+  private let httpPort: HTTPPort
 
+  /// What a connection became; either way it is served from its pipeline, on its event loop.
   enum Upgrade: Sendable {
-    case webSocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, HTTPRequestHead)
-    case http(NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>)
+    /// A WebSocket session (`WebSocketSessionHandler`).
+    case webSocket
+    /// HTTP/1.1 requests (`HTTPConnectionHandler`).
+    case http
   }
 
-  init(bridge: JSONBridge, configuration: GatewayConfiguration, metrics: GatewayMetrics, logger: Logger) {
+  init(
+    bridge: JSONBridge,
+    engine: RPCEngine,
+    configuration: GatewayConfiguration,
+    metrics: GatewayMetrics,
+    logger: Logger
+  ) {
     self.metrics = metrics
     self.bridge = bridge
+    self.engine = engine
     self.configuration = configuration
     self.originPolicy = OriginPolicy(
       allowedOrigins: configuration.allowedOrigins,
@@ -46,6 +60,17 @@ final class HTTPFrontEnd: Service {
     self.logger = logger
     self.budget = RequestByteBudget(limit: configuration.maxBufferedRequestBytes)
     self.authenticator = configuration.bearerTokens.map { BearerAuthenticator(tokens: $0) }
+    self.httpPort = HTTPPort(
+      engine: engine,
+      bridge: bridge,
+      configuration: configuration,
+      originPolicy: self.originPolicy,
+      staticFiles: configuration.publicDirectory.map { StaticFiles(root: $0) },
+      budget: self.budget,
+      authenticator: self.authenticator,
+      metrics: metrics,
+      logger: logger
+    )
   }
 
   /// The bound port, once listening.
@@ -65,12 +90,16 @@ final class HTTPFrontEnd: Service {
   private func serve() async throws {
     let maxBytes = self.configuration.maxMessageBytes
     let originPolicy = self.originPolicy
-    let connections = ConnectionCounter(limit: self.configuration.maxConnections)
+    let counter = ConnectionCounter(limit: self.configuration.maxConnections)
     let handshakeTimeout = TimeAmount(self.configuration.handshakeTimeout)
     let sendTimeout = TimeAmount(self.configuration.sendTimeout)
     let maxHeaderBytes = self.configuration.maxHeaderBytes
     let (bodyTimeout, budget) = (self.configuration.bodyTimeout, self.budget)
     let registry = self.bridge.registry
+    let (bridge, engine, metrics, logger, tracker, httpPort) = (
+      self.bridge, self.engine, self.metrics, self.logger, self.connections, self.httpPort
+    )
+    let configuration = self.configuration
     // NDJSON bodies of client-streaming and bidi calls are streams: their lines are timed one by
     // one (HTTPCall), not the body as a whole.
     let streamsBody: @Sendable (HTTPRequestHead) -> Bool = { head in
@@ -94,9 +123,14 @@ final class HTTPFrontEnd: Service {
           if let tlsContext {
             try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tlsContext))
           }
-          guard connections.admit(channel) else {
+          guard counter.admit(channel) else {
             try channel.pipeline.syncOperations.addHandler(
-              RefuseConnection(limit: connections.limit, timeout: handshakeTimeout))
+              RefuseConnection(limit: counter.limit, timeout: handshakeTimeout))
+            return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) as EventLoopFuture<Upgrade>
+          }
+          // Recorded until it closes, for a graceful shutdown (one that began already closes it).
+          guard tracker.admit(channel) else {
+            channel.close(promise: nil)
             return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) as EventLoopFuture<Upgrade>
           }
           let upgrader = NIOTypedWebSocketServerUpgrader<Upgrade>(
@@ -130,7 +164,23 @@ final class HTTPFrontEnd: Service {
                     maxAccumulatedFrameSize: maxBytes
                   )
                 )
-                return .webSocket(try NIOAsyncChannel(wrappingChannelSynchronously: channel), head)
+                try channel.pipeline.syncOperations.addHandler(
+                  WebSocketSessionHandler(
+                    eventLoop: channel.eventLoop,
+                    engine: engine,
+                    bridge: bridge,
+                    path: head.path,
+                    setup: WebSocketSessionHandler.setup(for: head, bridge: bridge, configuration: configuration),
+                    configuration: configuration,
+                    metrics: metrics,
+                    logger: logger
+                  )
+                )
+                if tracker.isQuiescing {
+                  // Upgraded as the shutdown began: the session ends at once with UNAVAILABLE.
+                  channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+                }
+                return .webSocket
               }
             }
           )
@@ -138,7 +188,10 @@ final class HTTPFrontEnd: Service {
             upgraders: [upgrader],
             notUpgradingCompletionHandler: { channel in
               channel.eventLoop.makeCompletedFuture {
-                .http(try NIOAsyncChannel(wrappingChannelSynchronously: channel))
+                try channel.pipeline.syncOperations.addHandler(
+                  HTTPConnectionHandler(port: httpPort, quiescing: tracker.isQuiescing)
+                )
+                return .http
               }
             }
           )
@@ -185,56 +238,32 @@ final class HTTPFrontEnd: Service {
       metadata: ["sluice.http.address": "\(self.configuration.host):\(port)"]
     )
 
-    try await withGracefulShutdownHandler {
-      try await withThrowingDiscardingTaskGroup { group in
-        try await server.executeThenClose { connections in
-          do {
-            for try await upgrade in connections {
-              group.addTask { await self.handle(upgrade) }
-            }
-          } catch  where Task.isShuttingDownGracefully {
-            // The listener was closed to stop accepting: let the open sessions finish (they end
-            // themselves with UNAVAILABLE) instead of cancelling them by throwing.
-          }
-        }
-      }
-    } onGracefulShutdown: {
-      // Stop accepting; open sessions see the shutdown themselves and end with UNAVAILABLE.
-      server.channel.close(promise: nil)
+    try await withTaskCancellationHandler {
+      try await self.acceptConnections(server)
+    } onCancel: {
+      self.connections.closeAll()
     }
   }
 
-  /// Handles one connection; never throws into the accept loop.
-  private func handle(_ upgrade: EventLoopFuture<Upgrade>) async {
-    do {
-      switch try await upgrade.get() {
-      case .webSocket(let channel, let head):
-        let session = WebSocketSession(
-          bridge: self.bridge,
-          path: head.path,
-          handshake: head,
-          configuration: self.configuration,
-          metrics: self.metrics,
-          logger: self.logger
-        )
-        self.metrics.connectionOpened(.websocket)
-        defer { self.metrics.connectionClosed(.websocket) }
-        await session.run(channel)
-      case .http(let channel):
-        let connection = HTTPConnection(
-          bridge: self.bridge,
-          configuration: self.configuration,
-          originPolicy: self.originPolicy,
-          staticFiles: self.configuration.publicDirectory.map { StaticFiles(root: $0) },
-          budget: self.budget,
-          authenticator: self.authenticator,
-          metrics: self.metrics,
-          logger: self.logger
-        )
-        try await connection.run(channel)
+  private func acceptConnections(
+    _ server: NIOAsyncChannel<EventLoopFuture<Upgrade>, Never>
+  ) async throws {
+    try await withGracefulShutdownHandler {
+      try await server.executeThenClose { connections in
+        do {
+          // Connections are served from their pipelines: no task each. Taking them from the
+          // listener is what keeps it accepting.
+          for try await _ in connections {}
+        } catch  where Task.isShuttingDownGracefully {
+          // The listener was closed to stop accepting.
+        }
       }
-    } catch {
-      self.logger.debug("HTTP connection ended with an error", metadata: ["sluice.error": "\(error)"])
+      // Open sessions end with UNAVAILABLE, idle HTTP connections close, busy ones after their
+      // response.
+      try await self.connections.drained()
+    } onGracefulShutdown: {
+      server.channel.close(promise: nil)
+      self.connections.quiesce()
     }
   }
 }

@@ -8,7 +8,8 @@ internal import NIOHTTP1
 /// framing error can be trusted).
 ///
 /// Replaces NIO's `HTTPServerProtocolErrorHandler`, which answers with no body; same place in the
-/// pipeline, and like it, it answers only when no response has started.
+/// pipeline, and like it, it answers only when no response has started (`HTTPConnectionHandler`
+/// ends a started one).
 final class HTTPProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler {
   typealias InboundIn = HTTPServerRequestPart
   typealias InboundOut = HTTPServerRequestPart
@@ -39,9 +40,9 @@ final class HTTPProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHand
         context.close(mode: .output, promise: nil)
         context.closeLater(in: Self.lingerTime)
       }
-    } else {
-      context.close(promise: nil)
     }
+    // Otherwise the response has begun: the connection's handler ends it (a `$end` line) and
+    // closes the connection.
     context.fireErrorCaught(error)
   }
 

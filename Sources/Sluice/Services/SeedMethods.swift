@@ -5,9 +5,13 @@ internal import NIOHPACK
 internal import SluiceProtos
 internal import SwiftProtobuf
 
-/// The seed tutorial's services on the engine's handler API, for the native gRPC port: the same
-/// behaviour as `HostedStreamService`, `HostedUserService` and `HostedDataService` (which the
-/// JSON front ends still reach through grpc-swift until they move onto the engine), run on the
+#if canImport(Glibc)
+  internal import Glibc
+#elseif canImport(Darwin)
+  internal import Darwin
+#endif
+
+/// The seed tutorial's services on the engine's handler API, for every front end, run on the
 /// call's event loop.
 enum SeedMethods {
   /// Every seed method, configured from `configuration`.
@@ -23,10 +27,24 @@ enum SeedMethods {
       },
       RPCMethod(path: "/proto.StreamService/Route", kind: .bidirectionalStreaming) { RouteHandler() },
       .unary("/hello.UserService/SayHi") { (request: Hello_Request, _) -> Hello_Response in
-        .with { $0.result = "hi \(request.name)---\(HostedUserService.localTimestamp())" }
+        .with { $0.result = "hi \(request.name)---\(SeedMethods.localTimestamp())" }
       },
       RPCMethod(path: "/DataService/BidirectionalStream", kind: .bidirectionalStreaming) { DataStreamHandler() },
     ]
+  }
+
+  /// The current local time as `yyyy-MM-dd HH:mm:ss`, the seed's format.
+  static func localTimestamp() -> String {
+    // strftime is the C library's formatter; Foundation's DateFormatter would do the same work
+    // with a heavier, lock-guarded object per call.
+    var now = time(nil)
+    var parts = tm()
+    localtime_r(&now, &parts)
+    return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 32) { buffer in
+      guard let base = buffer.baseAddress else { return "" }
+      let count = strftime(base, buffer.count, "%Y-%m-%d %H:%M:%S", &parts)
+      return String(decoding: UnsafeRawBufferPointer(start: base, count: count), as: UTF8.self)
+    }
   }
 }
 

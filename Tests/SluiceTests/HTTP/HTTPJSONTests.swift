@@ -198,7 +198,9 @@ struct HTTPJSONTests {
 
   @Test("Request headers become metadata; response metadata comes back as grpc-metadata-* headers")
   func metadata() async throws {
-    let answer = try await withGateway(interceptors: [MetadataEcho()]) { gateway, _ in
+    var configuration = testConfiguration()
+    configuration.echoMetadata = true
+    let answer = try await withGateway(configuration) { gateway, _ in
       try await send(
         httpRequest(
           port: try await gateway.httpPort(),
@@ -238,7 +240,8 @@ struct HTTPJSONTests {
   func cors() async throws {
     var configuration = testConfiguration()
     configuration.allowedOrigins = ["http://app.example"]
-    let answers = try await withGateway(configuration, interceptors: [MetadataEcho()]) { gateway, _ in
+    configuration.echoMetadata = true
+    let answers = try await withGateway(configuration) { gateway, _ in
       let port = try await gateway.httpPort()
       return [
         try await send(

@@ -12,13 +12,11 @@ func testConfiguration(listCount: Int = 7) -> GatewayConfiguration {
 /// port, then shuts the gateway down gracefully and waits for `run()` to return.
 func withGateway<Result: Sendable>(
   _ configuration: GatewayConfiguration = testConfiguration(),
-  interceptors: [any ServerInterceptor] = [],
   _ body: @Sendable (Gateway, GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
 ) async throws -> Result {
   let gateway = try Gateway(
     configuration: configuration,
-    logger: Logger(label: "sluice.tests", factory: { _ in SwiftLogNoOpLogHandler() }),
-    interceptors: interceptors
+    logger: Logger(label: "sluice.tests", factory: { _ in SwiftLogNoOpLogHandler() })
   )
   return try await withThrowingTaskGroup(of: Void.self) { group in
     group.addTask { try await gateway.run() }

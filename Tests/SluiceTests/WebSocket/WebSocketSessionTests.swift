@@ -62,7 +62,9 @@ struct WebSocketSessionTests {
 
   @Test("Handshake headers and $metadata reach the service as metadata")
   func metadata() async throws {
-    let transcript = try await withGateway(interceptors: [MetadataEcho()]) { gateway, _ in
+    var configuration = testConfiguration()
+    configuration.echoMetadata = true
+    let transcript = try await withGateway(configuration) { gateway, _ in
       try await session(
         port: try await gateway.httpPort(),
         path: "/hello.UserService/SayHi",

@@ -1,0 +1,83 @@
+internal import GRPCCore
+internal import Logging
+
+/// What every call shares, whichever front end it came in on (native gRPC, WebSocket, HTTP
+/// JSON): routing, the concurrent-RPC limit, bearer authentication, and the metrics and log line
+/// of `RPCMonitor`. A front end asks `admit` when a call starts and `release` once it has ended;
+/// both run on the call's event loop and take no lock but the limiter's atomic and the monitor's
+/// counts.
+final class RPCEngine: Sendable {
+  let router: RPCRouter
+  let limiter: RPCLimiter
+  let monitor: RPCMonitor
+  let authenticator: BearerAuthenticator?
+  let maximumMessageBytes: Int
+  /// `--echo-metadata`: response headers repeat the request metadata as `echo-<key>`.
+  let echoMetadata: Bool
+  let logger: Logger
+
+  init(
+    router: RPCRouter,
+    limiter: RPCLimiter,
+    monitor: RPCMonitor,
+    authenticator: BearerAuthenticator?,
+    maximumMessageBytes: Int,
+    echoMetadata: Bool,
+    logger: Logger
+  ) {
+    self.router = router
+    self.limiter = limiter
+    self.monitor = monitor
+    self.authenticator = authenticator
+    self.maximumMessageBytes = maximumMessageBytes
+    self.echoMetadata = echoMetadata
+    self.logger = logger
+  }
+
+  /// A call the engine let in: its method, and its hold on the limiter and the monitor until
+  /// `release`.
+  struct Admission {
+    let method: RPCMethod
+    fileprivate let ticket: RPCMonitor.Ticket
+  }
+
+  /// Routes a call and lets it in, or refuses it: `UNIMPLEMENTED` for an unknown path,
+  /// `RESOURCE_EXHAUSTED` past `--max-concurrent-rpcs`, `UNAUTHENTICATED` without a valid bearer
+  /// token (`authorization` is the request's `authorization` metadata). A refused call that was
+  /// routed is counted and logged as ended here.
+  func admit(
+    path: String,
+    authorization: String?,
+    transport: GatewayMetrics.Transport
+  ) -> Result<Admission, RPCError> {
+    guard let method = self.router.method(path: path) else {
+      return .failure(GRPCErrors.unknownMethod(path))
+    }
+    let ticket = self.monitor.begin(method: method.name, transport: transport)
+    func refuse(_ error: RPCError) -> Result<Admission, RPCError> {
+      self.monitor.end(ticket, code: "\(error.code)", received: 0, sent: 0)
+      return .failure(error)
+    }
+    guard self.limiter.acquire() else {
+      return refuse(GRPCErrors.tooManyRPCs(limit: self.limiter.limit))
+    }
+    if let authenticator = self.authenticator {
+      guard let authorization else {
+        self.limiter.release()
+        return refuse(GRPCErrors.missingCredentials)
+      }
+      guard authenticator.allows(authorization: authorization) else {
+        self.limiter.release()
+        return refuse(GRPCErrors.invalidCredentials)
+      }
+    }
+    return .success(Admission(method: method, ticket: ticket))
+  }
+
+  /// An admitted call ended with `code` (`ok` or the status code's name), having received and
+  /// sent that many messages. Once per admission.
+  func release(_ admission: Admission, code: String, received: Int, sent: Int) {
+    self.limiter.release()
+    self.monitor.end(admission.ticket, code: code, received: received, sent: sent)
+  }
+}

@@ -1,0 +1,427 @@
+internal import GRPCCore
+internal import Logging
+internal import NIOCore
+internal import NIOHTTP1
+internal import SluiceCodec
+
+/// What every connection of the HTTP port shares.
+final class HTTPPort: Sendable {
+  let engine: RPCEngine
+  let bridge: JSONBridge
+  let configuration: GatewayConfiguration
+  let originPolicy: OriginPolicy
+  let staticFiles: StaticFiles?
+  let budget: RequestByteBudget
+  /// `--require-bearer`'s check, which `/metrics` passes too.
+  let authenticator: BearerAuthenticator?
+  let metrics: GatewayMetrics
+  let logger: Logger
+
+  init(
+    engine: RPCEngine,
+    bridge: JSONBridge,
+    configuration: GatewayConfiguration,
+    originPolicy: OriginPolicy,
+    staticFiles: StaticFiles?,
+    budget: RequestByteBudget,
+    authenticator: BearerAuthenticator?,
+    metrics: GatewayMetrics,
+    logger: Logger
+  ) {
+    self.engine = engine
+    self.bridge = bridge
+    self.configuration = configuration
+    self.originPolicy = originPolicy
+    self.staticFiles = staticFiles
+    self.budget = budget
+    self.authenticator = authenticator
+    self.metrics = metrics
+    self.logger = logger
+  }
+}
+
+/// One HTTP/1.1 connection that did not become a WebSocket, served on its event loop: requests
+/// one after another (keep-alive), each an HTTP JSON call (`HTTPCall`), a CORS preflight,
+/// `/metrics` or a file of `public/`.
+///
+/// A request is over when it has been read to its end and its response written. A response that
+/// ends before its request (an early answer) is followed by skipping the rest, within
+/// `skipLimit`, so that a client still sending reads the answer rather than a reset connection.
+/// Parts of the next request that arrive early are queued, and reading stops until the current
+/// response is done. Between requests the connection closes after `--idle-timeout`; a graceful
+/// shutdown closes it at once when idle, or after its response.
+final class HTTPConnectionHandler: ChannelDuplexHandler {
+  typealias InboundIn = HTTPServerRequestPart
+  typealias OutboundIn = HTTPServerResponsePart
+  typealias OutboundOut = HTTPServerResponsePart
+
+  /// How long, and how many bytes (in `--max-message-bytes`), the rest of an unread request may
+  /// take to skip.
+  static let skipLimit = (time: TimeAmount.seconds(2), bytesPerMessageLimit: 2)
+
+  private enum Request {
+    /// Waiting for a request head.
+    case idle
+    /// An RPC: the parts go to it.
+    case call(HTTPCall)
+    /// Answered (or being answered) without reading the body: its parts are skipped.
+    case answered
+  }
+
+  private let port: HTTPPort
+  private var context: ChannelHandlerContext?
+  private var request = Request.idle
+  private var requestEnded = true
+  private var responseEnded = true
+  private var keepAlive = true
+  private var quiescing = false
+  private var closing = false
+  private var skipped = 0
+  private var queued = CircularBuffer<HTTPServerRequestPart>()
+  private var timer: Scheduled<Void>?
+  private var readPending = false
+  private var reading = false
+  private var needsFlush = false
+  private var flushScheduled = false
+  private var counted = false
+  /// Inside `next()`'s replay of queued parts.
+  private var replaying = false
+
+  init(port: HTTPPort, quiescing: Bool) {
+    self.port = port
+    self.quiescing = quiescing
+  }
+
+  var allocator: ByteBufferAllocator { self.context?.channel.allocator ?? ByteBufferAllocator() }
+
+  var isWritable: Bool { self.context?.channel.isWritable ?? false }
+
+  // MARK: - Channel events
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+    self.counted = true
+    self.port.metrics.connectionOpened(.http)
+    self.armIdleTimer()
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) {
+    self.gone()
+    self.context = nil
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    self.gone()
+    context.fireChannelInactive()
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    self.reading = true
+    let part = Self.unwrapInboundIn(data)
+    if !self.queued.isEmpty || (self.requestEnded && !self.responseEnded) {
+      self.queued.append(part)  // the next request, early: after this response
+    } else {
+      self.received(part)
+    }
+  }
+
+  func channelReadComplete(context: ChannelHandlerContext) {
+    self.reading = false
+    if self.needsFlush { self.flush() }
+    context.fireChannelReadComplete()
+  }
+
+  func channelWritabilityChanged(context: ChannelHandlerContext) {
+    if context.channel.isWritable {
+      if case .call(let call) = self.request { call.connectionBecameWritable() }
+      self.resumeReading()
+      self.flush()
+    }
+    context.fireChannelWritabilityChanged()
+  }
+
+  func read(context: ChannelHandlerContext) {
+    // While the channel cannot take more output, or the next request waits for this response,
+    // the client's bytes stay in TCP.
+    if context.channel.isWritable, self.queued.isEmpty {
+      context.read()
+    } else {
+      self.readPending = true
+    }
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    // A request HTTP/1.1 itself rejects after its call's response began (`HTTPProtocolErrorHandler`
+    // answers the others): the call ends with a `$end` line, then the connection closes.
+    if let parserError = error as? HTTPParserError {
+      if case .call(let call) = self.request, !self.responseEnded {
+        self.keepAlive = false
+        call.requestFailed(RPCError(code: .invalidArgument, message: "malformed HTTP request: \(parserError)"))
+        self.flush()
+      } else {
+        // Answered by `HTTPProtocolErrorHandler`, which closes the connection: nothing more here.
+        self.responseEnded = true
+        self.closing = true
+      }
+    }
+    context.fireErrorCaught(error)
+  }
+
+  func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    guard event is ChannelShouldQuiesceEvent else {
+      context.fireUserInboundEventTriggered(event)
+      return
+    }
+    self.quiescing = true
+    if case .idle = self.request, self.queued.isEmpty { self.close() }
+  }
+
+  // MARK: - Requests
+
+  private func received(_ part: HTTPServerRequestPart) {
+    switch part {
+    case .head(let head):
+      guard case .idle = self.request, !self.closing else { return }
+      self.timer?.cancel()
+      self.timer = nil
+      self.requestEnded = false
+      self.responseEnded = false
+      self.keepAlive = head.isKeepAlive
+      self.skipped = 0
+      self.dispatch(head)
+    case .body(let chunk):
+      if self.responseEnded {
+        // Answered early: the rest is skipped, within the limits.
+        self.skipped += chunk.readableBytes
+        if self.skipped > self.port.configuration.maxMessageBytes * Self.skipLimit.bytesPerMessageLimit {
+          self.close()
+        }
+      } else if case .call(let call) = self.request {
+        call.receivedBody(chunk)
+      }
+    case .end:
+      self.requestEnded = true
+      if case .call(let call) = self.request, !self.responseEnded { call.receivedEnd() }
+      if self.responseEnded {
+        if self.keepAlive { self.next() } else { self.close() }
+      }
+    }
+  }
+
+  private func dispatch(_ head: HTTPRequestHead) {
+    let path = head.path
+    let origin = head.headers.first(name: "Origin")
+    if let refusal = self.port.originPolicy.refusal(head.headers) {
+      self.request = .answered
+      self.answer(refusal, includingBody: head.method != .HEAD)
+      return
+    }
+    let cors = CORS.headers(origin: origin)
+    let method = self.port.bridge.registry.method(path: path)
+    switch head.method {
+    case .OPTIONS:
+      self.request = .answered
+      var headers = CORS.preflightHeaders(origin: origin, request: head.headers)
+      var allowed = ["GET", "HEAD", "OPTIONS"]
+      if let method {
+        allowed = HTTPCall.allowedMethods(for: method, allowGet: self.port.configuration.allowGetCalls).map { "\($0)" }
+      }
+      headers.add(name: "Allow", value: allowed.joined(separator: ", "))
+      headers.add(name: "Content-Length", value: "0")
+      self.write(.head(HTTPResponseHead(version: .http1_1, status: .noContent, headers: headers)))
+      self.endResponse(keepAlive: true)
+    case _ where method != nil:
+      guard let method, let context = self.context else { return }
+      let call = HTTPCall(
+        connection: self,
+        eventLoop: context.eventLoop,
+        port: self.port,
+        method: method,
+        head: head,
+        cors: cors
+      )
+      self.request = .call(call)
+      call.begin()
+    case .GET where path == "/metrics":
+      self.request = .answered
+      self.serveMetrics(head, cors: cors)
+    case .GET, .HEAD:
+      self.request = .answered
+      self.serveFile(head, cors: cors)
+    default:
+      // A POST (or anything else) to a path that is no method.
+      self.request = .answered
+      let error = GRPCErrors.unknownMethod(path)
+      self.answer(
+        HTTPStatusResponse(
+          .notImplemented,
+          code: error.code,
+          message: "\(error.message): paths are /<package>.<Service>/<Method>",
+          headers: cors
+        ),
+        includingBody: true
+      )
+    }
+  }
+
+  private func serveMetrics(_ head: HTTPRequestHead, cors: HTTPHeaders) {
+    if let authenticator = self.port.authenticator,
+      !authenticator.allows(authorization: head.headers.first(name: "Authorization"))
+    {
+      var headers = cors
+      headers.add(name: "WWW-Authenticate", value: "Bearer")
+      self.answer(
+        HTTPStatusResponse(
+          .unauthorized,
+          code: .unauthenticated,
+          message: "/metrics requires authorization: Bearer <token> (--require-bearer)",
+          headers: headers
+        ),
+        includingBody: true
+      )
+      return
+    }
+    let body = self.port.metrics.exposition()
+    var headers = cors
+    headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
+    headers.add(name: CORS.noSniff.name, value: CORS.noSniff.value)
+    headers.add(name: "Content-Length", value: "\(body.count)")
+    self.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)))
+    self.write(.body(.byteBuffer(self.allocator.buffer(bytes: body))))
+    self.endResponse(keepAlive: true)
+  }
+
+  /// A file of `public/`: read off the loop (files are not the hot path), answered on it.
+  private func serveFile(_ head: HTTPRequestHead, cors: HTTPHeaders) {
+    guard let context = self.context else { return }
+    let files = self.port.staticFiles
+    let path = head.path
+    context.eventLoop.makeFutureWithTask { await files?.file(at: path) }.assumeIsolated().whenComplete { result in
+      guard self.context != nil, !self.responseEnded else { return }
+      guard case .success(let file?) = result else {
+        self.answer(
+          HTTPStatusResponse(.notFound, code: .notFound, message: "no file at \(path)", headers: cors),
+          includingBody: head.method != .HEAD
+        )
+        return
+      }
+      var headers = cors
+      headers.add(name: "Content-Type", value: file.contentType)
+      headers.add(name: CORS.noSniff.name, value: CORS.noSniff.value)
+      headers.add(name: "Content-Length", value: "\(file.body.readableBytes)")
+      headers.add(name: "Cache-Control", value: "no-cache")
+      self.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)))
+      if head.method == .GET { self.write(.body(.byteBuffer(file.body))) }
+      self.endResponse(keepAlive: true)
+    }
+  }
+
+  // MARK: - Responses (for `HTTPCall` too)
+
+  func write(_ part: HTTPServerResponsePart) {
+    self.context?.write(Self.wrapOutboundOut(part), promise: nil)
+  }
+
+  /// Ends the current response; the connection carries another request when `keepAlive`, the
+  /// request's own `Connection` and a shutdown allow it.
+  func endResponse(keepAlive: Bool) {
+    guard let context = self.context, !self.responseEnded else { return }
+    self.responseEnded = true
+    let written = context.writeAndFlush(Self.wrapOutboundOut(.end(nil)))
+    self.needsFlush = false
+    self.keepAlive = self.keepAlive && keepAlive && !self.quiescing
+    if self.requestEnded {
+      if self.keepAlive {
+        self.next()
+      } else {
+        self.closing = true
+        written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+      }
+    } else {
+      // Skip the rest of the request, within the limits, so that a client still sending it reads
+      // the answer rather than a reset connection; then go on (keep-alive) or close.
+      self.timer = context.eventLoop.assumeIsolated().scheduleTask(in: Self.skipLimit.time) { self.close() }
+    }
+  }
+
+  /// An answer whose body is a `google.rpc.Status`; the connection closes after it.
+  func answer(_ response: HTTPStatusResponse, includingBody: Bool) {
+    guard !self.responseEnded else { return }
+    self.write(.head(response.head))
+    if includingBody { self.write(.body(.byteBuffer(self.allocator.buffer(bytes: response.body)))) }
+    self.endResponse(keepAlive: false)
+  }
+
+  /// Flushes at the end of the current read, or on the loop's next task outside one.
+  func flushSoon() {
+    if self.reading {
+      self.needsFlush = true
+      return
+    }
+    guard !self.flushScheduled, let context = self.context else { return }
+    self.flushScheduled = true
+    context.eventLoop.assumeIsolated().execute {
+      self.flushScheduled = false
+      self.flush()
+    }
+  }
+
+  // MARK: - Between requests
+
+  /// The request and its response are done: wait for the next one.
+  private func next() {
+    self.request = .idle
+    self.timer?.cancel()
+    self.timer = nil
+    if self.quiescing {
+      self.close()
+      return
+    }
+    guard !self.replaying else { return }  // the replay below goes on with the next part
+    self.replaying = true
+    while !self.closing, !(self.requestEnded && !self.responseEnded), let part = self.queued.popFirst() {
+      self.received(part)
+    }
+    self.replaying = false
+    if case .idle = self.request, self.requestEnded, self.responseEnded { self.armIdleTimer() }
+    self.resumeReading()
+  }
+
+  private func armIdleTimer() {
+    guard let context = self.context else { return }
+    self.timer?.cancel()
+    self.timer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(self.port.configuration.idleTimeout)) {
+      self.close()
+    }
+  }
+
+  private func resumeReading() {
+    guard self.readPending, self.queued.isEmpty, let context = self.context, context.channel.isWritable else { return }
+    self.readPending = false
+    context.read()
+  }
+
+  private func flush() {
+    self.needsFlush = false
+    self.context?.flush()
+  }
+
+  private func close() {
+    self.closing = true
+    self.timer?.cancel()
+    self.timer = nil
+    self.context?.close(promise: nil)
+  }
+
+  private func gone() {
+    self.timer?.cancel()
+    self.timer = nil
+    if case .call(let call) = self.request { call.clientGone() }
+    self.request = .idle
+    self.queued.removeAll()
+    if self.counted {
+      self.counted = false
+      self.port.metrics.connectionClosed(.http)
+    }
+  }
+}

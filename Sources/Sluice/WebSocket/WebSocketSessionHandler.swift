@@ -1,0 +1,472 @@
+internal import GRPCCore
+internal import Logging
+internal import NIOCore
+internal import NIOHPACK
+internal import NIOHTTP1
+internal import NIOWebSocket
+internal import SluiceCodec
+
+/// One WebSocket session carrying one RPC, as a channel handler on the connection's event loop:
+/// the last handler of the pipeline after the upgrade. It translates the client's text frames
+/// to protobuf and hands them to the method's `RPCHandler` (routed, limited and authenticated by
+/// the `RPCEngine`, like a native call), translates what the handler sends back to JSON frames,
+/// and leaves every protocol decision to `WebSocketSessionStateMachine`. No task, no lock, no
+/// hop: an idle session is this object, its pipeline and one keepalive timer.
+///
+/// Backpressure: the handler is writable while the channel is (`--send-timeout`'s watermarks and
+/// `TCP_NOTSENT_LOWAT` bound what waits for a slow reader); while it is not, the session stops
+/// reading, so a client that floods requests without reading is held back by TCP.
+final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder {
+  typealias InboundIn = WebSocketFrame
+  typealias OutboundIn = WebSocketFrame
+  typealias OutboundOut = WebSocketFrame
+
+  /// How long the server waits for the client's Close after sending its own.
+  static let closeHandshakeTimeout = TimeAmount.seconds(2)
+
+  /// What the handshake decided: the method, and the metadata and deadline from its headers; or
+  /// the error that ends the session at once.
+  struct Setup {
+    var method: SluiceCodec.MethodDescriptor
+    var metadata: Metadata
+    var timeout: Duration?
+  }
+
+  let eventLoop: any EventLoop
+  private let engine: RPCEngine
+  private let bridge: JSONBridge
+  private let path: String
+  private let setup: Result<Setup, RPCError>
+  /// The method's descriptors, for the JSON translation; nil when the setup failed.
+  private let method: SluiceCodec.MethodDescriptor?
+  private let pingInterval: TimeAmount?
+  private let maxMetadataBytes: Int
+  private let metrics: GatewayMetrics
+  private let logger: Logger
+
+  private var machine: WebSocketSessionStateMachine
+  private var context: ChannelHandlerContext?
+  private var admission: RPCEngine.Admission?
+  private var handler: (any RPCHandler)?
+  private var call: ServerCall?
+  private var metadata: Metadata
+  private var timeout: Duration?
+  private var messagesIn = 0
+  private var messagesOut = 0
+  private var deadline: Scheduled<Void>?
+  private var closeTimer: Scheduled<Void>?
+  /// The write of the server's Close: TCP closes after it, never over it.
+  private var closeWritten: EventLoopFuture<Void>?
+  private var keepalive: Scheduled<Void>?
+  private var lastHeard = NIODeadline.now()
+  private var pingedAt: NIODeadline?
+  /// A `read` held back while the channel is not writable.
+  private var readPending = false
+  /// Inside `channelRead`: writes are flushed at `channelReadComplete`.
+  private var reading = false
+  private var needsFlush = false
+  private var flushScheduled = false
+  private var counted = false
+
+  init(
+    eventLoop: any EventLoop,
+    engine: RPCEngine,
+    bridge: JSONBridge,
+    path: String,
+    setup: Result<Setup, RPCError>,
+    configuration: GatewayConfiguration,
+    metrics: GatewayMetrics,
+    logger: Logger
+  ) {
+    self.eventLoop = eventLoop
+    self.engine = engine
+    self.bridge = bridge
+    self.path = path
+    self.setup = setup
+    self.pingInterval = configuration.webSocketPingInterval.map { TimeAmount($0) }
+    self.maxMetadataBytes = configuration.maxHeaderBytes
+    self.metrics = metrics
+    self.logger = logger
+    let ready = try? setup.get()
+    self.method = ready?.method
+    self.machine = WebSocketSessionStateMachine(path: path, takesOneRequest: ready?.method.takesOneRequest ?? true)
+    self.metadata = ready?.metadata ?? [:]
+    self.timeout = ready?.timeout
+  }
+
+  // MARK: - Channel events
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+    self.counted = true
+    self.metrics.connectionOpened(.websocket)
+    if case .failure(let error) = self.setup {
+      self.perform(self.machine.receivedInvalid(error))
+      self.flush()
+      return
+    }
+    self.scheduleKeepalive()
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) {
+    self.clientGone()
+    self.context = nil
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    self.clientGone()
+    context.fireChannelInactive()
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    let frame = Self.unwrapInboundIn(data)
+    self.lastHeard = .now()
+    self.reading = true
+    switch frame.opcode {
+    case .text:
+      self.metrics.bytes(.websocket, .in, count: frame.length)
+      guard self.machine.state == .awaitingFirstFrame || self.machine.isRunning else { return }
+      self.receivedText(frame.unmaskedData)
+    case .binary:
+      self.perform(
+        self.machine.receivedInvalid(
+          RPCError(
+            code: .invalidArgument,
+            message: "binary frames are not supported: send each message as a JSON text frame"
+          )
+        )
+      )
+    case .ping:
+      if self.machine.state != .closed {
+        context.write(Self.wrapOutboundOut(WebSocketFrames.pong(echoing: frame.unmaskedData)), promise: nil)
+        self.needsFlush = true
+      }
+    case .connectionClose:
+      self.perform(self.machine.receivedClose())
+    default:
+      break  // pongs; continuations are reassembled by the aggregator
+    }
+  }
+
+  func channelReadComplete(context: ChannelHandlerContext) {
+    self.reading = false
+    if self.needsFlush { self.flush() }
+    context.fireChannelReadComplete()
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    switch error {
+    case let error as RPCError:
+      self.turn { self.machine.receivedInvalid(error) }
+    case let error as NIOWebSocketError where error == .invalidFrameLength:
+      self.turn { self.machine.receivedInvalid(self.tooLarge()) }
+    case let error as NIOWebSocketFrameAggregator.Error:
+      let failure =
+        error == .accumulatedFrameSizeIsTooLarge || error == .tooManyFragments
+        ? self.tooLarge() : RPCError(code: .invalidArgument, message: "invalid fragmented frame: \(error)")
+      self.turn { self.machine.receivedInvalid(failure) }
+    case let error as NIOWebSocketError:
+      self.turn {
+        self.machine.receivedInvalid(RPCError(code: .invalidArgument, message: "WebSocket protocol error: \(error)"))
+      }
+    default:
+      // Once the session is ending, what follows a decoder's error (the rest of a frame it gave
+      // up on) is dropped: closing over unread bytes would reset the connection before the client
+      // has read `$end`. Otherwise the connection failed (a reset, a TLS error): nobody is left
+      // to tell.
+      guard self.machine.state == .awaitingFirstFrame || self.machine.isRunning else { return }
+      self.logger.debug("WebSocket session ended with an I/O error", metadata: ["sluice.error": "\(error)"])
+      self.clientGone()
+    }
+  }
+
+  func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    if event is ChannelShouldQuiesceEvent {
+      self.turn { self.machine.shuttingDown() }
+    } else {
+      context.fireUserInboundEventTriggered(event)
+    }
+  }
+
+  func channelWritabilityChanged(context: ChannelHandlerContext) {
+    if context.channel.isWritable {
+      if self.readPending {
+        self.readPending = false
+        context.read()
+      }
+      if self.machine.isRunning, let handler = self.handler, let call = self.call {
+        handler.becameWritable(call)
+        self.flush()
+      }
+    }
+    context.fireChannelWritabilityChanged()
+  }
+
+  func read(context: ChannelHandlerContext) {
+    if context.channel.isWritable {
+      context.read()
+    } else {
+      self.readPending = true
+    }
+  }
+
+  // MARK: - CallResponder
+
+  var isWritable: Bool { self.context?.channel.isWritable ?? false }
+
+  var messageCompressed: Bool { false }
+
+  func send(serialized message: [UInt8], compressed: Bool) {
+    guard self.machine.isRunning, let context = self.context, let method = self.method else { return }
+    let json: [UInt8]
+    do {
+      json = try self.bridge.decodeResponse(message, for: method)
+    } catch {
+      self.turn { self.machine.rpcFailed(error) }
+      return
+    }
+    self.messagesOut += 1
+    self.write(json, context: context)
+  }
+
+  func finish(_ error: RPCError?, trailers: HPACKHeaders) {
+    guard self.machine.isRunning else { return }
+    let action = self.machine.rpcFinished(error)
+    self.perform(action, trailers: trailers)
+    self.flushSoon()
+  }
+
+  // MARK: - Frames in
+
+  private func receivedText(_ data: ByteBuffer) {
+    guard let method = self.method else { return }
+    do throws(RPCError) {
+      let value = try self.bridge.parse(data.readableBytesView)
+      if case .object(let object) = value, let first = object.members.first, first.key.hasPrefix("$") {
+        let (control, pings) = try WebSocketSessionStateMachine.ControlFrame.parse(
+          object,
+          maxMetadataBytes: self.maxMetadataBytes
+        )
+        for ping in pings { self.write(JSONValue.object(["$pong": ping]).serializedBytes) }
+        if self.machine.state == .awaitingFirstFrame {
+          if let extra = control.metadata { self.metadata.add(contentsOf: extra) }
+          self.timeout = control.timeout ?? self.timeout
+        }
+        self.perform(self.machine.receivedControl(control))
+      } else {
+        let message = try self.bridge.encodeRequest(value, for: method)
+        self.perform(self.machine.receivedMessage(message))
+      }
+    } catch {
+      self.perform(self.machine.receivedInvalid(error))
+    }
+  }
+
+  // MARK: - Actions
+
+  private func perform(_ action: WebSocketSessionStateMachine.Action, trailers: HPACKHeaders = [:]) {
+    switch action {
+    case .none:
+      break
+    case .run(let start, let message, let end):
+      if start { self.startRPC() }
+      if let message, self.machine.isRunning, let handler = self.handler, let call = self.call {
+        self.messagesIn += 1
+        var buffer = self.context?.channel.allocator.buffer(capacity: message.count) ?? ByteBuffer()
+        buffer.writeBytes(message)
+        handler.received(buffer, call)
+      }
+      if end, self.machine.isRunning, let handler = self.handler, let call = self.call {
+        handler.receivedEnd(call)
+      }
+    case .end(let ending):
+      let handler = self.handler
+      self.rpcEnded(code: ending.error.map { "\($0.code)" } ?? "ok")
+      if ending.stopsHandler { handler?.stopped() }
+      self.logger.debug(
+        "WebSocket RPC ended",
+        metadata: ["sluice.rpc.method": "\(self.path)", "sluice.websocket.close": "\(ending.closeCode)"]
+      )
+      guard let context = self.context else { return }
+      self.write(StatusJSON.endFrame(ending.error, trailers: trailers), context: context)
+      let close = WebSocketFrames.close(
+        code: ending.closeCode,
+        reason: ending.error?.message ?? "",
+        allocator: context.channel.allocator
+      )
+      self.keepalive?.cancel()
+      self.keepalive = nil
+      if ending.closesNow {
+        context.writeAndFlush(Self.wrapOutboundOut(close)).assumeIsolated().whenComplete { _ in
+          context.close(promise: nil)
+        }
+      } else {
+        self.closeWritten = context.write(Self.wrapOutboundOut(close))
+        self.needsFlush = true
+        self.closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: Self.closeHandshakeTimeout) {
+          self.perform(self.machine.closeTimedOut())
+        }
+      }
+    case .close(let stopsHandler):
+      let handler = self.handler
+      self.rpcEnded(code: "cancelled")
+      if stopsHandler { handler?.stopped() }
+      self.closeTimer?.cancel()
+      self.keepalive?.cancel()
+      guard let context = self.context else { return }
+      if let closeWritten = self.closeWritten, !stopsHandler {
+        // The client's Close can come in the read that also ended the RPC, before the turn's
+        // flush: `$end` and Close go out first.
+        context.flush()
+        closeWritten.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+      } else {
+        context.close(promise: nil)
+      }
+    }
+  }
+
+  /// Starts the RPC: the engine routes and admits it (or refuses it, which ends the session with
+  /// the refusal's status), the handler is made, the deadline set and `$headers` sent.
+  private func startRPC() {
+    let authorization = self.metadata[stringValues: "authorization"].first(where: { _ in true })
+    switch self.engine.admit(path: self.path, authorization: authorization, transport: .websocket) {
+    case .failure(let error):
+      self.perform(self.machine.rpcFinished(error))
+    case .success(let admission):
+      self.admission = admission
+      let handler = admission.method.makeHandler()
+      let call = ServerCall(responder: self, metadata: RequestMetadata.headers(self.metadata))
+      self.handler = handler
+      self.call = call
+      if let timeout = self.timeout, let context = self.context {
+        self.deadline = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
+          self.turn { self.machine.rpcFailed(GRPCErrors.deadlineExceeded) }
+        }
+      }
+      var headers = handler.initialMetadata(call)
+      if self.engine.echoMetadata { MetadataEcho.echo(call.metadata, into: &headers) }
+      if let frame = StatusJSON.headersFrame(headers) { self.write(frame) }
+    }
+  }
+
+  /// Bookkeeping once the RPC is over, whichever way it ended.
+  private func rpcEnded(code: String) {
+    self.deadline?.cancel()
+    self.deadline = nil
+    self.handler = nil
+    self.call = nil
+    if let admission = self.admission {
+      self.admission = nil
+      self.engine.release(admission, code: code, received: self.messagesIn, sent: self.messagesOut)
+    }
+  }
+
+  private func clientGone() {
+    if self.machine.state != .closed { self.perform(self.machine.clientGone()) }
+    self.closeTimer?.cancel()
+    self.keepalive?.cancel()
+    if self.counted {
+      self.counted = false
+      self.metrics.connectionClosed(.websocket)
+    }
+  }
+
+  // MARK: - Keepalive
+
+  /// Every `--ws-ping-interval`: a peer quiet for that long gets a ping; one that has sent nothing
+  /// since the last ping (not even its pong, or the ping could not be written to a full socket)
+  /// is gone.
+  private func scheduleKeepalive() {
+    guard let interval = self.pingInterval, let context = self.context else { return }
+    self.keepalive = context.eventLoop.assumeIsolated().scheduleTask(in: interval) {
+      guard self.machine.isRunning || self.machine.state == .awaitingFirstFrame else { return }
+      if let pingedAt = self.pingedAt, self.lastHeard < pingedAt {
+        self.turn { self.machine.clientGone() }
+        return
+      }
+      self.pingedAt = nil
+      if NIODeadline.now() - self.lastHeard >= interval {
+        self.pingedAt = .now()
+        context.writeAndFlush(
+          Self.wrapOutboundOut(WebSocketFrames.ping(allocator: context.channel.allocator)),
+          promise: nil
+        )
+      }
+      self.scheduleKeepalive()
+    }
+  }
+
+  // MARK: - Writing
+
+  /// One JSON document as a text frame, flushed with the turn.
+  private func write(_ json: [UInt8]) {
+    guard let context = self.context else { return }
+    self.write(json, context: context)
+  }
+
+  private func write(_ json: [UInt8], context: ChannelHandlerContext) {
+    context.write(Self.wrapOutboundOut(WebSocketFrames.text(json, allocator: context.channel.allocator)), promise: nil)
+    self.metrics.bytes(.websocket, .out, count: json.count)
+    self.flushSoon()
+  }
+
+  /// Runs a state-machine event from outside a read (a timer, the pipeline) and flushes what it
+  /// wrote.
+  private func turn(_ event: () -> WebSocketSessionStateMachine.Action) {
+    self.perform(event())
+    self.flush()
+  }
+
+  private func flushSoon() {
+    if self.reading {
+      self.needsFlush = true
+      return
+    }
+    guard !self.flushScheduled, let context = self.context else { return }
+    self.flushScheduled = true
+    context.eventLoop.assumeIsolated().execute {
+      self.flushScheduled = false
+      self.flush()
+    }
+  }
+
+  private func flush() {
+    self.needsFlush = false
+    self.context?.flush()
+  }
+
+  private func tooLarge() -> RPCError {
+    RPCError(
+      code: .resourceExhausted,
+      message: "frame larger than the \(self.engine.maximumMessageBytes)-byte limit (--max-message-bytes)"
+    )
+  }
+}
+
+extension WebSocketSessionHandler {
+  /// What a handshake asks for: the method at its path, and request metadata from its headers
+  /// (`Authorization`, `grpc-metadata-*`, `grpc-timeout`), a `bearer.` subprotocol, or the
+  /// `--bearer-cookie` when an Origin allow-list guards the cookie; or the error that ends the
+  /// session at once (an unknown method, a malformed header).
+  static func setup(
+    for head: HTTPRequestHead,
+    bridge: JSONBridge,
+    configuration: GatewayConfiguration
+  ) -> Result<Setup, RPCError> {
+    do throws(RPCError) {
+      let method = try bridge.method(path: head.path)
+      var (metadata, timeout) = try RequestMetadata.from(headers: head.headers)
+      if let token = WebSocketHandshake.bearerToken(in: head.headers) {
+        metadata.replaceOrAddString("Bearer \(token)", forKey: "authorization")
+      } else if let name = configuration.bearerCookie, configuration.hasOriginAllowList,
+        metadata[stringValues: "authorization"].first(where: { _ in true }) == nil,
+        let token = WebSocketHandshake.cookie(named: name, in: head.headers)
+      {
+        metadata.addString("Bearer \(token)", forKey: "authorization")
+      }
+      return .success(Setup(method: method, metadata: metadata, timeout: timeout))
+    } catch {
+      return .failure(error)
+    }
+  }
+}
