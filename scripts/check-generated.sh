@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fails when Protos/*.proto (and Protos/interop/*.proto) and the committed generated code have drifted apart (cheap: no plugins).
+# Fails when Protos/*.proto (and Protos/interop/*.proto), or public/, and the committed generated code
+# have drifted apart (cheap: no plugins).
 # The descriptor set is rebuilt with protoc when it is installed and compared byte for byte.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,4 +18,8 @@ if command -v protoc >/dev/null; then
     exit 1
   }
 fi
-echo "generated code matches Protos/"
+if ! diff <(scripts/embed-public.sh --stdout) Sources/Sluice/Generated/PublicFiles.swift >/dev/null; then
+  echo "public/ changed since Sources/Sluice/Generated/PublicFiles.swift was generated: run scripts/embed-public.sh" >&2
+  exit 1
+fi
+echo "generated code matches Protos/ and public/"

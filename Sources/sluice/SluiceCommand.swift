@@ -154,8 +154,11 @@ struct SluiceCommand: AsyncParsableCommand {
   @Option(help: "The PEM private key of --tls-cert.")
   var tlsKey: String?
 
-  @Option(help: "The folder served on GET / (the browser page); an empty value serves no files.")
-  var publicDir = GatewayConfiguration().publicDirectory ?? ""
+  @Option(
+    help:
+      "A folder served on GET / instead of the page built into sluice (read per request); an empty value serves no files."
+  )
+  var publicDir: String?
 
   @Flag(help: "Debugging aid: response headers echo each RPC's request metadata as echo-<key>.")
   var echoMetadata = false
@@ -268,7 +271,8 @@ struct SluiceCommand: AsyncParsableCommand {
       maxMessageBytes: self.maxMessageBytes,
       allowedOrigins: self.allowedOrigins,
       webSocketPingInterval: self.wsPingInterval > 0 ? Self.duration(seconds: self.wsPingInterval) : nil,
-      publicDirectory: self.publicDir.isEmpty ? nil : self.publicDir,
+      publicDirectory: self.publicDir?.isEmpty == false ? self.publicDir : nil,
+      servesPublicFiles: self.publicDir?.isEmpty != true,
       bearerTokens: try self.bearerTokens(),
       bearerCookie: self.bearerCookie,
       maxJSONDepth: self.maxJsonDepth,

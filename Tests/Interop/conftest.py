@@ -61,14 +61,14 @@ def make_pki(folder, key_type=None):
 class Sluice:
     """A running `sluice` process on loopback with OS-chosen ports."""
 
-    def __init__(self, *extra):
-        binary = os.environ.get("SLUICE_BIN") or str(ROOT / ".build" / "release" / "sluice")
+    def __init__(self, *extra, cwd=None):
+        binary = str(Path(os.environ.get("SLUICE_BIN") or ROOT / ".build" / "release" / "sluice").resolve())
         assert Path(binary).exists(), f"sluice binary not found at {binary}: build it or set SLUICE_BIN"
         env = dict(os.environ, SWIFT_BACKTRACE="enable=no")
         self.process = subprocess.Popen(
             # Later flags override earlier ones, so `extra` may change any default here.
             [binary, "--host", "127.0.0.1", "--grpc-port", "0", "--http-port", "0", "--pace-ms", "0", *HTTP2, *extra],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=cwd,
         )
         self.log = []
         found = threading.Event()
@@ -125,8 +125,8 @@ class Sluice:
 def start_sluice():
     started = []
 
-    def start(*extra):
-        s = Sluice(*extra)
+    def start(*extra, cwd=None):
+        s = Sluice(*extra, cwd=cwd)
         started.append(s)
         return s
 

@@ -4,6 +4,7 @@ import re
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -225,3 +226,27 @@ def test_keep_alive_serves_several_calls_on_one_connection(sluice):
     )
     assert out.stdout.count('"result":"hi ') == 2
     assert "Re-using existing connection" in out.stderr
+
+
+def test_page_is_served_from_any_working_directory(start_sluice, tmp_path):
+    # The page is built into the binary: a gateway started far from the repository still serves
+    # it, byte for byte; --public-dir serves a folder instead, and an empty one serves nothing.
+    root = Path(__file__).resolve().parents[2]
+    s = start_sluice(cwd=tmp_path)
+    base = f"http://127.0.0.1:{s.http_port}"
+    for path, name, ctype in [("/", "index.html", "text/html"), ("/sluice-client.js", "sluice-client.js", "text/javascript")]:
+        status, headers, body = curl(base + path)
+        assert status == 200, body
+        assert headers["content-type"][0].startswith(ctype)
+        assert body == (root / "public" / name).read_text()
+    status, _, body = curl(base + "/nope.js")
+    assert status == 404 and json.loads(body)["code"] == 5
+
+    (tmp_path / "index.html").write_text("<p>mine</p>")
+    s = start_sluice("--public-dir", str(tmp_path), cwd=tmp_path)
+    status, _, body = curl(f"http://127.0.0.1:{s.http_port}/")
+    assert (status, body) == (200, "<p>mine</p>")
+
+    s = start_sluice("--public-dir", "", cwd=tmp_path)
+    status, _, body = curl(f"http://127.0.0.1:{s.http_port}/")
+    assert status == 404, body

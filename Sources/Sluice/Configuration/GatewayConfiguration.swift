@@ -34,8 +34,12 @@ public struct GatewayConfiguration: Sendable {
   /// nothing (not even the pong) for another interval is dropped. `nil` disables keepalive.
   public var webSocketPingInterval: Duration?
 
-  /// The folder served on `GET /` (the browser page); `nil` serves no files.
+  /// The folder served on `GET /` (the browser page); `nil` serves the copy of `public/` built
+  /// into the binary.
   public var publicDirectory: String?
+
+  /// Whether `GET /` serves files at all.
+  public var servesPublicFiles: Bool
 
   /// Bearer tokens every RPC must present (`authorization: Bearer <token>`) on every transport;
   /// `nil` requires none.
@@ -192,7 +196,8 @@ public struct GatewayConfiguration: Sendable {
     maxMessageBytes: Int = 4 << 20,
     allowedOrigins: [String] = [],
     webSocketPingInterval: Duration? = .seconds(30),
-    publicDirectory: String? = "public",
+    publicDirectory: String? = nil,
+    servesPublicFiles: Bool = true,
     bearerTokens: [String]? = nil,
     bearerCookie: String? = nil,
     maxJSONDepth: Int = 100,
@@ -221,6 +226,7 @@ public struct GatewayConfiguration: Sendable {
     self.allowedOrigins = allowedOrigins
     self.webSocketPingInterval = webSocketPingInterval
     self.publicDirectory = publicDirectory
+    self.servesPublicFiles = servesPublicFiles
     self.bearerTokens = bearerTokens
     self.bearerCookie = bearerCookie
     self.maxJSONDepth = maxJSONDepth

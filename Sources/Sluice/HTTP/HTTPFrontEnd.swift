@@ -65,7 +65,8 @@ final class HTTPFrontEnd: Service {
       bridge: bridge,
       configuration: configuration,
       originPolicy: self.originPolicy,
-      staticFiles: configuration.publicDirectory.map { StaticFiles(root: $0) },
+      staticFiles: configuration.servesPublicFiles
+        ? configuration.publicDirectory.map { StaticFiles(root: $0) } ?? .embedded : nil,
       budget: self.budget,
       authenticator: self.authenticator,
       metrics: metrics,

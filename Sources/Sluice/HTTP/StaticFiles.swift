@@ -1,11 +1,33 @@
+internal import Foundation
 internal import NIOCore
 internal import NIOFileSystem
 internal import NIOHTTP1
 
-/// The files of `public/` (PROTOCOL.md: `GET /` serves it): the browser page and its scripts.
+/// The files of `public/` (PROTOCOL.md: `GET /` serves it): the browser page and its scripts,
+/// built into the binary (`scripts/embed-public.sh`), or read from a folder (`--public-dir`).
 struct StaticFiles: Sendable {
-  /// The folder served.
-  let root: String
+  private enum Source: Sendable {
+    case directory(String)
+    case embedded([String: ByteBuffer])
+  }
+
+  private let source: Source
+
+  /// The files of a folder, read on each request (edits show without a restart).
+  init(root: String) {
+    self.source = .directory(root)
+  }
+
+  /// The copy of `public/` built into the binary: served from any working directory.
+  static let embedded = StaticFiles(
+    embedded: EmbeddedPublicFiles.base64.compactMapValues { text in
+      Data(base64Encoded: text).map { ByteBuffer(bytes: $0) }
+    }
+  )
+
+  private init(embedded files: [String: ByteBuffer]) {
+    self.source = .embedded(files)
+  }
 
   /// The largest file served.
   static let maxFileBytes = 16 << 20
@@ -33,15 +55,21 @@ struct StaticFiles: Sendable {
       segments.allSatisfy({ !$0.isEmpty && !$0.hasPrefix(".") }),
       relative.unicodeScalars.allSatisfy({ Self.isAllowed($0) })
     else { return nil }
-    do {
-      let body = try await ByteBuffer(
-        contentsOf: FilePath("\(self.root)/\(relative)"),
-        maximumSizeAllowed: .bytes(Int64(Self.maxFileBytes))
-      )
-      let ext = segments.last?.split(separator: ".").last ?? ""
-      return (Self.contentTypes[ext] ?? "application/octet-stream", body)
-    } catch {
-      return nil  // missing, a folder, or too large
+    let ext = segments.last?.split(separator: ".").last ?? ""
+    let contentType = Self.contentTypes[ext] ?? "application/octet-stream"
+    switch self.source {
+    case .embedded(let files):
+      return files[relative].map { (contentType, $0) }
+    case .directory(let root):
+      do {
+        let body = try await ByteBuffer(
+          contentsOf: FilePath("\(root)/\(relative)"),
+          maximumSizeAllowed: .bytes(Int64(Self.maxFileBytes))
+        )
+        return (contentType, body)
+      } catch {
+        return nil  // missing, a folder, or too large
+      }
     }
   }
 
