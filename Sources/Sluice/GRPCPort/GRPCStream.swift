@@ -36,7 +36,7 @@ protocol GRPCStreamConnection: AnyObject {
 /// it is not, the stream's request DATA is queued here instead of delivered and its receive
 /// window is not reopened, so HTTP/2 flow control stops a client that floods requests without
 /// reading; a producer waits for `becameWritable`.
-final class GRPCStream: CallResponder {
+final class GRPCStream: CallResponder, TurnBatched {
   /// The largest DATA frame the batching builds (HTTP/2's default SETTINGS_MAX_FRAME_SIZE).
   static let batchBytes = 16_384
   /// Not writable from this many bytes waiting to go out, writable again below `lowWatermark`.
@@ -357,7 +357,11 @@ final class GRPCStream: CallResponder {
 
   /// Writes the batched messages as one DATA frame; `counted`: its bytes count against the
   /// stream's writability until the write completes.
-  func writePending(counted: Bool = true) {
+  func writePending() {
+    self.writePending(counted: true)
+  }
+
+  func writePending(counted: Bool) {
     guard let pending = self.pending, pending.readableBytes > 0 else { return }
     self.pending = nil
     if counted {

@@ -50,7 +50,7 @@ final class HTTPPort: Sendable {
 /// Parts of the next request that arrive early are queued, and reading stops until the current
 /// response is done. Between requests the connection closes after `--idle-timeout`; a graceful
 /// shutdown closes it at once when idle, or after its response.
-final class HTTPConnectionHandler: ChannelDuplexHandler {
+final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
   typealias InboundIn = HTTPServerRequestPart
   typealias OutboundIn = HTTPServerResponsePart
   typealias OutboundOut = HTTPServerResponsePart
@@ -80,15 +80,15 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
   private var queued = CircularBuffer<HTTPServerRequestPart>()
   private var timer: Scheduled<Void>?
   private var readPending = false
-  private var reading = false
-  private var needsFlush = false
-  private var flushScheduled = false
+  /// Writes are flushed once per read, callback or loop turn.
+  private let turn: ConnectionTurn
   private var counted = false
   /// Inside `next()`'s replay of queued parts.
   private var replaying = false
 
-  init(port: HTTPPort, quiescing: Bool) {
+  init(port: HTTPPort, eventLoop: any EventLoop, quiescing: Bool) {
     self.port = port
+    self.turn = ConnectionTurn(eventLoop: eventLoop)
     self.quiescing = quiescing
   }
 
@@ -100,6 +100,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
+    self.turn.attach(self)
     self.counted = true
     self.port.metrics.connectionOpened(.http)
     self.armIdleTimer()
@@ -116,7 +117,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-    self.reading = true
+    self.turn.beginRead()
     let part = Self.unwrapInboundIn(data)
     if !self.queued.isEmpty || (self.requestEnded && !self.responseEnded) {
       self.queued.append(part)  // the next request, early: after this response
@@ -126,16 +127,18 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
-    self.reading = false
-    if self.needsFlush { self.flush() }
+    self.turn.endRead(always: false)
     context.fireChannelReadComplete()
+  }
+
+  func flushConnection() {
+    self.context?.flush()
   }
 
   func channelWritabilityChanged(context: ChannelHandlerContext) {
     if context.channel.isWritable {
-      if case .call(let call) = self.request { call.connectionBecameWritable() }
+      if case .call(let call) = self.request { self.turn.inCallback { call.connectionBecameWritable() } }
       self.resumeReading()
-      self.flush()
     }
     context.fireChannelWritabilityChanged()
   }
@@ -156,8 +159,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     if let parserError = error as? HTTPParserError {
       if case .call(let call) = self.request, !self.responseEnded {
         self.keepAlive = false
-        call.requestFailed(RPCError(code: .invalidArgument, message: "malformed HTTP request: \(parserError)"))
-        self.flush()
+        self.turn.inCallback {
+          call.requestFailed(RPCError(code: .invalidArgument, message: "malformed HTTP request: \(parserError)"))
+        }
       } else {
         // Answered by `HTTPProtocolErrorHandler`, which closes the connection: nothing more here.
         self.responseEnded = true
@@ -328,7 +332,6 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     guard let context = self.context, !self.responseEnded else { return }
     self.responseEnded = true
     let written = context.writeAndFlush(Self.wrapOutboundOut(.end(nil)))
-    self.needsFlush = false
     self.keepAlive = self.keepAlive && keepAlive && !self.quiescing
     if self.requestEnded {
       if self.keepAlive {
@@ -352,18 +355,14 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     self.endResponse(keepAlive: false)
   }
 
-  /// Flushes at the end of the current read, or on the loop's next task outside one.
+  /// Flushes at the end of the current read or callback, or on the loop's next task outside one.
   func flushSoon() {
-    if self.reading {
-      self.needsFlush = true
-      return
-    }
-    guard !self.flushScheduled, let context = self.context else { return }
-    self.flushScheduled = true
-    context.eventLoop.assumeIsolated().execute {
-      self.flushScheduled = false
-      self.flush()
-    }
+    self.turn.flushSoon()
+  }
+
+  /// Runs a call's timer (its deadline, a line's `--body-timeout`) as one turn.
+  func inCallback(_ body: () -> Void) {
+    self.turn.inCallback(body)
   }
 
   // MARK: - Between requests
@@ -399,11 +398,6 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     guard self.readPending, self.queued.isEmpty, let context = self.context, context.channel.isWritable else { return }
     self.readPending = false
     context.read()
-  }
-
-  private func flush() {
-    self.needsFlush = false
-    self.context?.flush()
   }
 
   private func close() {

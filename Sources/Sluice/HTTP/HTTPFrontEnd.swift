@@ -190,7 +190,7 @@ final class HTTPFrontEnd: Service {
             notUpgradingCompletionHandler: { channel in
               channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(
-                  HTTPConnectionHandler(port: httpPort, quiescing: tracker.isQuiescing)
+                  HTTPConnectionHandler(port: httpPort, eventLoop: channel.eventLoop, quiescing: tracker.isQuiescing)
                 )
                 return .http
               }

@@ -87,6 +87,7 @@ final class RequestBodyTimeout: ChannelDuplexHandler, RemovableChannelHandler {
 extension HTTPRequestHead {
   /// The request's path without its query: an RPC's `/<package>.<Service>/<Method>`, or a file's.
   var path: String {
-    String(self.uri.split(separator: "?", maxSplits: 1).first ?? "")
+    guard let query = self.uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return self.uri }
+    return String(self.uri[..<query])
   }
 }

@@ -16,7 +16,7 @@ internal import SluiceCodec
 /// Backpressure: the handler is writable while the channel is (`--send-timeout`'s watermarks and
 /// `TCP_NOTSENT_LOWAT` bound what waits for a slow reader); while it is not, the session stops
 /// reading, so a client that floods requests without reading is held back by TCP.
-final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder {
+final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFlushing {
   typealias InboundIn = WebSocketFrame
   typealias OutboundIn = WebSocketFrame
   typealias OutboundOut = WebSocketFrame
@@ -62,10 +62,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder {
   private var pingedAt: NIODeadline?
   /// A `read` held back while the channel is not writable.
   private var readPending = false
-  /// Inside `channelRead`: writes are flushed at `channelReadComplete`.
-  private var reading = false
-  private var needsFlush = false
-  private var flushScheduled = false
+  /// Writes are flushed once per read, callback or loop turn.
+  private let turn: ConnectionTurn
   private var counted = false
 
   init(
@@ -79,6 +77,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder {
     logger: Logger
   ) {
     self.eventLoop = eventLoop
+    self.turn = ConnectionTurn(eventLoop: eventLoop)
     self.engine = engine
     self.bridge = bridge
     self.path = path
@@ -98,11 +97,11 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder {
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
+    self.turn.attach(self)
     self.counted = true
     self.metrics.connectionOpened(.websocket)
     if case .failure(let error) = self.setup {
-      self.perform(self.machine.receivedInvalid(error))
-      self.flush()
+      self.turn.inCallback { self.perform(self.machine.receivedInvalid(error)) }
       return
     }
     self.scheduleKeepalive()
@@ -121,7 +120,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder {
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     let frame = Self.unwrapInboundIn(data)
     self.lastHeard = .now()
-    self.reading = true
+    self.turn.beginRead()
     switch frame.opcode {
     case .text:
       self.metrics.bytes(.websocket, .in, count: frame.length)
@@ -139,7 +138,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder {
     case .ping:
       if self.machine.state != .closed {
         context.write(Self.wrapOutboundOut(WebSocketFrames.pong(echoing: frame.unmaskedData)), promise: nil)
-        self.needsFlush = true
+        self.turn.flushSoon()
       }
     case .connectionClose:
       self.perform(self.machine.receivedClose())
@@ -149,24 +148,27 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder {
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
-    self.reading = false
-    if self.needsFlush { self.flush() }
+    self.turn.endRead(always: false)
     context.fireChannelReadComplete()
+  }
+
+  func flushConnection() {
+    self.context?.flush()
   }
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
     switch error {
     case let error as RPCError:
-      self.turn { self.machine.receivedInvalid(error) }
+      self.inTurn { self.machine.receivedInvalid(error) }
     case let error as NIOWebSocketError where error == .invalidFrameLength:
-      self.turn { self.machine.receivedInvalid(self.tooLarge()) }
+      self.inTurn { self.machine.receivedInvalid(self.tooLarge()) }
     case let error as NIOWebSocketFrameAggregator.Error:
       let failure =
         error == .accumulatedFrameSizeIsTooLarge || error == .tooManyFragments
         ? self.tooLarge() : RPCError(code: .invalidArgument, message: "invalid fragmented frame: \(error)")
-      self.turn { self.machine.receivedInvalid(failure) }
+      self.inTurn { self.machine.receivedInvalid(failure) }
     case let error as NIOWebSocketError:
-      self.turn {
+      self.inTurn {
         self.machine.receivedInvalid(RPCError(code: .invalidArgument, message: "WebSocket protocol error: \(error)"))
       }
     default:
@@ -182,7 +184,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder {
 
   func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
     if event is ChannelShouldQuiesceEvent {
-      self.turn { self.machine.shuttingDown() }
+      self.inTurn { self.machine.shuttingDown() }
     } else {
       context.fireUserInboundEventTriggered(event)
     }
@@ -195,8 +197,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder {
         context.read()
       }
       if self.machine.isRunning, let handler = self.handler, let call = self.call {
-        handler.becameWritable(call)
-        self.flush()
+        self.turn.inCallback { handler.becameWritable(call) }
       }
     }
     context.fireChannelWritabilityChanged()
@@ -222,7 +223,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder {
     do {
       json = try self.bridge.decodeResponse(message, for: method)
     } catch {
-      self.turn { self.machine.rpcFailed(error) }
+      self.inTurn { self.machine.rpcFailed(error) }
       return
     }
     self.messagesOut += 1
@@ -233,7 +234,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder {
     guard self.machine.isRunning else { return }
     let action = self.machine.rpcFinished(error)
     self.perform(action, trailers: trailers)
-    self.flushSoon()
+    self.turn.flushSoon()
   }
 
   // MARK: - Frames in
@@ -302,7 +303,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder {
         }
       } else {
         self.closeWritten = context.write(Self.wrapOutboundOut(close))
-        self.needsFlush = true
+        self.turn.flushSoon()
         self.closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: Self.closeHandshakeTimeout) {
           self.perform(self.machine.closeTimedOut())
         }
@@ -340,7 +341,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder {
       self.call = call
       if let timeout = self.timeout, let context = self.context {
         self.deadline = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
-          self.turn { self.machine.rpcFailed(GRPCErrors.deadlineExceeded) }
+          self.inTurn { self.machine.rpcFailed(GRPCErrors.deadlineExceeded) }
         }
       }
       var headers = handler.initialMetadata(call)
@@ -381,7 +382,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder {
     self.keepalive = context.eventLoop.assumeIsolated().scheduleTask(in: interval) {
       guard self.machine.isRunning || self.machine.state == .awaitingFirstFrame else { return }
       if let pingedAt = self.pingedAt, self.lastHeard < pingedAt {
-        self.turn { self.machine.clientGone() }
+        self.inTurn { self.machine.clientGone() }
         return
       }
       self.pingedAt = nil
@@ -407,32 +408,13 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder {
   private func write(_ json: [UInt8], context: ChannelHandlerContext) {
     context.write(Self.wrapOutboundOut(WebSocketFrames.text(json, allocator: context.channel.allocator)), promise: nil)
     self.metrics.bytes(.websocket, .out, count: json.count)
-    self.flushSoon()
+    self.turn.flushSoon()
   }
 
   /// Runs a state-machine event from outside a read (a timer, the pipeline) and flushes what it
   /// wrote.
-  private func turn(_ event: () -> WebSocketSessionStateMachine.Action) {
-    self.perform(event())
-    self.flush()
-  }
-
-  private func flushSoon() {
-    if self.reading {
-      self.needsFlush = true
-      return
-    }
-    guard !self.flushScheduled, let context = self.context else { return }
-    self.flushScheduled = true
-    context.eventLoop.assumeIsolated().execute {
-      self.flushScheduled = false
-      self.flush()
-    }
-  }
-
-  private func flush() {
-    self.needsFlush = false
-    self.context?.flush()
+  private func inTurn(_ event: () -> WebSocketSessionStateMachine.Action) {
+    self.turn.inCallback { self.perform(event()) }
   }
 
   private func tooLarge() -> RPCError {

@@ -1,22 +1,28 @@
 internal import NIOCore
 
-/// What a native-port connection does at the end of a turn: write out what it has and flush.
+/// What a connection does at the end of a turn: write out what it has and flush.
 protocol TurnFlushing: AnyObject {
   func flushConnection()
 }
 
-/// A native-port connection's output batching, whichever its HTTP/2 layer: what is written while
-/// the connection's reads are processed (`beginRead` … `endRead`) or inside an engine callback
-/// (`inCallback`) is flushed once when that ends; output from a handler's own timers is flushed
-/// on the loop's next task, once however much it wrote. Streams with batched DATA
-/// (`writeAtFlush`) write it first.
+/// Something holding output of its own to write before a turn's flush (a native stream's batched
+/// DATA).
+protocol TurnBatched: AnyObject {
+  func writePending()
+}
+
+/// A connection's output batching, for every front end (native gRPC on either HTTP/2 layer, a
+/// WebSocket session, an HTTP/1.1 connection): what is written while the connection's reads are
+/// processed (`beginRead` … `endRead`) or inside an engine callback (`inCallback`) is flushed once
+/// when that ends; output from a handler's own timers is flushed on the loop's next task, once
+/// however much it wrote. Writers with batched output (`writeAtFlush`) write it first.
 final class ConnectionTurn {
   private let eventLoop: any EventLoop
   private weak var owner: (any TurnFlushing)?
   private var inTurn = false
   private var flushNeeded = false
   private var flushScheduled = false
-  private var batching: [GRPCStream] = []
+  private var batching: [any TurnBatched] = []
 
   init(eventLoop: any EventLoop) {
     self.eventLoop = eventLoop
@@ -27,9 +33,9 @@ final class ConnectionTurn {
     self.owner = owner
   }
 
-  /// `stream` has batched DATA to write before the next flush.
-  func writeAtFlush(_ stream: GRPCStream) {
-    self.batching.append(stream)
+  /// `writer` has batched output to write before the next flush.
+  func writeAtFlush(_ writer: any TurnBatched) {
+    self.batching.append(writer)
   }
 
   /// Flushes at the end of the current turn, or on the loop's next task outside one.
@@ -73,7 +79,7 @@ final class ConnectionTurn {
     if !self.batching.isEmpty {
       let batching = self.batching
       self.batching.removeAll(keepingCapacity: true)
-      for stream in batching { stream.writePending() }
+      for writer in batching { writer.writePending() }
     }
     owner.flushConnection()
   }
