@@ -1,6 +1,6 @@
 /// Base64 as the proto3 JSON mapping wants it: standard alphabet with padding on output;
 /// standard or URL-safe alphabet, padding optional, on input.
-enum Base64 {
+public enum Base64 {
   private static let alphabet: [UInt8] = Array(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
@@ -46,7 +46,7 @@ enum Base64 {
   }
 
   /// Decodes base64 text (either alphabet, padding optional); `nil` when it is not base64.
-  static func decode(_ text: String) -> [UInt8]? {
+  public static func decode(_ text: String) -> [UInt8]? {
     var utf8 = Array(text.utf8)
     // Strip padding: at most two `=`, only at the end (partial padding is tolerated).
     var padding = 0

@@ -26,6 +26,15 @@ public struct JSONBridge: Sendable {
     return method
   }
 
+  /// The object of a control frame (PROTOCOL.md: its first key starts with `$`), or nil for a
+  /// message.
+  static func controlFrame(_ value: JSONValue) -> JSONObject? {
+    guard case .object(let object) = value, let first = object.members.first, first.key.hasPrefix("$") else {
+      return nil
+    }
+    return object
+  }
+
   /// A JSON request message as protobuf wire bytes, or `INVALID_ARGUMENT` naming the problem.
   func encodeRequest(_ value: JSONValue, for method: SluiceCodec.MethodDescriptor) throws(RPCError) -> [UInt8] {
     do {

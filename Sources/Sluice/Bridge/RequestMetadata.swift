@@ -92,10 +92,10 @@ enum RequestMetadata {
       throw RPCError(code: .invalidArgument, message: "metadata key \"\(key)\" is reserved")
     }
     if key.hasSuffix("-bin") {
-      guard let bytes = Data(base64Encoded: Self.padded(value)) else {
+      guard let bytes = Base64.decode(value) else {
         throw RPCError(code: .invalidArgument, message: "metadata \(key) is not base64")
       }
-      metadata.addBinary(Array(bytes), forKey: key)
+      metadata.addBinary(bytes, forKey: key)
     } else {
       guard value.utf8.allSatisfy({ (0x20...0x7E).contains($0) }) else {
         throw RPCError(
@@ -105,10 +105,5 @@ enum RequestMetadata {
       }
       metadata.addString(value, forKey: key)
     }
-  }
-
-  private static func padded(_ base64: String) -> String {
-    let remainder = base64.utf8.count % 4
-    return remainder == 0 ? base64 : base64 + String(repeating: "=", count: 4 - remainder)
   }
 }

@@ -16,6 +16,15 @@ enum GRPCErrors {
     )
   }
 
+  /// A JSON front end's request (`what`: a body, an NDJSON line, a WebSocket message) over
+  /// `--max-message-bytes`, refused before it is read whole.
+  static func requestTooLarge(_ what: String, limit: Int) -> RPCError {
+    RPCError(
+      code: .resourceExhausted,
+      message: "request too large: \(what) is larger than the \(limit)-byte limit (--max-message-bytes)"
+    )
+  }
+
   /// A `grpc-encoding` the gateway does not decode.
   static func unsupportedEncoding(_ encoding: some StringProtocol) -> RPCError {
     RPCError(code: .unimplemented, message: "grpc-encoding \"\(encoding)\" is not supported; use identity or gzip")

@@ -31,8 +31,6 @@ final class HTTPCall: CallResponder {
     method.kind == .serverStreaming && allowGet ? [.GET, .POST, .PUT, .OPTIONS] : [.POST, .PUT, .OPTIONS]
   }
 
-  private static let tooLargePrefix = "request too large: "
-
   let eventLoop: any EventLoop
   private let connection: HTTPConnectionHandler
   private let port: HTTPPort
@@ -55,6 +53,8 @@ final class HTTPCall: CallResponder {
   private(set) var requestEnded = false
   /// Whether the response has been written to its end (or abandoned).
   private var done = false
+  /// The request was refused for its size: its answer is 413.
+  private var refusedTooLarge = false
 
   /// A single-message request's body so far, and what it holds of the request budget.
   private var body: ByteBuffer?
@@ -401,10 +401,10 @@ final class HTTPCall: CallResponder {
     }
     do throws(RPCError) {
       let value = try self.port.bridge.parse(line)
-      if case .object(let object) = value, let first = object.members.first, first.key.hasPrefix("$") {
+      if let control = JSONBridge.controlFrame(value), let key = control.members.first?.key {
         throw RPCError(
           code: .invalidArgument,
-          message: "control frames such as \(first.key) are WebSocket-only: over HTTP, use headers and end the body"
+          message: "control frames such as \(key) are WebSocket-only: over HTTP, use headers and end the body"
         )
       }
       let message = try self.port.bridge.encodeRequest(value, for: self.method)
@@ -470,19 +470,16 @@ final class HTTPCall: CallResponder {
 
   // MARK: - Checks
 
-  /// 413 for a request that is too large, 408 for one that did not arrive in time (the only
-  /// deadline before the RPC runs is `--body-timeout`); the standard mapping otherwise.
+  /// 413 for a request that is too large (`tooLarge`), 408 for one that did not arrive in time
+  /// (the only deadline before the RPC runs is `--body-timeout`); the standard mapping otherwise.
   private func status(for error: RPCError) -> HTTPResponseStatus? {
     if error.code == .deadlineExceeded { return .requestTimeout }
-    return error.code == .resourceExhausted && error.message.hasPrefix(Self.tooLargePrefix) ? .payloadTooLarge : nil
+    return self.refusedTooLarge ? .payloadTooLarge : nil
   }
 
   private func tooLarge(_ what: String) -> RPCError {
-    RPCError(
-      code: .resourceExhausted,
-      message:
-        "\(Self.tooLargePrefix)\(what) is larger than the \(self.port.configuration.maxMessageBytes)-byte limit (--max-message-bytes)"
-    )
+    self.refusedTooLarge = true
+    return GRPCErrors.requestTooLarge(what, limit: self.port.configuration.maxMessageBytes)
   }
 
   private func checkContentType() throws(RPCError) {

@@ -1,5 +1,6 @@
 internal import Foundation
 internal import NIOHTTP1
+internal import SluiceCodec
 
 /// The subprotocol rules of PROTOCOL.md.
 enum WebSocketHandshake {
@@ -16,10 +17,9 @@ enum WebSocketHandshake {
   /// on a WebSocket), or nil.
   static func bearerToken(in headers: HTTPHeaders) -> String? {
     for offer in Self.offeredSubprotocols(headers) where offer.hasPrefix("bearer.") {
-      var base64 = offer.dropFirst("bearer.".count)
-        .replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-      while base64.utf8.count % 4 != 0 { base64 += "=" }
-      if let data = Data(base64Encoded: base64), let token = String(data: data, encoding: .utf8) {
+      if let bytes = Base64.decode(String(offer.dropFirst("bearer.".count))),
+        let token = String(validating: bytes, as: UTF8.self)
+      {
         return token
       }
     }

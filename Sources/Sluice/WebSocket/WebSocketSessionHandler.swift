@@ -243,7 +243,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
     guard let method = self.method else { return }
     do throws(RPCError) {
       let value = try self.bridge.parse(data.readableBytesView)
-      if case .object(let object) = value, let first = object.members.first, first.key.hasPrefix("$") {
+      if let object = JSONBridge.controlFrame(value) {
         let (control, pings) = try WebSocketSessionStateMachine.ControlFrame.parse(
           object,
           maxMetadataBytes: self.maxMetadataBytes
@@ -418,10 +418,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
   }
 
   private func tooLarge() -> RPCError {
-    RPCError(
-      code: .resourceExhausted,
-      message: "frame larger than the \(self.engine.maximumMessageBytes)-byte limit (--max-message-bytes)"
-    )
+    GRPCErrors.requestTooLarge("a WebSocket message", limit: self.engine.maximumMessageBytes)
   }
 }
 
