@@ -160,6 +160,12 @@ struct SluiceCommand: AsyncParsableCommand {
   )
   var publicDir: String?
 
+  @Flag(
+    help:
+      "Serve native gRPC on the HTTP port too (HTTP/2 by prior knowledge, or ALPN h2/grpc-exp under TLS): one port for every transport."
+  )
+  var grpcOnHttpPort = false
+
   @Flag(help: "Debugging aid: response headers echo each RPC's request metadata as echo-<key>.")
   var echoMetadata = false
 
@@ -273,6 +279,7 @@ struct SluiceCommand: AsyncParsableCommand {
       webSocketPingInterval: self.wsPingInterval > 0 ? Self.duration(seconds: self.wsPingInterval) : nil,
       publicDirectory: self.publicDir?.isEmpty == false ? self.publicDir : nil,
       servesPublicFiles: self.publicDir?.isEmpty != true,
+      grpcOnHTTPPort: self.grpcOnHttpPort,
       bearerTokens: try self.bearerTokens(),
       bearerCookie: self.bearerCookie,
       maxJSONDepth: self.maxJsonDepth,

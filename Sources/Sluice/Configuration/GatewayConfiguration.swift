@@ -41,6 +41,10 @@ public struct GatewayConfiguration: Sendable {
   /// Whether `GET /` serves files at all.
   public var servesPublicFiles: Bool
 
+  /// Whether the HTTP port also serves native gRPC (HTTP/2 by prior knowledge, or ALPN `h2` /
+  /// `grpc-exp` under TLS), so one port carries every transport. The gRPC port stays open.
+  public var grpcOnHTTPPort: Bool
+
   /// Bearer tokens every RPC must present (`authorization: Bearer <token>`) on every transport;
   /// `nil` requires none.
   public var bearerTokens: [String]?
@@ -198,6 +202,7 @@ public struct GatewayConfiguration: Sendable {
     webSocketPingInterval: Duration? = .seconds(30),
     publicDirectory: String? = nil,
     servesPublicFiles: Bool = true,
+    grpcOnHTTPPort: Bool = false,
     bearerTokens: [String]? = nil,
     bearerCookie: String? = nil,
     maxJSONDepth: Int = 100,
@@ -227,6 +232,7 @@ public struct GatewayConfiguration: Sendable {
     self.webSocketPingInterval = webSocketPingInterval
     self.publicDirectory = publicDirectory
     self.servesPublicFiles = servesPublicFiles
+    self.grpcOnHTTPPort = grpcOnHTTPPort
     self.bearerTokens = bearerTokens
     self.bearerCookie = bearerCookie
     self.maxJSONDepth = maxJSONDepth

@@ -93,9 +93,16 @@ final class GRPCPortServer: Service {
       channel.close(promise: nil)
       return
     }
+    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
+    try self.addHTTP2Connection(to: channel)
+  }
+
+  /// Serves native gRPC on `channel` from here on: its HTTP/2 layer and streams, at the end of the
+  /// pipeline. Also used by the HTTP port with `--grpc-on-http-port`, once it has seen the HTTP/2
+  /// preface.
+  func addHTTP2Connection(to channel: any Channel) throws {
     let configuration = self.configuration
     let pipeline = channel.pipeline.syncOperations
-    if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls)) }
     if configuration.grpc.http2 == .nghttp2 {
       try pipeline.addHandler(
         NGHTTP2Connection(port: self.port, channel: channel, settings: Self.nghttp2Settings(configuration)))

@@ -67,6 +67,7 @@ public final class Gateway: Sendable {
     self.httpFrontEnd = HTTPFrontEnd(
       bridge: JSONBridge(registry: registry, codec: codec),
       engine: engine,
+      grpc: configuration.grpcOnHTTPPort ? self.grpcServer : nil,
       configuration: configuration,
       metrics: self.metrics,
       logger: logger

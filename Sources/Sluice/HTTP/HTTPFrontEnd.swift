@@ -32,6 +32,8 @@ final class HTTPFrontEnd: Service {
   /// Every open connection, for a graceful shutdown.
   private let connections = ConnectionTracker()
   private let httpPort: HTTPPort
+  /// The native port, when this port serves gRPC too (`--grpc-on-http-port`).
+  private let grpc: GRPCPortServer?
 
   /// What a connection became; either way it is served from its pipeline, on its event loop.
   enum Upgrade: Sendable {
@@ -39,15 +41,19 @@ final class HTTPFrontEnd: Service {
     case webSocket
     /// HTTP/1.1 requests (`HTTPConnectionHandler`).
     case http
+    /// Native gRPC (`--grpc-on-http-port`), served by the gRPC port's HTTP/2 layer.
+    case grpc
   }
 
   init(
     bridge: JSONBridge,
     engine: RPCEngine,
+    grpc: GRPCPortServer?,
     configuration: GatewayConfiguration,
     metrics: GatewayMetrics,
     logger: Logger
   ) {
+    self.grpc = grpc
     self.metrics = metrics
     self.bridge = bridge
     self.engine = engine
@@ -106,9 +112,110 @@ final class HTTPFrontEnd: Service {
     let streamsBody: @Sendable (HTTPRequestHead) -> Bool = { head in
       head.method != .GET && registry.method(path: head.path).map { !$0.takesOneRequest } == true
     }
-    // HTTP/1.1 only: WebSocket needs it.
+    let grpc = self.grpc
+    // HTTP/1.1 for browsers and curl (WebSocket needs it); with --grpc-on-http-port, HTTP/2 for
+    // gRPC clients: ALPN picks in the server's order, so grpcio (`grpc-exp`, `h2`) gets `grpc-exp`,
+    // grpc-go (`h2` only) `h2`, and clients that offer both `h2` and `http/1.1` get HTTP/1.1.
     let tlsContext = try self.configuration.tls.map {
-      try TLSServerContext.make($0, applicationProtocols: ["http/1.1"])
+      try TLSServerContext.make($0, applicationProtocols: grpc == nil ? ["http/1.1"] : ["grpc-exp", "http/1.1", "h2"])
+    }
+    // An HTTP/1.1 connection: WebSocket upgrade, HTTP JSON calls, the page.
+    let configureHTTP1: @Sendable (any Channel) throws -> EventLoopFuture<Upgrade> = { channel in
+      let upgrader = NIOTypedWebSocketServerUpgrader<Upgrade>(
+        maxFrameSize: maxBytes,
+        enableAutomaticErrorHandling: false,
+        shouldUpgrade: { channel, head in
+          // The Origin was checked by OriginGuard, in front of the upgrade handler.
+          channel.eventLoop.makeSucceededFuture(WebSocketHandshake.responseHeaders(for: head.headers))
+        },
+        upgradePipelineHandler: { channel, head in
+          channel.eventLoop.makeCompletedFuture {
+            // From here on the bytes are WebSocket frames, not HTTP requests.
+            let originGuard = try channel.pipeline.syncOperations.handler(type: OriginGuard.self)
+            _ = channel.pipeline.syncOperations.removeHandler(originGuard)
+            let bodyTimer = try channel.pipeline.syncOperations.handler(type: RequestBodyTimeout.self)
+            _ = channel.pipeline.syncOperations.removeHandler(bodyTimer)
+            let errorHandler = try channel.pipeline.syncOperations.handler(type: HTTPProtocolErrorHandler.self)
+            _ = channel.pipeline.syncOperations.removeHandler(errorHandler)
+            let messageGuard = WebSocketMessageGuard(bodyTimeout: bodyTimeout, budget: budget)
+            try channel.pipeline.syncOperations.addHandler(
+              messageGuard.bytes,
+              position: .before(
+                try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self))
+            )
+            try channel.pipeline.syncOperations.addHandler(WebSocketFrameValidator())
+            try channel.pipeline.syncOperations.addHandler(messageGuard.frames)
+            try channel.pipeline.syncOperations.addHandler(
+              NIOWebSocketFrameAggregator(
+                minNonFinalFragmentSize: 0,
+                maxAccumulatedFrameCount: 1 << 16,
+                maxAccumulatedFrameSize: maxBytes
+              )
+            )
+            try channel.pipeline.syncOperations.addHandler(
+              WebSocketSessionHandler(
+                eventLoop: channel.eventLoop,
+                engine: engine,
+                bridge: bridge,
+                path: head.path,
+                setup: WebSocketSessionHandler.setup(for: head, bridge: bridge, configuration: configuration),
+                configuration: configuration,
+                metrics: metrics,
+                logger: logger
+              )
+            )
+            if tracker.isQuiescing {
+              // Upgraded as the shutdown began: the session ends at once with UNAVAILABLE.
+              channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+            }
+            return .webSocket
+          }
+        }
+      )
+      let configuration = NIOTypedHTTPServerUpgradeConfiguration<Upgrade>(
+        upgraders: [upgrader],
+        notUpgradingCompletionHandler: { channel in
+          channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(
+              HTTPConnectionHandler(port: httpPort, eventLoop: channel.eventLoop, quiescing: tracker.isQuiescing)
+            )
+            return .http
+          }
+        }
+      )
+      var pipeline = NIOUpgradableHTTPServerPipelineConfiguration(upgradeConfiguration: configuration)
+      // Reads go on while a response streams, so a client hanging up is noticed at once (NIO's
+      // pipelining assistance would stop reading); `HTTPConnection` keeps a request that
+      // arrives early for later.
+      pipeline.enablePipelining = false
+      pipeline.enableErrorHandling = false  // HTTPProtocolErrorHandler instead, with a Status body
+      pipeline.decoderConfiguration.maxHeaderListSize = maxHeaderBytes
+      pipeline.decoderConfiguration.maxHeaderFieldSize = maxHeaderBytes
+      let upgraded = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
+        configuration: pipeline
+      )
+      let upgradeHandler = try channel.pipeline.syncOperations.handler(
+        type: NIOTypedHTTPServerUpgradeHandler<Upgrade>.self
+      )
+      try channel.pipeline.syncOperations.addHandler(
+        HTTPProtocolErrorHandler(),
+        position: .before(upgradeHandler)
+      )
+      try channel.pipeline.syncOperations.addHandler(
+        OriginGuard(policy: originPolicy),
+        position: .before(upgradeHandler)
+      )
+      try channel.pipeline.syncOperations.addHandler(
+        HandshakeTimeout<HTTPServerRequestPart>(timeout: handshakeTimeout),
+        position: .before(upgradeHandler)
+      )
+      // After the upgrade handler: it holds back the raw bytes that follow a handshake (a
+      // client may send its first frames with it), which are no request parts.
+      try channel.pipeline.syncOperations.addHandler(
+        RequestBodyTimeout(bodyTimeout: bodyTimeout, streamsBody: streamsBody),
+        position: .after(upgradeHandler)
+      )
+      return upgraded
     }
     let server = try await ServerBootstrap(group: .singletonMultiThreadedEventLoopGroup)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -134,101 +241,26 @@ final class HTTPFrontEnd: Service {
             channel.close(promise: nil)
             return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) as EventLoopFuture<Upgrade>
           }
-          let upgrader = NIOTypedWebSocketServerUpgrader<Upgrade>(
-            maxFrameSize: maxBytes,
-            enableAutomaticErrorHandling: false,
-            shouldUpgrade: { channel, head in
-              // The Origin was checked by OriginGuard, in front of the upgrade handler.
-              channel.eventLoop.makeSucceededFuture(WebSocketHandshake.responseHeaders(for: head.headers))
-            },
-            upgradePipelineHandler: { channel, head in
-              channel.eventLoop.makeCompletedFuture {
-                // From here on the bytes are WebSocket frames, not HTTP requests.
-                let originGuard = try channel.pipeline.syncOperations.handler(type: OriginGuard.self)
-                _ = channel.pipeline.syncOperations.removeHandler(originGuard)
-                let bodyTimer = try channel.pipeline.syncOperations.handler(type: RequestBodyTimeout.self)
-                _ = channel.pipeline.syncOperations.removeHandler(bodyTimer)
-                let errorHandler = try channel.pipeline.syncOperations.handler(type: HTTPProtocolErrorHandler.self)
-                _ = channel.pipeline.syncOperations.removeHandler(errorHandler)
-                let messageGuard = WebSocketMessageGuard(bodyTimeout: bodyTimeout, budget: budget)
-                try channel.pipeline.syncOperations.addHandler(
-                  messageGuard.bytes,
-                  position: .before(
-                    try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self))
-                )
-                try channel.pipeline.syncOperations.addHandler(WebSocketFrameValidator())
-                try channel.pipeline.syncOperations.addHandler(messageGuard.frames)
-                try channel.pipeline.syncOperations.addHandler(
-                  NIOWebSocketFrameAggregator(
-                    minNonFinalFragmentSize: 0,
-                    maxAccumulatedFrameCount: 1 << 16,
-                    maxAccumulatedFrameSize: maxBytes
-                  )
-                )
-                try channel.pipeline.syncOperations.addHandler(
-                  WebSocketSessionHandler(
-                    eventLoop: channel.eventLoop,
-                    engine: engine,
-                    bridge: bridge,
-                    path: head.path,
-                    setup: WebSocketSessionHandler.setup(for: head, bridge: bridge, configuration: configuration),
-                    configuration: configuration,
-                    metrics: metrics,
-                    logger: logger
-                  )
-                )
-                if tracker.isQuiescing {
-                  // Upgraded as the shutdown began: the session ends at once with UNAVAILABLE.
-                  channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+          // Native gRPC too (--grpc-on-http-port): the first bytes tell.
+          if let grpc {
+            let upgrade = channel.eventLoop.makePromise(of: Upgrade.self)
+            try channel.pipeline.syncOperations.addHandler(
+              HTTPVersionSniffer(timeout: handshakeTimeout) { isHTTP2 in
+                guard isHTTP2 else {
+                  upgrade.completeWith(try configureHTTP1(channel))
+                  return
                 }
-                return .webSocket
+                // The HTTP port's socket settings are made for slow JSON readers; an HTTP/2
+                // connection has flow control of its own and gets the native port's.
+                try channel.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: 32 * 1024, high: 64 * 1024))
+                try channel.syncOptions?.setOption(.tcpOption(.tcp_notsent_lowat), value: .max)
+                try grpc.addHTTP2Connection(to: channel)
+                upgrade.succeed(.grpc)
               }
-            }
-          )
-          let configuration = NIOTypedHTTPServerUpgradeConfiguration<Upgrade>(
-            upgraders: [upgrader],
-            notUpgradingCompletionHandler: { channel in
-              channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(
-                  HTTPConnectionHandler(port: httpPort, eventLoop: channel.eventLoop, quiescing: tracker.isQuiescing)
-                )
-                return .http
-              }
-            }
-          )
-          var pipeline = NIOUpgradableHTTPServerPipelineConfiguration(upgradeConfiguration: configuration)
-          // Reads go on while a response streams, so a client hanging up is noticed at once (NIO's
-          // pipelining assistance would stop reading); `HTTPConnection` keeps a request that
-          // arrives early for later.
-          pipeline.enablePipelining = false
-          pipeline.enableErrorHandling = false  // HTTPProtocolErrorHandler instead, with a Status body
-          pipeline.decoderConfiguration.maxHeaderListSize = maxHeaderBytes
-          pipeline.decoderConfiguration.maxHeaderFieldSize = maxHeaderBytes
-          let upgraded = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
-            configuration: pipeline
-          )
-          let upgradeHandler = try channel.pipeline.syncOperations.handler(
-            type: NIOTypedHTTPServerUpgradeHandler<Upgrade>.self
-          )
-          try channel.pipeline.syncOperations.addHandler(
-            HTTPProtocolErrorHandler(),
-            position: .before(upgradeHandler)
-          )
-          try channel.pipeline.syncOperations.addHandler(
-            OriginGuard(policy: originPolicy),
-            position: .before(upgradeHandler)
-          )
-          try channel.pipeline.syncOperations.addHandler(
-            HandshakeTimeout<HTTPServerRequestPart>(timeout: handshakeTimeout),
-            position: .before(upgradeHandler)
-          )
-          // After the upgrade handler: it holds back the raw bytes that follow a handshake (a
-          // client may send its first frames with it), which are no request parts.
-          try channel.pipeline.syncOperations.addHandler(
-            RequestBodyTimeout(bodyTimeout: bodyTimeout, streamsBody: streamsBody),
-            position: .after(upgradeHandler)
-          )
-          return upgraded
+            )
+            return upgrade.futureResult
+          }
+          return try configureHTTP1(channel)
         }
       }
 
