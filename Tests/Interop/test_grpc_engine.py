@@ -323,3 +323,18 @@ def test_connections_ending_in_protocol_errors_leave_no_memory_behind(start_slui
     assert grown < 20_000, f"RSS grew {grown} KiB over 4,000 connections"
     with grpc.insecure_channel(s.grpc_target) as channel:
         assert stubs.hello_pb2_grpc.UserServiceStub(channel).SayHi(stubs.hello_pb2.Request(name="ok"), timeout=10)
+
+
+def test_a_long_lived_connection_does_not_grow_with_its_calls(sluice, stubs):
+    # Every call is a new HTTP/2 stream on one grpcio connection. nghttp2 used to keep every
+    # closed stream in its priority tree (SETTINGS_MAX_CONCURRENT_STREAMS is unlimited): about
+    # 250 bytes per call, 5 MB over these 20,000.
+    with grpc.insecure_channel(sluice.grpc_target) as channel:
+        say_hi = stubs.hello_pb2_grpc.UserServiceStub(channel).SayHi
+        for _ in range(5000):
+            say_hi(stubs.hello_pb2.Request(name="warm"), timeout=10)
+        before = sluice.rss_kib()
+        for _ in range(20000):
+            say_hi(stubs.hello_pb2.Request(name="a"), timeout=10)
+        after = sluice.rss_kib()
+    assert after - before < 1536, f"RSS grew by {after - before} KiB over 20,000 calls on one connection"
