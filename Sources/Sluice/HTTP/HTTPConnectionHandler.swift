@@ -83,6 +83,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
   /// Writes are flushed once per read, callback or loop turn.
   private let turn: ConnectionTurn
   private var counted = false
+  /// The write of the last response's end.
+  private var responseWritten: EventLoopFuture<Void>?
   /// Inside `next()`'s replay of queued parts.
   private var replaying = false
 
@@ -198,7 +200,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
         // Answered early: the rest is skipped, within the limits.
         self.skipped += chunk.readableBytes
         if self.skipped > self.port.configuration.maxMessageBytes * Self.skipLimit.bytesPerMessageLimit {
-          self.close()
+          self.closeAfterResponse()
         }
       } else if case .call(let call) = self.request {
         call.receivedBody(chunk)
@@ -207,7 +209,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
       self.requestEnded = true
       if case .call(let call) = self.request, !self.responseEnded { call.receivedEnd() }
       if self.responseEnded {
-        if self.keepAlive { self.next() } else { self.close() }
+        if self.keepAlive { self.next() } else { self.closeAfterResponse() }
       }
     }
   }
@@ -331,19 +333,16 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
   func endResponse(keepAlive: Bool) {
     guard let context = self.context, !self.responseEnded else { return }
     self.responseEnded = true
-    let written = context.writeAndFlush(Self.wrapOutboundOut(.end(nil)))
+    self.responseWritten = context.writeAndFlush(Self.wrapOutboundOut(.end(nil)))
     self.keepAlive = self.keepAlive && keepAlive && !self.quiescing
     if self.requestEnded {
-      if self.keepAlive {
-        self.next()
-      } else {
-        self.closing = true
-        written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-      }
+      if self.keepAlive { self.next() } else { self.closeAfterResponse() }
     } else {
       // Skip the rest of the request, within the limits, so that a client still sending it reads
       // the answer rather than a reset connection; then go on (keep-alive) or close.
-      self.timer = context.eventLoop.assumeIsolated().scheduleTask(in: Self.skipLimit.time) { self.close() }
+      self.timer = context.eventLoop.assumeIsolated().scheduleTask(in: Self.skipLimit.time) {
+        self.closeAfterResponse()
+      }
     }
   }
 
@@ -398,6 +397,14 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
     guard self.readPending, self.queued.isEmpty, let context = self.context, context.channel.isWritable else { return }
     self.readPending = false
     context.read()
+  }
+
+  /// Closes once the last response has been written (a close before would drop what is still
+  /// queued for a slow reader).
+  private func closeAfterResponse() {
+    self.closing = true
+    guard let written = self.responseWritten, let context = self.context else { return self.close() }
+    written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
   }
 
   private func close() {
