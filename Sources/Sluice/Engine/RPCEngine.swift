@@ -1,5 +1,6 @@
 internal import GRPCCore
 internal import Logging
+internal import NIOHPACK
 
 /// What every call shares, whichever front end it came in on (native gRPC, WebSocket, HTTP
 /// JSON): routing, the concurrent-RPC limit, bearer authentication, and the metrics and log line
@@ -72,6 +73,37 @@ final class RPCEngine: Sendable {
       }
     }
     return .success(Admission(method: method, ticket: ticket))
+  }
+
+  /// A call the engine let in, with its method's handler made and the `ServerCall` it answers
+  /// through.
+  struct Started {
+    let admission: Admission
+    let handler: any RPCHandler
+    let call: ServerCall
+  }
+
+  /// The start every front end shares: routes and admits a call (see `admit`; the
+  /// `authorization` is the request's own), then makes its handler, answering to `responder`.
+  func begin(
+    path: String,
+    metadata: HPACKHeaders,
+    transport: GatewayMetrics.Transport,
+    responder: any CallResponder
+  ) -> Result<Started, RPCError> {
+    self.admit(path: path, authorization: metadata.first(name: "authorization"), transport: transport).map {
+      Started(
+        admission: $0, handler: $0.method.makeHandler(), call: ServerCall(responder: responder, metadata: metadata))
+    }
+  }
+
+  /// The metadata a started call's response begins with: its handler's, and with
+  /// `--echo-metadata` the request's as `echo-<key>`. (The native port adds the echo to every
+  /// header block it writes instead, trailers-only answers included.)
+  func initialMetadata(of started: Started) -> HPACKHeaders {
+    var headers = started.handler.initialMetadata(started.call)
+    if self.echoMetadata { MetadataEcho.echo(started.call.metadata, into: &headers) }
+    return headers
   }
 
   /// An admitted call ended with `code` (`ok` or the status code's name), having received and

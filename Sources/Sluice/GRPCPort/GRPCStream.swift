@@ -203,23 +203,21 @@ final class GRPCStream: CallResponder, TurnBatched {
   // MARK: - The call
 
   private func start(_ head: GRPCServerStreamState.RequestHead, headers: HPACKHeaders, endStream: Bool) {
-    let admission: RPCEngine.Admission
-    switch self.port.admit(path: head.path, authorization: headers.first(name: "authorization"), transport: .grpc) {
-    case .success(let admitted): admission = admitted
+    let started: RPCEngine.Started
+    switch self.port.begin(path: head.path, metadata: headers, transport: .grpc, responder: self) {
+    case .success(let begun): started = begun
     case .failure(let error):
       self.finish(error)
       return
     }
-    let method = admission.method
+    let (method, handler, call) = (started.admission.method, started.handler, started.call)
     self.method = method
-    self.admission = admission
+    self.admission = started.admission
     if let timeout = head.timeout {
       self.deadline = self.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
         self.connection.inCallback { self.stop(GRPCErrors.deadlineExceeded, write: true) }
       }
     }
-    let handler = method.makeHandler()
-    let call = ServerCall(responder: self, metadata: headers)
     self.handler = handler
     self.call = call
     self.state.compressesResponses = method.compressesResponses && GRPCServerStreamState.acceptsGzip(headers)

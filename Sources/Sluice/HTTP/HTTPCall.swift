@@ -240,14 +240,15 @@ final class HTTPCall: CallResponder {
   // MARK: - The RPC
 
   private func start(message: [UInt8]?, end: Bool) {
-    let authorization = self.metadata[stringValues: "authorization"].first(where: { _ in true })
-    switch self.port.engine.admit(path: self.path, authorization: authorization, transport: .http) {
+    let engine = self.port.engine
+    switch engine.begin(
+      path: self.path, metadata: RequestMetadata.headers(self.metadata), transport: .http, responder: self)
+    {
     case .failure(let error):
       self.end(error, trailers: [:], errorStatus: nil)
-    case .success(let admission):
-      self.admission = admission
-      let handler = admission.method.makeHandler()
-      let call = ServerCall(responder: self, metadata: RequestMetadata.headers(self.metadata))
+    case .success(let started):
+      let (handler, call) = (started.handler, started.call)
+      self.admission = started.admission
       self.handler = handler
       self.call = call
       if let timeout = self.timeout {
@@ -255,9 +256,7 @@ final class HTTPCall: CallResponder {
           self.connection.inCallback { self.stop(GRPCErrors.deadlineExceeded) }
         }
       }
-      var headers = handler.initialMetadata(call)
-      if self.port.engine.echoMetadata { MetadataEcho.echo(call.metadata, into: &headers) }
-      self.initialMetadata = headers
+      self.initialMetadata = engine.initialMetadata(of: started)
       if let message, !self.done {
         self.messagesIn += 1
         handler.received(ByteBuffer(bytes: message), call)

@@ -36,7 +36,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
   private let engine: RPCEngine
   private let bridge: JSONBridge
   private let path: String
-  private let setup: Result<Setup, RPCError>
+  /// Why the handshake's request cannot be served (it ends the session at once), if it cannot.
+  private let setupError: RPCError?
   /// The method's descriptors, for the JSON translation; nil when the setup failed.
   private let method: SluiceCodec.MethodDescriptor?
   private let pingInterval: TimeAmount?
@@ -81,12 +82,12 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
     self.engine = engine
     self.bridge = bridge
     self.path = path
-    self.setup = setup
     self.pingInterval = configuration.webSocketPingInterval.map { TimeAmount($0) }
     self.maxMetadataBytes = configuration.maxHeaderBytes
     self.metrics = metrics
     self.logger = logger
     let ready = try? setup.get()
+    if case .failure(let error) = setup { self.setupError = error } else { self.setupError = nil }
     self.method = ready?.method
     self.machine = WebSocketSessionStateMachine(path: path, takesOneRequest: ready?.method.takesOneRequest ?? true)
     self.metadata = ready?.metadata ?? [:]
@@ -100,7 +101,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
     self.turn.attach(self)
     self.counted = true
     self.metrics.connectionOpened(.websocket)
-    if case .failure(let error) = self.setup {
+    if let error = self.setupError {
       self.turn.inCallback { self.perform(self.machine.receivedInvalid(error)) }
       return
     }
@@ -329,24 +330,20 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
   /// Starts the RPC: the engine routes and admits it (or refuses it, which ends the session with
   /// the refusal's status), the handler is made, the deadline set and `$headers` sent.
   private func startRPC() {
-    let authorization = self.metadata[stringValues: "authorization"].first(where: { _ in true })
-    switch self.engine.admit(path: self.path, authorization: authorization, transport: .websocket) {
+    let metadata = RequestMetadata.headers(self.metadata)
+    switch self.engine.begin(path: self.path, metadata: metadata, transport: .websocket, responder: self) {
     case .failure(let error):
       self.perform(self.machine.rpcFinished(error))
-    case .success(let admission):
-      self.admission = admission
-      let handler = admission.method.makeHandler()
-      let call = ServerCall(responder: self, metadata: RequestMetadata.headers(self.metadata))
-      self.handler = handler
-      self.call = call
+    case .success(let started):
+      self.admission = started.admission
+      self.handler = started.handler
+      self.call = started.call
       if let timeout = self.timeout, let context = self.context {
         self.deadline = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
           self.inTurn { self.machine.rpcFailed(GRPCErrors.deadlineExceeded) }
         }
       }
-      var headers = handler.initialMetadata(call)
-      if self.engine.echoMetadata { MetadataEcho.echo(call.metadata, into: &headers) }
-      if let frame = StatusJSON.headersFrame(headers) { self.write(frame) }
+      if let frame = StatusJSON.headersFrame(self.engine.initialMetadata(of: started)) { self.write(frame) }
     }
   }
 
