@@ -12,8 +12,6 @@ final class HTTPPort: Sendable {
   let originPolicy: OriginPolicy
   let staticFiles: StaticFiles?
   let budget: RequestByteBudget
-  /// `--require-bearer`'s check, which `/metrics` passes too.
-  let authenticator: BearerAuthenticator?
   let metrics: GatewayMetrics
   let logger: Logger
 
@@ -24,7 +22,6 @@ final class HTTPPort: Sendable {
     originPolicy: OriginPolicy,
     staticFiles: StaticFiles?,
     budget: RequestByteBudget,
-    authenticator: BearerAuthenticator?,
     metrics: GatewayMetrics,
     logger: Logger
   ) {
@@ -34,7 +31,6 @@ final class HTTPPort: Sendable {
     self.originPolicy = originPolicy
     self.staticFiles = staticFiles
     self.budget = budget
-    self.authenticator = authenticator
     self.metrics = metrics
     self.logger = logger
   }
@@ -271,7 +267,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
   }
 
   private func serveMetrics(_ head: HTTPRequestHead, cors: HTTPHeaders) {
-    if let authenticator = self.port.authenticator,
+    // `/metrics` asks the engine's `--require-bearer` check, as every RPC does.
+    if let authenticator = self.port.engine.authenticator,
       !authenticator.allows(authorization: head.headers.first(name: "Authorization"))
     {
       var headers = cors

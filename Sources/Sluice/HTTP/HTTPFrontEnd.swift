@@ -20,17 +20,12 @@ final class HTTPFrontEnd: Service {
   /// frames and the kernel the memory to hold them, per session.
   static let unsentBytesLimit: SocketOptionValue = 16 * 1024
 
-  private let bridge: JSONBridge
-  private let engine: RPCEngine
   private let configuration: GatewayConfiguration
-  private let originPolicy: OriginPolicy
-  private let metrics: GatewayMetrics
   private let logger: Logger
   private let boundPort = BoundPort()
-  private let budget: RequestByteBudget
-  private let authenticator: BearerAuthenticator?
   /// Every open connection, for a graceful shutdown.
   private let connections = ConnectionTracker()
+  /// What the port's connections share (the engine, the JSON bridge, policies, budget, files).
   private let httpPort: HTTPPort
   /// The native port, when this port serves gRPC too (`--grpc-on-http-port`).
   private let grpc: GRPCPortServer?
@@ -54,27 +49,20 @@ final class HTTPFrontEnd: Service {
     logger: Logger
   ) {
     self.grpc = grpc
-    self.metrics = metrics
-    self.bridge = bridge
-    self.engine = engine
     self.configuration = configuration
-    self.originPolicy = OriginPolicy(
-      allowedOrigins: configuration.allowedOrigins,
-      allowedHosts: configuration.allowedHosts,
-      usesTLS: configuration.tls != nil
-    )
     self.logger = logger
-    self.budget = RequestByteBudget(limit: configuration.maxBufferedRequestBytes)
-    self.authenticator = configuration.bearerTokens.map { BearerAuthenticator(tokens: $0) }
     self.httpPort = HTTPPort(
       engine: engine,
       bridge: bridge,
       configuration: configuration,
-      originPolicy: self.originPolicy,
+      originPolicy: OriginPolicy(
+        allowedOrigins: configuration.allowedOrigins,
+        allowedHosts: configuration.allowedHosts,
+        usesTLS: configuration.tls != nil
+      ),
       staticFiles: configuration.servesPublicFiles
         ? configuration.publicDirectory.map { StaticFiles(root: $0) } ?? .embedded : nil,
-      budget: self.budget,
-      authenticator: self.authenticator,
+      budget: RequestByteBudget(limit: configuration.maxBufferedRequestBytes),
       metrics: metrics,
       logger: logger
     )
@@ -96,16 +84,15 @@ final class HTTPFrontEnd: Service {
 
   private func serve() async throws {
     let maxBytes = self.configuration.maxMessageBytes
-    let originPolicy = self.originPolicy
+    let originPolicy = self.httpPort.originPolicy
     let counter = ConnectionCounter(limit: self.configuration.maxConnections)
     let handshakeTimeout = TimeAmount(self.configuration.handshakeTimeout)
     let sendTimeout = TimeAmount(self.configuration.sendTimeout)
     let maxHeaderBytes = self.configuration.maxHeaderBytes
-    let (bodyTimeout, budget) = (self.configuration.bodyTimeout, self.budget)
-    let registry = self.bridge.registry
-    let (bridge, engine, metrics, logger, tracker, httpPort) = (
-      self.bridge, self.engine, self.metrics, self.logger, self.connections, self.httpPort
-    )
+    let (bodyTimeout, budget) = (self.configuration.bodyTimeout, self.httpPort.budget)
+    let (httpPort, tracker) = (self.httpPort, self.connections)
+    let (bridge, engine, metrics, logger) = (httpPort.bridge, httpPort.engine, httpPort.metrics, httpPort.logger)
+    let registry = bridge.registry
     let configuration = self.configuration
     // NDJSON bodies of client-streaming and bidi calls are streams: their lines are timed one by
     // one (HTTPCall), not the body as a whole.
