@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Fails when Protos/*.proto (and Protos/interop/*.proto), or public/, and the committed generated code
+# Fails when Protos/*.proto (and Protos/interop/*.proto, Protos/grpc/**.proto), or public/, and the committed generated code
 # have drifted apart (cheap: no plugins).
 # The descriptor set is rebuilt with protoc when it is installed and compared byte for byte.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fingerprint=Sources/SluiceProtos/Generated/protos.sha256
-if ! diff <(sha256sum Protos/*.proto Protos/interop/*.proto) "$fingerprint" >/dev/null; then
+grpc=(Protos/grpc/reflection/v1/reflection.proto Protos/grpc/reflection/v1alpha/reflection.proto Protos/grpc/health/v1/health.proto)
+if ! diff <(sha256sum Protos/*.proto Protos/interop/*.proto "${grpc[@]}") "$fingerprint" >/dev/null; then
   echo "Protos/*.proto changed since the code was generated: run scripts/generate-protos.sh" >&2
   exit 1
 fi

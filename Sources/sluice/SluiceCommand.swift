@@ -172,6 +172,40 @@ struct SluiceCommand: AsyncParsableCommand {
   @Flag(help: "Also host grpc.testing.TestService (gRPC's interop test service) on the native port.")
   var interopService = false
 
+  @Option(
+    help: ArgumentHelp(
+      "A gRPC server behind the gateway: SERVICE=HOST:PORT[,HOST:PORT…], SERVICE being pkg.Service or * (every service not hosted); repeatable.",
+      valueName: "service=addr"
+    )
+  )
+  var upstream: [String] = []
+
+  @Option(
+    help: ArgumentHelp(
+      "A FileDescriptorSet (protoc --include_imports --descriptor_set_out) whose methods the JSON front ends translate; repeatable.",
+      valueName: "file"
+    )
+  )
+  var descriptorSet: [String] = []
+
+  @Flag(
+    help:
+      "Ask each upstream for its services and descriptors over gRPC server reflection (v1, then v1alpha) at start and on SIGHUP."
+  )
+  var upstreamReflection = false
+
+  @Flag(help: "Connect to upstreams over TLS (ALPN h2), verifying them against the system's roots or --upstream-ca.")
+  var upstreamTls = false
+
+  @Option(help: "PEM certificates to trust for --upstream-tls instead of the system's roots.")
+  var upstreamCa: String?
+
+  @Option(help: "The name to verify (and send as SNI) on --upstream-tls connections instead of each address's host.")
+  var upstreamServerName: String?
+
+  @Option(help: "Which services sluice hosts itself: seed (the tutorial's services) or none (a pure proxy).")
+  var hosted: HostedServices = .seed
+
   @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
   var logLevel: Logger.Level = .info
 
@@ -223,6 +257,16 @@ struct SluiceCommand: AsyncParsableCommand {
       throw ValidationError("--tls-cert and --tls-key go together.")
     }
     _ = try self.bearerTokens()
+    _ = try self.upstreamRoutes()
+    if (self.upstreamCa != nil || self.upstreamServerName != nil) && !self.upstreamTls {
+      throw ValidationError("--upstream-ca and --upstream-server-name need --upstream-tls.")
+    }
+    if self.upstreamReflection && self.upstream.isEmpty {
+      throw ValidationError("--upstream-reflection needs --upstream.")
+    }
+    if self.hosted == .none && self.upstream.isEmpty {
+      throw ValidationError("--hosted none serves nothing without --upstream.")
+    }
     if let cookie = self.bearerCookie {
       guard self.requireBearer != nil else { throw ValidationError("--bearer-cookie needs --require-bearer.") }
       guard !cookie.isEmpty, !cookie.contains(where: { ";=, \t".contains($0) }) else {
@@ -233,6 +277,25 @@ struct SluiceCommand: AsyncParsableCommand {
           "--bearer-cookie needs an Origin allow list (--allowed-origin, not *): cookies are sent with every handshake, even from other sites' pages."
         )
       }
+    }
+  }
+
+  /// The `--upstream` flags, parsed.
+  private func upstreamRoutes() throws -> [UpstreamRoute] {
+    do {
+      return try self.upstream.map { text throws(UpstreamConfigurationError) in try UpstreamRoute(parsing: text) }
+    } catch {
+      throw ValidationError(error.description)
+    }
+  }
+
+  /// The `--descriptor-set` files' bytes.
+  private func descriptorSets() throws -> [[UInt8]] {
+    try self.descriptorSet.map { path in
+      guard let data = FileManager.default.contents(atPath: path) else {
+        throw ValidationError("--descriptor-set: cannot read \(path).")
+      }
+      return [UInt8](data)
     }
   }
 
@@ -306,14 +369,98 @@ struct SluiceCommand: AsyncParsableCommand {
       ),
       echoMetadata: self.echoMetadata,
       interopService: self.interopService,
-      tls: self.tlsCert.map { .init(certificateChainPath: $0, privateKeyPath: self.tlsKey ?? "") }
+      tls: self.tlsCert.map { .init(certificateChainPath: $0, privateKeyPath: self.tlsKey ?? "") },
+      hostsSeed: self.hosted == .seed,
+      upstreams: try self.upstreamRoutes(),
+      descriptorSets: try self.descriptorSets(),
+      upstreamTLS: self.upstreamTls ? UpstreamTLS(caPath: self.upstreamCa, serverName: self.upstreamServerName) : nil
     )
-    let gateway = try Gateway(
-      configuration: configuration,
-      logger: Logger(label: "sluice"),
-      shutdownSignals: [.sigterm, .sigint]
-    )
-    try await gateway.run()
+    let logger = Logger(label: "sluice")
+    let gateway = try Gateway(configuration: configuration, logger: logger, shutdownSignals: [.sigterm, .sigint])
+    guard self.upstreamReflection else {
+      try await gateway.run()
+      return
+    }
+    // Described before the ports open, so the first JSON call already has the descriptors.
+    let reflection = ReflectedDescriptors(
+      routes: configuration.upstreams, tls: configuration.upstreamTLS, gateway: gateway, logger: logger)
+    let signals = await UnixSignalsSequence(trapping: .sighup)
+    await reflection.refresh(onlyMissing: false)
+    // The gateway's run decides when the process ends (true); the helpers (false) may end first.
+    try await withThrowingTaskGroup(of: Bool.self) { group in
+      group.addTask {
+        try await gateway.run()
+        return true
+      }
+      group.addTask {
+        // Upstreams that could not be asked are asked again every 10 s until they answer.
+        while !Task.isCancelled, await reflection.hasMissing {
+          try await Task.sleep(for: .seconds(10))
+          await reflection.refresh(onlyMissing: true)
+        }
+        return false
+      }
+      group.addTask {
+        for await _ in signals {
+          logger.info("SIGHUP: asking the upstreams to describe their services again")
+          await reflection.refresh(onlyMissing: false)
+        }
+        return false
+      }
+      while let gatewayEnded = try await group.next() {
+        if gatewayEnded { break }
+      }
+      group.cancelAll()
+    }
+  }
+}
+
+/// The descriptors `--upstream-reflection` got, per upstream, handed to the gateway whole.
+actor ReflectedDescriptors {
+  private let routes: [UpstreamRoute]
+  private let tls: UpstreamTLS?
+  private let gateway: Gateway
+  private let logger: Logger
+  private var sets: [String: [UInt8]] = [:]
+
+  init(routes: [UpstreamRoute], tls: UpstreamTLS?, gateway: Gateway, logger: Logger) {
+    self.routes = routes
+    self.tls = tls
+    self.gateway = gateway
+    self.logger = logger
+  }
+
+  var hasMissing: Bool { self.routes.contains { self.sets[$0.service] == nil } }
+
+  /// Asks every upstream (or those that have not answered yet) and gives the gateway the result;
+  /// an upstream that cannot be asked keeps what it described before.
+  func refresh(onlyMissing: Bool) async {
+    for route in self.routes where !onlyMissing || self.sets[route.service] == nil {
+      let addresses = route.addresses.map { $0.description }.joined(separator: ",")
+      do {
+        let description = try await UpstreamReflection.describe(route, tls: self.tls, logger: self.logger)
+        self.sets[route.service] = description.fileDescriptorSet
+        self.logger.info(
+          "Upstream reflection",
+          metadata: [
+            "sluice.upstream.service": "\(route.service)", "sluice.upstream.addresses": "\(addresses)",
+            "sluice.reflection.version": "\(description.version)",
+            "sluice.reflection.services": "\(description.services.joined(separator: ","))",
+          ])
+      } catch {
+        self.logger.warning(
+          "Upstream reflection failed; JSON calls to its services need descriptors (asked again every 10 s)",
+          metadata: [
+            "sluice.upstream.service": "\(route.service)", "sluice.upstream.addresses": "\(addresses)",
+            "sluice.error": "\(error)",
+          ])
+      }
+    }
+    do {
+      try self.gateway.useDescriptors(self.routes.compactMap { self.sets[$0.service] })
+    } catch {
+      logger.error("The upstreams' descriptors do not load", metadata: ["sluice.error": "\(error)"])
+    }
   }
 }
 
@@ -326,3 +473,8 @@ extension SluiceCommand {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 extension GatewayConfiguration.GRPCPort.HTTP2Library: ExpressibleByArgument {}
+
+/// `--hosted`: the services sluice hosts itself.
+enum HostedServices: String, ExpressibleByArgument, CaseIterable {
+  case seed, none
+}

@@ -1,4 +1,5 @@
 internal import GRPCCore
+internal import NIOConcurrencyHelpers
 public import SluiceCodec
 
 /// What every JSON front end shares: method lookup and JSON translation driven by descriptors.
@@ -61,6 +62,23 @@ public struct JSONBridge: Sendable {
       let code: RPCError.Code = error.code == .tooLarge ? .resourceExhausted : .invalidArgument
       throw RPCError(code: code, message: error.message)
     }
+  }
+}
+
+/// The JSON bridge in use, swapped whole when the descriptors change (`--upstream-reflection` at
+/// start, on SIGHUP): a WebSocket session or an HTTP call takes the current one when it begins and
+/// keeps it to its end, so no call sees two sets of descriptors.
+final class JSONBridgeSource: Sendable {
+  private let bridge: NIOLockedValueBox<JSONBridge>
+
+  init(_ bridge: JSONBridge) {
+    self.bridge = NIOLockedValueBox(bridge)
+  }
+
+  var current: JSONBridge { self.bridge.withLockedValue { $0 } }
+
+  func replace(with bridge: JSONBridge) {
+    self.bridge.withLockedValue { $0 = bridge }
   }
 }
 

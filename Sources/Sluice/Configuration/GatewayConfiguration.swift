@@ -172,6 +172,20 @@ public struct GatewayConfiguration: Sendable {
     )
   }
 
+  /// Whether Sluice hosts the seed services itself (`--hosted seed`, the default) or only
+  /// proxies (`--hosted none`).
+  public var hostsSeed: Bool
+
+  /// The gRPC servers behind the gateway, by service (`--upstream`).
+  public var upstreams: [UpstreamRoute]
+
+  /// Serialized `FileDescriptorSet`s (`--descriptor-set`) whose methods the JSON front ends can
+  /// translate, besides the hosted ones.
+  public var descriptorSets: [[UInt8]]
+
+  /// TLS to upstreams (`--upstream-tls`); nil connects in plaintext (h2c).
+  public var upstreamTLS: UpstreamTLS?
+
   /// PEM files for TLS on both ports (`https`/`wss` and gRPC over TLS with ALPN h2); `nil` serves
   /// plaintext.
   public var tls: TLSFiles?
@@ -219,7 +233,11 @@ public struct GatewayConfiguration: Sendable {
     grpc: GRPCPort = .defaults,
     echoMetadata: Bool = false,
     interopService: Bool = false,
-    tls: TLSFiles? = nil
+    tls: TLSFiles? = nil,
+    hostsSeed: Bool = true,
+    upstreams: [UpstreamRoute] = [],
+    descriptorSets: [[UInt8]] = [],
+    upstreamTLS: UpstreamTLS? = nil
   ) {
     self.host = host
     self.grpcPort = grpcPort
@@ -250,6 +268,10 @@ public struct GatewayConfiguration: Sendable {
     self.echoMetadata = echoMetadata
     self.interopService = interopService
     self.tls = tls
+    self.hostsSeed = hostsSeed
+    self.upstreams = upstreams
+    self.descriptorSets = descriptorSets
+    self.upstreamTLS = upstreamTLS
   }
 }
 

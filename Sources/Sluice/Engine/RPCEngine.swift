@@ -1,5 +1,6 @@
 internal import GRPCCore
 internal import Logging
+internal import NIOCore
 internal import NIOHPACK
 
 /// What every call shares, whichever front end it came in on (native gRPC, WebSocket, HTTP
@@ -88,21 +89,32 @@ final class RPCEngine: Sendable {
   func begin(
     path: String,
     metadata: HPACKHeaders,
+    deadline: NIODeadline?,
+    origin: CallOrigin,
     transport: GatewayMetrics.Transport,
     responder: any CallResponder
   ) -> Result<Started, RPCError> {
     self.admit(path: path, authorization: metadata.first(name: "authorization"), transport: transport).map {
       Started(
-        admission: $0, handler: $0.method.makeHandler(), call: ServerCall(responder: responder, metadata: metadata))
+        admission: $0,
+        handler: $0.method.makeHandler(),
+        call: ServerCall(responder: responder, metadata: metadata, deadline: deadline, origin: origin)
+      )
     }
   }
 
-  /// The metadata a started call's response begins with: its handler's, and with
-  /// `--echo-metadata` the request's as `echo-<key>`. (The native port adds the echo to every
-  /// header block it writes instead, trailers-only answers included.)
-  func initialMetadata(of started: Started) -> HPACKHeaders {
-    var headers = started.handler.initialMetadata(started.call)
-    if self.echoMetadata { MetadataEcho.echo(started.call.metadata, into: &headers) }
+  /// Starts a begun call's handler: returns the metadata its response begins with (see
+  /// `responseMetadata`), or nil when the handler sends its headers later.
+  func start(_ started: Started) -> HPACKHeaders? {
+    started.handler.start(started.call).map { self.responseMetadata($0, for: started.call) }
+  }
+
+  /// A handler's response metadata and, with `--echo-metadata`, the request's as `echo-<key>`.
+  /// (The native port adds the echo to every header block it writes instead, trailers-only
+  /// answers included.)
+  func responseMetadata(_ metadata: HPACKHeaders, for call: ServerCall) -> HPACKHeaders {
+    var headers = metadata
+    if self.echoMetadata { MetadataEcho.echo(call.metadata, into: &headers) }
     return headers
   }
 

@@ -7,15 +7,17 @@ internal import SwiftProtobuf
 /// no lock, no hop. Every method is called on `call.eventLoop`; a handler that schedules work of
 /// its own (a timer) schedules it there.
 ///
-/// The engine calls `received` for each request message, `receivedEnd` once the client
-/// half-closes, `becameWritable` when a stream that could not take more output can again, and
+/// The engine calls `start` first, `received` for each request message, `receivedEnd` once the
+/// client half-closes, `becameWritable` when a stream that could not take more output can again, and
 /// `stopped` when the call ended without the handler (the client cancelled, the deadline
 /// passed, a graceful shutdown cut a stream short); after `stopped` or the handler's own
 /// `finish` nothing more is called.
 protocol RPCHandler: AnyObject {
-  /// Metadata for the response headers, asked once before anything else (the headers go out
-  /// when the call is routed; some clients wait for them before they send).
-  func initialMetadata(_ call: ServerCall) -> HPACKHeaders
+  /// The call begins: returns the metadata for the response headers, which go out at once (some
+  /// clients wait for them before they send), or nil when the handler sends them itself later
+  /// with `ServerCall.sendHeaders` (a proxy, with its upstream's) or ends the call without any.
+  /// Called once, before anything else.
+  func start(_ call: ServerCall) -> HPACKHeaders?
   func received(_ message: ByteBuffer, _ call: ServerCall)
   func receivedEnd(_ call: ServerCall)
   func becameWritable(_ call: ServerCall)
@@ -23,7 +25,7 @@ protocol RPCHandler: AnyObject {
 }
 
 extension RPCHandler {
-  func initialMetadata(_ call: ServerCall) -> HPACKHeaders { [:] }
+  func start(_ call: ServerCall) -> HPACKHeaders? { [:] }
   func becameWritable(_ call: ServerCall) {}
   func stopped() {}
 }
@@ -43,6 +45,13 @@ protocol CallResponder: AnyObject {
   /// Ends the call with `error` (nil: OK), with `trailers` as trailing metadata. Once only;
   /// later calls are ignored.
   func finish(_ error: RPCError?, trailers: HPACKHeaders)
+  /// Sends the response headers with `metadata`, for a handler whose `start` returned nil. Ignored
+  /// once headers, a message or the end went out (a message sends plain headers first).
+  func sendHeaders(_ metadata: HPACKHeaders)
+  /// While `hold` is true the transport delivers no more request messages (a proxy whose upstream
+  /// is not reading): it stops reading from the client, or keeps its HTTP/2 window shut, so the
+  /// client is held back by flow control. Messages already received may still arrive.
+  func holdRequests(_ hold: Bool)
 }
 
 extension CallResponder {
@@ -52,12 +61,36 @@ extension CallResponder {
   }
 }
 
+/// Where a call came from, as a proxy tells its upstream (`x-forwarded-*`).
+struct CallOrigin: Sendable {
+  /// The client's IP address, when the transport has one.
+  var peer: String?
+  /// The host the client addressed (`:authority` or `Host`).
+  var host: String?
+  /// `https` when the client's connection is TLS, else `http`.
+  var scheme: String
+  /// The `X-Forwarded-For` the request arrived with (a proxy in front of the gateway), if any.
+  var forwardedFor: String?
+
+  /// The peer of a channel (its remote IP address), the rest from the request.
+  init(peer: SocketAddress?, host: String?, secure: Bool, forwardedFor: String?) {
+    self.peer = peer?.ipAddress
+    self.host = host
+    self.scheme = secure ? "https" : "http"
+    self.forwardedFor = forwardedFor
+  }
+}
+
 /// A call as a handler sees it: the request's metadata and where its output goes.
 struct ServerCall {
   /// Where the output goes.
   let responder: any CallResponder
   /// The request headers (gRPC metadata and, on HTTP/2, pseudo-headers).
   let metadata: HPACKHeaders
+  /// When the call's deadline passes (the transport ends the call then), if it has one.
+  let deadline: NIODeadline?
+  /// Where the call came from.
+  let origin: CallOrigin
 
   var eventLoop: any EventLoop { self.responder.eventLoop }
   var isWritable: Bool { self.responder.isWritable }
@@ -71,6 +104,11 @@ struct ServerCall {
     } catch {
       self.finish(RPCError(code: .internalError, message: "could not serialize the response: \(error)"))
     }
+  }
+
+  /// Sends the response headers, for a handler whose `start` returned nil.
+  func sendHeaders(_ metadata: HPACKHeaders) {
+    self.responder.sendHeaders(metadata)
   }
 
   /// Ends the call: OK when `error` is nil; `trailers` go with the status.
@@ -121,16 +159,18 @@ struct RPCMethod: Sendable {
   }
 }
 
-/// The methods a port serves, by path.
+/// The methods a port serves, by path: the hosted ones, then what the upstreams serve.
 struct RPCRouter: Sendable {
   private let methods: [String: RPCMethod]
+  private let upstreams: UpstreamDirectory?
 
-  init(_ methods: [RPCMethod]) {
+  init(_ methods: [RPCMethod], upstreams: UpstreamDirectory? = nil) {
     self.methods = Dictionary(methods.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
+    self.upstreams = upstreams
   }
 
   func method(path: String) -> RPCMethod? {
-    self.methods[path]
+    self.methods[path] ?? self.upstreams?.method(path: path)
   }
 }
 

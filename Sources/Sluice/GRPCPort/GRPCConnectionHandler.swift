@@ -26,6 +26,7 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, GRPCStreamConnection, T
   let port: RPCEngine
   let eventLoop: any EventLoop
   let allocator: ByteBufferAllocator
+  let remoteAddress: SocketAddress?
   /// The receive window every stream and the connection are kept near.
   let targetWindow: Int
   /// Tells the connection's PING policy that HEADERS or DATA went out.
@@ -43,6 +44,7 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, GRPCStreamConnection, T
     self.port = port
     self.eventLoop = channel.eventLoop
     self.allocator = channel.allocator
+    self.remoteAddress = channel.remoteAddress
     self.targetWindow = targetWindow
     self.activity = activity
     self.turn = ConnectionTurn(eventLoop: channel.eventLoop)

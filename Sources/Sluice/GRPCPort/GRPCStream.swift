@@ -9,6 +9,8 @@ internal import NIOHTTP2
 protocol GRPCStreamConnection: AnyObject {
   var eventLoop: any EventLoop { get }
   var allocator: ByteBufferAllocator { get }
+  /// The client's address.
+  var remoteAddress: SocketAddress? { get }
   func sendHeaders(_ headers: HPACKHeaders, endStream: Bool, on stream: GRPCStream)
   /// Sends DATA; when `counted`, the connection calls `stream.wrote(_:)` as its bytes leave
   /// (flow control, the socket).
@@ -72,6 +74,10 @@ final class GRPCStream: CallResponder, TurnBatched {
   private var belowWatermark = true
   /// The handler saw `isWritable` false, or request DATA is queued: call `becameWritable`.
   private var waitingForWritability = false
+  /// The handler holds requests back (`holdRequests`): DATA is queued and its window kept shut.
+  private var requestsHeld = false
+  /// Whether request DATA may be delivered now.
+  private var delivering: Bool { self.belowWatermark && !self.requestsHeld }
   /// Request DATA that arrived while the stream was not writable, in order, with its
   /// flow-controlled length.
   private var queuedRequest: CircularBuffer<(bytes: ByteBuffer, endStream: Bool, length: Int)> = []
@@ -132,6 +138,22 @@ final class GRPCStream: CallResponder, TurnBatched {
     self.connection.flushSoon()
   }
 
+  func sendHeaders(_ metadata: HPACKHeaders) {
+    guard let call = self.call, var headers = self.state.sendingMessage().headers else { return }
+    headers.add(contentsOf: self.port.responseMetadata(metadata, for: call))
+    self.connection.sendHeaders(headers, endStream: false, on: self)
+    self.connection.flushSoon()
+  }
+
+  func holdRequests(_ hold: Bool) {
+    guard hold != self.requestsHeld else { return }
+    self.requestsHeld = hold
+    if !hold {
+      self.waitingForWritability = true
+      self.connection.inCallback { self.writabilityMayHaveChanged() }
+    }
+  }
+
   func finish(_ error: RPCError?, trailers: HPACKHeaders) {
     guard let ending = self.state.finishing(error, trailers: trailers) else { return }
     // The call's last DATA: nothing waits on its writability, so no promise counts it.
@@ -166,7 +188,7 @@ final class GRPCStream: CallResponder, TurnBatched {
   /// Request DATA; `length` is its flow-controlled length (padding included).
   func receivedData(_ bytes: ByteBuffer, endStream: Bool, length: Int) {
     if endStream { self.clientHalfClosed() }
-    if self.queuedRequest.isEmpty, self.belowWatermark {
+    if self.queuedRequest.isEmpty, self.delivering {
       self.deliverData(bytes, endStream: endStream, length: length)
     } else {
       self.queue(bytes, endStream: endStream, length: length)
@@ -204,7 +226,20 @@ final class GRPCStream: CallResponder, TurnBatched {
 
   private func start(_ head: GRPCServerStreamState.RequestHead, headers: HPACKHeaders, endStream: Bool) {
     let started: RPCEngine.Started
-    switch self.port.begin(path: head.path, metadata: headers, transport: .grpc, responder: self) {
+    let origin = CallOrigin(
+      peer: self.connection.remoteAddress,
+      host: headers.first(name: ":authority"),
+      secure: headers.first(name: ":scheme") == "https",
+      forwardedFor: headers.first(name: "x-forwarded-for")
+    )
+    switch self.port.begin(
+      path: head.path,
+      metadata: headers,
+      deadline: head.timeout.map { .now() + TimeAmount($0) },
+      origin: origin,
+      transport: .grpc,
+      responder: self
+    ) {
     case .success(let begun): started = begun
     case .failure(let error):
       self.finish(error)
@@ -222,9 +257,10 @@ final class GRPCStream: CallResponder, TurnBatched {
     self.call = call
     self.state.compressesResponses = method.compressesResponses && GRPCServerStreamState.acceptsGzip(headers)
     // The response headers go out with the first flush, before any message: clients such as
-    // grpc-swift's wait for them before they send their first request message.
-    if var responseHeaders = self.state.sendingMessage().headers {
-      responseHeaders.add(contentsOf: handler.initialMetadata(call))
+    // grpc-swift's wait for them before they send their first request message. (A handler that
+    // sends its own later, a proxy, gets them from its upstream.)
+    if let metadata = handler.start(call), var responseHeaders = self.state.sendingMessage().headers {
+      responseHeaders.add(contentsOf: metadata)
       self.writeHeaders(responseHeaders)
       self.connection.flushSoon()
     }
@@ -297,9 +333,9 @@ final class GRPCStream: CallResponder, TurnBatched {
   /// Delivers queued request DATA while the stream stays writable, then reopens the receive
   /// window for what was consumed, and tells a waiting handler.
   private func writabilityMayHaveChanged() {
-    guard self.belowWatermark, self.waitingForWritability else { return }
+    guard self.delivering, self.waitingForWritability else { return }
     self.waitingForWritability = false
-    while self.belowWatermark, let (bytes, endStream, length) = self.queuedRequest.popFirst() {
+    while self.delivering, let (bytes, endStream, length) = self.queuedRequest.popFirst() {
       self.deliverData(bytes, endStream: endStream, length: length)
     }
     if !self.queuedRequest.isEmpty {

@@ -44,26 +44,16 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
     var keepaliveTimeout: TimeAmount = .seconds(20)
   }
 
-  /// What a stream's response still has to go out through nghttp2.
-  private struct Output {
-    var chunks = CircularBuffer<(bytes: ByteBuffer, counted: Bool)>()
-    /// The data source is submitted (nghttp2 pulls from `chunks`).
-    var sourceSubmitted = false
-    /// The data source returned DEFERRED: `nghttp2_session_resume_data` wakes it.
-    var deferred = false
-    /// The call's trailers, to submit once `chunks` is empty.
-    var trailers: HPACKHeaders?
-  }
-
   let port: RPCEngine
   let eventLoop: any EventLoop
   let allocator: ByteBufferAllocator
+  let remoteAddress: SocketAddress?
   private let settings: Settings
 
   private var session: OpaquePointer?
   private var context: ChannelHandlerContext?
   private var streams: [Int32: GRPCStream] = [:]
-  private var outputs: [Int32: Output] = [:]
+  private var outputs: [Int32: NGHTTP2Output] = [:]
   /// Request headers being received, by stream, with their size so far.
   private var incoming: [Int32: (headers: HPACKHeaders, bytes: Int)] = [:]
   /// Counted bytes nghttp2 pulled during one `mem_send` drain, told to the streams after it.
@@ -83,10 +73,7 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
   /// When the connection last read bytes (keepalive) and last had no stream open (idle).
   private var lastRead = NIODeadline.now()
   private var idleSince: NIODeadline? = .now()
-  /// Scratch space for header blocks handed to nghttp2 (see `withNameValues`).
-  private var headerBytes: [UInt8] = []
-  private var headerOffsets: [(Int, Int, Int)] = []
-  private var nameValues: [nghttp2_nv] = []
+  private var headerScratch = NGHTTP2HeaderScratch()
   /// A graceful shutdown began: the first GOAWAY (shutdown notice) is out.
   private var draining = false
 
@@ -95,6 +82,7 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
     self.eventLoop = channel.eventLoop
     self.allocator = channel.allocator
     self.settings = settings
+    self.remoteAddress = channel.remoteAddress
     self.turn = ConnectionTurn(eventLoop: channel.eventLoop)
     self.turn.attach(self)
   }
@@ -110,12 +98,12 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
     let id = Int32(stream.id)
     if endStream, let index = self.outputs.index(forKey: id), self.outputs.values[index].sourceSubmitted {
       // DATA is still flowing through the data source: the trailers follow it.
-      self.outputs.values[index].trailers = headers
+      self.outputs.values[index].ending = .trailers(headers)
       self.resume(id)
       return
     }
     let flags = endStream ? UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) : UInt8(NGHTTP2_FLAG_NONE.rawValue)
-    _ = self.withNameValues(headers) { nva, count in
+    _ = self.headerScratch.withNameValues(headers) { nva, count in
       nghttp2_submit_headers(session, flags, id, nil, nva, count, nil)
     }
     self.sentSinceLastPing = true
@@ -124,10 +112,10 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
   func sendData(_ data: ByteBuffer, counted: Bool, on stream: GRPCStream) {
     guard let session = self.session else { return }
     let id = Int32(stream.id)
-    if self.outputs[id] == nil { self.outputs[id] = Output() }
+    if self.outputs[id] == nil { self.outputs[id] = NGHTTP2Output() }
     guard let index = self.outputs.index(forKey: id) else { return }
     // Mutated in place: a copy of the output would copy its chunk buffer too.
-    self.outputs.values[index].chunks.append((data, counted))
+    self.outputs.values[index].append(data, counted: counted)
     if !self.outputs.values[index].sourceSubmitted {
       self.outputs.values[index].sourceSubmitted = true
       var source = nghttp2_data_provider()
@@ -187,33 +175,13 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
     flags: UnsafeMutablePointer<UInt32>
   ) -> Int {
     guard let index = self.outputs.index(forKey: id) else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
-    var written = 0
-    var counted = 0
     // In place (see sendData).
-    while written < length, var chunk = self.outputs.values[index].chunks.popFirst() {
-      let take = min(length - written, chunk.bytes.readableBytes)
-      chunk.bytes.withUnsafeReadableBytes { bytes in
-        if let base = bytes.bindMemory(to: UInt8.self).baseAddress, take > 0 {
-          (buffer + written).update(from: base, count: take)
-        }
-      }
-      chunk.bytes.moveReaderIndex(forwardBy: take)
-      written += take
-      if chunk.counted { counted += take }
-      if chunk.bytes.readableBytes > 0 { self.outputs.values[index].chunks.prepend(chunk) }
+    let pull = self.outputs.values[index].pull(into: buffer, length: length, flags: flags)
+    if pull.counted > 0, let stream = self.streams[id] { self.pulled.append((stream, pull.counted)) }
+    if let trailers = pull.trailers {
+      _ = self.headerScratch.withNameValues(trailers) { nva, count in nghttp2_submit_trailer(session, id, nva, count) }
     }
-    if counted > 0, let stream = self.streams[id] { self.pulled.append((stream, counted)) }
-    if self.outputs.values[index].chunks.isEmpty {
-      if let trailers = self.outputs.values[index].trailers {
-        flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
-        self.outputs.values[index].trailers = nil
-        _ = self.withNameValues(trailers) { nva, count in nghttp2_submit_trailer(session, id, nva, count) }
-      } else if written == 0 {
-        self.outputs.values[index].deferred = true
-        return Int(NGHTTP2_ERR_DEFERRED.rawValue)
-      }
-    }
-    return written
+    return pull.result
   }
 
   // MARK: - Channel
@@ -356,15 +324,9 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
   func flushConnection() {
     guard let session = self.session, let context = self.context else { return }
     guard context.channel.isWritable || self.closing else { return }
-    var out: ByteBuffer?
-    while true {
-      var bytes: UnsafePointer<UInt8>?
-      let count = nghttp2_session_mem_send(session, &bytes)
-      guard count > 0, let bytes else { break }
-      if out == nil { out = context.channel.allocator.buffer(capacity: max(count, 4096)) }
-      out?.writeBytes(UnsafeRawBufferPointer(start: bytes, count: count))
+    if let out = NGHTTP2Drain.output(of: session, allocator: context.channel.allocator) {
+      context.writeAndFlush(Self.wrapOutboundOut(out), promise: nil)
     }
-    if let out { context.writeAndFlush(Self.wrapOutboundOut(out), promise: nil) }
     if !self.pulled.isEmpty {
       let pulled = self.pulled
       self.pulled.removeAll(keepingCapacity: true)
@@ -589,45 +551,5 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
 
   private static func connection(_ userData: UnsafeMutableRawPointer) -> NGHTTP2Connection {
     Unmanaged<NGHTTP2Connection>.fromOpaque(userData).takeUnretainedValue()
-  }
-
-  /// `headers` as nghttp2's name-value array for the duration of `body` (nghttp2 copies them);
-  /// returns what `body` returns (an nghttp2 result code). The bytes and the array are scratch
-  /// space kept by the connection: no allocation per call once they have grown.
-  private func withNameValues(
-    _ headers: HPACKHeaders,
-    _ body: (UnsafePointer<nghttp2_nv>, Int) -> Int32
-  ) -> Int32 {
-    self.headerBytes.removeAll(keepingCapacity: true)
-    self.headerOffsets.removeAll(keepingCapacity: true)
-    for (name, value, _) in headers {
-      let nameStart = self.headerBytes.count
-      self.headerBytes.append(contentsOf: name.utf8)
-      let valueStart = self.headerBytes.count
-      self.headerBytes.append(contentsOf: value.utf8)
-      self.headerOffsets.append((nameStart, valueStart, self.headerBytes.count))
-    }
-    self.headerBytes.append(0)  // never empty: a base address even when every field is empty
-    let offsets = self.headerOffsets
-    return self.headerBytes.withUnsafeMutableBufferPointer { bytes in
-      guard let base = bytes.baseAddress else { return NGHTTP2_ERR_INVALID_ARGUMENT.rawValue }
-      self.nameValues.removeAll(keepingCapacity: true)
-      for (nameStart, valueStart, end) in offsets {
-        self.nameValues.append(
-          nghttp2_nv(
-            name: base + nameStart,
-            value: base + valueStart,
-            namelen: valueStart - nameStart,
-            valuelen: end - valueStart,
-            flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
-          )
-        )
-      }
-      self.nameValues.append(nghttp2_nv())  // never empty either
-      return self.nameValues.withUnsafeMutableBufferPointer { fields in
-        guard let first = fields.baseAddress else { return NGHTTP2_ERR_INVALID_ARGUMENT.rawValue }
-        return body(first, fields.count - 1)
-      }
-    }
   }
 }

@@ -1,5 +1,6 @@
 public import Logging
 internal import NIOCore
+internal import NIOPosix
 internal import ServiceLifecycle
 internal import SluiceCodec
 internal import SluiceProtos
@@ -21,6 +22,8 @@ public final class Gateway: Sendable {
   /// The metrics served on `GET /metrics`.
   public let metrics: GatewayMetrics
 
+  private let bridges: JSONBridgeSource
+  private let upstreams: UpstreamDirectory?
   private let grpcServer: GRPCPortServer
   private let httpFrontEnd: HTTPFrontEnd
   private let serviceGroup: ServiceGroup
@@ -42,14 +45,44 @@ public final class Gateway: Sendable {
     self.metrics = GatewayMetrics()
     self.monitor = RPCMonitor(metrics: self.metrics, logger: logger)
 
-    // One engine for every front end: the seed services as event-loop handlers, and one place for
-    // limits, auth and metrics, whichever transport a call came in on.
-    var methods = SeedMethods.make(configuration: configuration, logger: logger)
+    // One engine for every front end: the seed services as event-loop handlers, the upstreams
+    // behind them, and one place for limits, auth and metrics, whichever transport a call came in
+    // on.
+    var methods = configuration.hostsSeed ? SeedMethods.make(configuration: configuration, logger: logger) : []
     if configuration.interopService {
       methods += InteropMethods.make(maximumMessageBytes: configuration.maxMessageBytes)
     }
+    // The JSON front ends translate with the hosted services' descriptors and those of
+    // `--descriptor-set` (and, with `--upstream-reflection`, what the upstreams describe: see
+    // `useDescriptors`), and call the same engine, on the connection's event loop.
+    let registry = try Self.registry(configuration, extra: [])
+    self.bridges = JSONBridgeSource(Self.bridge(registry, configuration))
+    var upstreams: UpstreamDirectory?
+    if !configuration.upstreams.isEmpty {
+      let directory = try UpstreamDirectory(
+        routes: configuration.upstreams,
+        tls: configuration.upstreamTLS,
+        registry: registry,
+        hostedPaths: Set(methods.map(\.path)),
+        maximumMessageBytes: configuration.maxMessageBytes,
+        logger: logger
+      )
+      directory.start(on: MultiThreadedEventLoopGroup.singleton.any())
+      for cluster in directory.all {
+        logger.info(
+          "Proxying to an upstream",
+          metadata: [
+            "sluice.upstream.service": "\(cluster.route.service)",
+            "sluice.upstream.addresses": "\(cluster.route.addresses.map(\.description).joined(separator: ","))",
+            "sluice.upstream.json_methods": "\(directory.knownMethods(of: cluster).count)",
+          ]
+        )
+      }
+      upstreams = directory
+    }
+    self.upstreams = upstreams
     let engine = RPCEngine(
-      router: RPCRouter(methods),
+      router: RPCRouter(methods, upstreams: upstreams),
       limiter: RPCLimiter(limit: configuration.maxConcurrentRPCs),
       monitor: self.monitor,
       authenticator: configuration.bearerTokens.map { BearerAuthenticator(tokens: $0) },
@@ -58,14 +91,8 @@ public final class Gateway: Sendable {
       logger: logger
     )
     self.grpcServer = GRPCPortServer(configuration: configuration, port: engine, metrics: self.metrics, logger: logger)
-    // The JSON front ends translate with the hosted services' descriptors and call the same
-    // engine, on the connection's event loop.
-    let registry = try DescriptorRegistry(fileDescriptorSet: SluiceDescriptors.fileDescriptorSet)
-    let codec = JSONCodec(
-      registry: registry,
-      decoding: .init(maximumDepth: configuration.maxJSONDepth, maximumBytes: configuration.maxMessageBytes))
     self.httpFrontEnd = HTTPFrontEnd(
-      bridge: JSONBridge(registry: registry, codec: codec),
+      bridges: self.bridges,
       engine: engine,
       grpc: configuration.grpcOnHTTPPort ? self.grpcServer : nil,
       configuration: configuration,
@@ -104,6 +131,27 @@ public final class Gateway: Sendable {
   /// The HTTP/1.1 (WebSocket and JSON) port, once bound.
   public func httpPort() async throws -> Int {
     try await self.httpFrontEnd.port()
+  }
+
+  /// Adds descriptors for the JSON front ends (upstream services described by reflection) to the
+  /// hosted services' and `--descriptor-set`'s, replacing what an earlier call added. Calls in
+  /// flight keep the descriptors they started with.
+  public func useDescriptors(_ fileDescriptorSets: [[UInt8]]) throws {
+    let registry = try Self.registry(self.configuration, extra: fileDescriptorSets)
+    self.bridges.replace(with: Self.bridge(registry, self.configuration))
+    self.upstreams?.update(registry: registry)
+  }
+
+  private static func registry(_ configuration: GatewayConfiguration, extra: [[UInt8]]) throws -> DescriptorRegistry {
+    try DescriptorRegistry(
+      fileDescriptorSets: [SluiceDescriptors.fileDescriptorSet] + configuration.descriptorSets + extra)
+  }
+
+  private static func bridge(_ registry: DescriptorRegistry, _ configuration: GatewayConfiguration) -> JSONBridge {
+    let codec = JSONCodec(
+      registry: registry,
+      decoding: .init(maximumDepth: configuration.maxJSONDepth, maximumBytes: configuration.maxMessageBytes))
+    return JSONBridge(registry: registry, codec: codec)
   }
 
   /// Starts a graceful shutdown: no new connections or RPCs; open streams end with `UNAVAILABLE`;

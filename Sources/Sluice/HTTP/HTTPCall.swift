@@ -34,6 +34,8 @@ final class HTTPCall: CallResponder {
   let eventLoop: any EventLoop
   private let connection: HTTPConnectionHandler
   private let port: HTTPPort
+  /// The descriptors the call started with (see `JSONBridgeSource`).
+  private let bridge: JSONBridge
   private let method: SluiceCodec.MethodDescriptor
   private let head: HTTPRequestHead
   private let path: String
@@ -46,6 +48,8 @@ final class HTTPCall: CallResponder {
   private var handler: (any RPCHandler)?
   private var call: ServerCall?
   private var initialMetadata: HPACKHeaders = [:]
+  /// The handler holds its requests back (`holdRequests`), and so the connection its reading.
+  private var requestsHeld = false
   private var deadline: Scheduled<Void>?
   private var messagesIn = 0
   private var messagesOut = 0
@@ -70,6 +74,7 @@ final class HTTPCall: CallResponder {
     connection: HTTPConnectionHandler,
     eventLoop: any EventLoop,
     port: HTTPPort,
+    bridge: JSONBridge,
     method: SluiceCodec.MethodDescriptor,
     head: HTTPRequestHead,
     cors: HTTPHeaders
@@ -77,6 +82,7 @@ final class HTTPCall: CallResponder {
     self.connection = connection
     self.eventLoop = eventLoop
     self.port = port
+    self.bridge = bridge
     self.method = method
     self.head = head
     self.path = head.path
@@ -116,7 +122,7 @@ final class HTTPCall: CallResponder {
       try self.checkContentType()
       (self.metadata, self.timeout) = try RequestMetadata.from(headers: self.head.headers)
       if self.head.method == .GET {
-        self.queryMessage = try self.port.bridge.encodeRequest(try self.queryRequest(), for: self.method)
+        self.queryMessage = try self.bridge.encodeRequest(try self.queryRequest(), for: self.method)
         return  // the RPC starts once the (empty) body has ended
       }
       if self.method.takesOneRequest {
@@ -165,8 +171,8 @@ final class HTTPCall: CallResponder {
         guard body.readableBytes > 0 else {
           throw RPCError(code: .invalidArgument, message: "\(self.path) needs one JSON request message in the body")
         }
-        let message = try self.port.bridge.encodeRequest(
-          try self.port.bridge.parse(body.readableBytesView),
+        let message = try self.bridge.encodeRequest(
+          try self.bridge.parse(body.readableBytesView),
           for: self.method
         )
         self.start(message: message, end: true)
@@ -211,7 +217,7 @@ final class HTTPCall: CallResponder {
     guard !self.done, self.handler != nil else { return }
     let json: [UInt8]
     do {
-      json = try self.port.bridge.decodeResponse(message, for: self.method)
+      json = try self.bridge.decodeResponse(message, for: self.method)
     } catch {
       self.stop(error)
       return
@@ -232,6 +238,18 @@ final class HTTPCall: CallResponder {
     self.connection.flushSoon()
   }
 
+  func sendHeaders(_ metadata: HPACKHeaders) {
+    // The response head goes out with the first message or the end: until then it can take them.
+    guard !self.done, self.messagesOut == 0, let call = self.call else { return }
+    self.initialMetadata = self.port.engine.responseMetadata(metadata, for: call)
+  }
+
+  func holdRequests(_ hold: Bool) {
+    guard !self.done, hold != self.requestsHeld else { return }
+    self.requestsHeld = hold
+    self.connection.holdRequests(hold)
+  }
+
   func finish(_ error: RPCError?, trailers: HPACKHeaders) {
     guard !self.done, self.handler != nil else { return }
     self.end(error, trailers: trailers, errorStatus: nil)
@@ -241,9 +259,20 @@ final class HTTPCall: CallResponder {
 
   private func start(message: [UInt8]?, end: Bool) {
     let engine = self.port.engine
+    let origin = CallOrigin(
+      peer: self.connection.remoteAddress,
+      host: self.head.headers.first(name: "Host"),
+      secure: self.port.configuration.tls != nil,
+      forwardedFor: self.head.headers.forwardedFor
+    )
     switch engine.begin(
-      path: self.path, metadata: RequestMetadata.headers(self.metadata), transport: .http, responder: self)
-    {
+      path: self.path,
+      metadata: RequestMetadata.headers(self.metadata),
+      deadline: self.timeout.map { .now() + TimeAmount($0) },
+      origin: origin,
+      transport: .http,
+      responder: self
+    ) {
     case .failure(let error):
       self.end(error, trailers: [:], errorStatus: nil)
     case .success(let started):
@@ -256,7 +285,7 @@ final class HTTPCall: CallResponder {
           self.connection.inCallback { self.stop(GRPCErrors.deadlineExceeded) }
         }
       }
-      self.initialMetadata = engine.initialMetadata(of: started)
+      self.initialMetadata = engine.start(started) ?? [:]
       if let message, !self.done {
         self.messagesIn += 1
         handler.received(ByteBuffer(bytes: message), call)
@@ -312,6 +341,10 @@ final class HTTPCall: CallResponder {
     self.lineTimer = nil
     self.handler = nil
     self.call = nil
+    if self.requestsHeld {
+      self.requestsHeld = false
+      self.connection.holdRequests(false)
+    }
     self.releaseBudget()
     if let admission = self.admission {
       self.admission = nil
@@ -399,14 +432,14 @@ final class HTTPCall: CallResponder {
       return  // blank lines separate nothing
     }
     do throws(RPCError) {
-      let value = try self.port.bridge.parse(line)
+      let value = try self.bridge.parse(line)
       if let control = JSONBridge.controlFrame(value), let key = control.members.first?.key {
         throw RPCError(
           code: .invalidArgument,
           message: "control frames such as \(key) are WebSocket-only: over HTTP, use headers and end the body"
         )
       }
-      let message = try self.port.bridge.encodeRequest(value, for: self.method)
+      let message = try self.bridge.encodeRequest(value, for: self.method)
       guard let handler = self.handler, let call = self.call else { return }
       self.messagesIn += 1
       handler.received(ByteBuffer(bytes: message), call)
@@ -507,7 +540,7 @@ final class HTTPCall: CallResponder {
     let uri = self.head.uri.replacingOccurrences(of: "+", with: "%20")
     let items = URLComponents(string: uri)?.queryItems ?? []
     guard let text = items.first(where: { $0.name == "request" })?.value else { return .object([:]) }
-    return try self.port.bridge.parse(Array(text.utf8))
+    return try self.bridge.parse(Array(text.utf8))
   }
 
   private func sendContinueIfExpected() {
@@ -515,5 +548,13 @@ final class HTTPCall: CallResponder {
       self.connection.write(.head(HTTPResponseHead(version: self.head.version, status: .continue)))
       self.connection.flushSoon()
     }
+  }
+}
+
+extension HTTPHeaders {
+  /// Every `X-Forwarded-For` the request carries, as one list; nil without any.
+  var forwardedFor: String? {
+    let values = self["X-Forwarded-For"]
+    return values.isEmpty ? nil : values.joined(separator: ", ")
   }
 }

@@ -7,7 +7,9 @@ internal import SluiceCodec
 /// What every connection of the HTTP port shares.
 final class HTTPPort: Sendable {
   let engine: RPCEngine
-  let bridge: JSONBridge
+  let bridges: JSONBridgeSource
+  /// The JSON bridge new calls take (see `JSONBridgeSource`).
+  var bridge: JSONBridge { self.bridges.current }
   let configuration: GatewayConfiguration
   let originPolicy: OriginPolicy
   let staticFiles: StaticFiles?
@@ -17,7 +19,7 @@ final class HTTPPort: Sendable {
 
   init(
     engine: RPCEngine,
-    bridge: JSONBridge,
+    bridges: JSONBridgeSource,
     configuration: GatewayConfiguration,
     originPolicy: OriginPolicy,
     staticFiles: StaticFiles?,
@@ -26,7 +28,7 @@ final class HTTPPort: Sendable {
     logger: Logger
   ) {
     self.engine = engine
-    self.bridge = bridge
+    self.bridges = bridges
     self.configuration = configuration
     self.originPolicy = originPolicy
     self.staticFiles = staticFiles
@@ -76,6 +78,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
   private var queued = CircularBuffer<HTTPServerRequestPart>()
   private var timer: Scheduled<Void>?
   private var readPending = false
+  /// The call holds its requests back (`HTTPCall.holdRequests`): reading stops.
+  private var requestsHeld = false
   /// Writes are flushed once per read, callback or loop turn.
   private let turn: ConnectionTurn
   private var counted = false
@@ -93,6 +97,15 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
   var allocator: ByteBufferAllocator { self.context?.channel.allocator ?? ByteBufferAllocator() }
 
   var isWritable: Bool { self.context?.channel.isWritable ?? false }
+
+  var remoteAddress: SocketAddress? { self.context?.channel.remoteAddress }
+
+  /// While `hold` is true the connection reads nothing more (its call's handler cannot take more
+  /// request messages).
+  func holdRequests(_ hold: Bool) {
+    self.requestsHeld = hold
+    if !hold { self.resumeReading() }
+  }
 
   // MARK: - Channel events
 
@@ -144,7 +157,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
   func read(context: ChannelHandlerContext) {
     // While the channel cannot take more output, or the next request waits for this response,
     // the client's bytes stay in TCP.
-    if context.channel.isWritable, self.queued.isEmpty {
+    if context.channel.isWritable, self.queued.isEmpty, !self.requestsHeld {
       context.read()
     } else {
       self.readPending = true
@@ -219,7 +232,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
       return
     }
     let cors = CORS.headers(origin: origin)
-    let method = self.port.bridge.registry.method(path: path)
+    let bridge = self.port.bridge
+    let method = bridge.registry.method(path: path)
     switch head.method {
     case .OPTIONS:
       self.request = .answered
@@ -238,6 +252,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
         connection: self,
         eventLoop: context.eventLoop,
         port: self.port,
+        bridge: bridge,
         method: method,
         head: head,
         cors: cors
@@ -391,7 +406,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
   }
 
   private func resumeReading() {
-    guard self.readPending, self.queued.isEmpty, let context = self.context, context.channel.isWritable else { return }
+    guard self.readPending, self.queued.isEmpty, !self.requestsHeld, let context = self.context,
+      context.channel.isWritable
+    else { return }
     self.readPending = false
     context.read()
   }

@@ -41,7 +41,7 @@ final class HTTPFrontEnd: Service {
   }
 
   init(
-    bridge: JSONBridge,
+    bridges: JSONBridgeSource,
     engine: RPCEngine,
     grpc: GRPCPortServer?,
     configuration: GatewayConfiguration,
@@ -53,7 +53,7 @@ final class HTTPFrontEnd: Service {
     self.logger = logger
     self.httpPort = HTTPPort(
       engine: engine,
-      bridge: bridge,
+      bridges: bridges,
       configuration: configuration,
       originPolicy: OriginPolicy(
         allowedOrigins: configuration.allowedOrigins,
@@ -91,13 +91,12 @@ final class HTTPFrontEnd: Service {
     let maxHeaderBytes = self.configuration.maxHeaderBytes
     let (bodyTimeout, budget) = (self.configuration.bodyTimeout, self.httpPort.budget)
     let (httpPort, tracker) = (self.httpPort, self.connections)
-    let (bridge, engine, metrics, logger) = (httpPort.bridge, httpPort.engine, httpPort.metrics, httpPort.logger)
-    let registry = bridge.registry
+    let (engine, metrics, logger) = (httpPort.engine, httpPort.metrics, httpPort.logger)
     let configuration = self.configuration
     // NDJSON bodies of client-streaming and bidi calls are streams: their lines are timed one by
     // one (HTTPCall), not the body as a whole.
     let streamsBody: @Sendable (HTTPRequestHead) -> Bool = { head in
-      head.method != .GET && registry.method(path: head.path).map { !$0.takesOneRequest } == true
+      head.method != .GET && httpPort.bridge.registry.method(path: head.path).map { !$0.takesOneRequest } == true
     }
     let grpc = self.grpc
     // HTTP/1.1 for browsers and curl (WebSocket needs it); with --grpc-on-http-port, HTTP/2 for
@@ -139,6 +138,8 @@ final class HTTPFrontEnd: Service {
                 maxAccumulatedFrameSize: maxBytes
               )
             )
+            // The session keeps the descriptors it started with.
+            let bridge = httpPort.bridge
             try channel.pipeline.syncOperations.addHandler(
               WebSocketSessionHandler(
                 eventLoop: channel.eventLoop,

@@ -118,7 +118,7 @@ private final class InteropUnaryHandler<Input: SwiftProtobuf.Message, Output: Sw
     self.body = body
   }
 
-  func initialMetadata(_ call: ServerCall) -> HPACKHeaders {
+  func start(_ call: ServerCall) -> HPACKHeaders? {
     InteropMethods.echoedInitial(call)
   }
 
@@ -152,7 +152,7 @@ private final class InteropUnaryHandler<Input: SwiftProtobuf.Message, Output: Sw
 private final class StreamingInputHandler: RPCHandler {
   private var total = 0
 
-  func initialMetadata(_ call: ServerCall) -> HPACKHeaders {
+  func start(_ call: ServerCall) -> HPACKHeaders? {
     InteropMethods.echoedInitial(call)
   }
 
@@ -208,7 +208,7 @@ private final class ResponseStreamHandler: RPCHandler {
     self.limit = limit
   }
 
-  func initialMetadata(_ call: ServerCall) -> HPACKHeaders {
+  func start(_ call: ServerCall) -> HPACKHeaders? {
     InteropMethods.echoedInitial(call)
   }
 

@@ -30,6 +30,9 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
     var method: SluiceCodec.MethodDescriptor
     var metadata: Metadata
     var timeout: Duration?
+    /// The handshake's `Host` and `X-Forwarded-For`.
+    var host: String?
+    var forwardedFor: String?
   }
 
   let eventLoop: any EventLoop
@@ -42,6 +45,11 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
   private let method: SluiceCodec.MethodDescriptor?
   private let pingInterval: TimeAmount?
   private let maxMetadataBytes: Int
+  /// The handshake's `Host`, and whether the connection is TLS (for a proxied call's
+  /// `x-forwarded-*`).
+  private let host: String?
+  private let secure: Bool
+  private let forwardedFor: String?
   private let metrics: GatewayMetrics
   private let logger: Logger
 
@@ -61,8 +69,12 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
   private var keepalive: Scheduled<Void>?
   private var lastHeard = NIODeadline.now()
   private var pingedAt: NIODeadline?
-  /// A `read` held back while the channel is not writable.
+  /// A `read` held back while the channel is not writable or the handler holds requests.
   private var readPending = false
+  /// The handler holds requests back (`holdRequests`).
+  private var requestsHeld = false
+  /// The response headers (`$headers`, or the first message without) went out.
+  private var headersSent = false
   /// Writes are flushed once per read, callback or loop turn.
   private let turn: ConnectionTurn
   private var counted = false
@@ -84,6 +96,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
     self.path = path
     self.pingInterval = configuration.webSocketPingInterval.map { TimeAmount($0) }
     self.maxMetadataBytes = configuration.maxHeaderBytes
+    self.secure = configuration.tls != nil
     self.metrics = metrics
     self.logger = logger
     let ready = try? setup.get()
@@ -92,6 +105,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
     self.machine = WebSocketSessionStateMachine(path: path, takesOneRequest: ready?.method.takesOneRequest ?? true)
     self.metadata = ready?.metadata ?? [:]
     self.timeout = ready?.timeout
+    self.host = ready?.host
+    self.forwardedFor = ready?.forwardedFor
   }
 
   // MARK: - Channel events
@@ -193,7 +208,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
 
   func channelWritabilityChanged(context: ChannelHandlerContext) {
     if context.channel.isWritable {
-      if self.readPending {
+      if self.readPending, !self.requestsHeld {
         self.readPending = false
         context.read()
       }
@@ -205,7 +220,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
   }
 
   func read(context: ChannelHandlerContext) {
-    if context.channel.isWritable {
+    if context.channel.isWritable, !self.requestsHeld {
       context.read()
     } else {
       self.readPending = true
@@ -228,7 +243,21 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
       return
     }
     self.messagesOut += 1
+    self.headersSent = true
     self.write(json, context: context)
+  }
+
+  func sendHeaders(_ metadata: HPACKHeaders) {
+    guard self.machine.isRunning, !self.headersSent, let call = self.call else { return }
+    self.headersSent = true
+    if let frame = StatusJSON.headersFrame(self.engine.responseMetadata(metadata, for: call)) { self.write(frame) }
+  }
+
+  func holdRequests(_ hold: Bool) {
+    self.requestsHeld = hold
+    guard !hold, self.readPending, let context = self.context, context.channel.isWritable else { return }
+    self.readPending = false
+    context.read()
   }
 
   func finish(_ error: RPCError?, trailers: HPACKHeaders) {
@@ -331,7 +360,19 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
   /// the refusal's status), the handler is made, the deadline set and `$headers` sent.
   private func startRPC() {
     let metadata = RequestMetadata.headers(self.metadata)
-    switch self.engine.begin(path: self.path, metadata: metadata, transport: .websocket, responder: self) {
+    switch self.engine.begin(
+      path: self.path,
+      metadata: metadata,
+      deadline: self.timeout.map { .now() + TimeAmount($0) },
+      origin: CallOrigin(
+        peer: self.context?.channel.remoteAddress,
+        host: self.host,
+        secure: self.secure,
+        forwardedFor: self.forwardedFor
+      ),
+      transport: .websocket,
+      responder: self
+    ) {
     case .failure(let error):
       self.perform(self.machine.rpcFinished(error))
     case .success(let started):
@@ -343,7 +384,10 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
           self.inTurn { self.machine.rpcFailed(GRPCErrors.deadlineExceeded) }
         }
       }
-      if let frame = StatusJSON.headersFrame(self.engine.initialMetadata(of: started)) { self.write(frame) }
+      if let metadata = self.engine.start(started) {
+        self.headersSent = true
+        if let frame = StatusJSON.headersFrame(metadata) { self.write(frame) }
+      }
     }
   }
 
@@ -440,7 +484,15 @@ extension WebSocketSessionHandler {
       {
         metadata.addString("Bearer \(token)", forKey: "authorization")
       }
-      return .success(Setup(method: method, metadata: metadata, timeout: timeout))
+      return .success(
+        Setup(
+          method: method,
+          metadata: metadata,
+          timeout: timeout,
+          host: head.headers.first(name: "Host"),
+          forwardedFor: head.headers.forwardedFor
+        )
+      )
     } catch {
       return .failure(error)
     }

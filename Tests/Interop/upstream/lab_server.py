@@ -1,0 +1,135 @@
+"""The upstream of the upstream tests: a Python grpcio server (not written with Sluice's code)
+hosting upstream.lab.Lab, with grpcio-reflection and grpcio-health-checking.
+
+Usage: python3 lab_server.py STUBS_DIR PORT [--name NAME] [--reflection v1alpha|both]
+
+grpcio-reflection serves grpc.reflection.v1alpha only; with `--reflection both` (the default) the
+same servicer is also registered as grpc.reflection.v1, whose messages are v1alpha's under a new
+package name (the same bytes on the wire).
+Prints "listening PORT" once serving. STUBS_DIR holds lab_pb2/lab_pb2_grpc (grpcio-tools).
+"""
+import base64
+import sys
+import threading
+import time
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection_pb2
+
+sys.path.insert(0, sys.argv[1])
+import lab_pb2  # noqa: E402
+import lab_pb2_grpc  # noqa: E402
+
+NAME = sys.argv[sys.argv.index("--name") + 1] if "--name" in sys.argv else "lab"
+REFLECTION = sys.argv[sys.argv.index("--reflection") + 1] if "--reflection" in sys.argv else "both"
+stats_lock = threading.Lock()
+stats = {"cancelled": 0, "sum_read": 0}
+HEALTH = health.HealthServicer()
+
+
+def seen_metadata(context):
+    seen = {}
+    for key, value in context.invocation_metadata():
+        if isinstance(value, bytes):
+            value = base64.b64encode(value).decode()
+        seen[key] = value if key not in seen else seen[key] + "," + value
+    return seen
+
+
+def remaining(context):
+    left = context.time_remaining()
+    return 0.0 if left is None or left > 1e6 else left
+
+
+class Lab(lab_pb2_grpc.LabServicer):
+    def Echo(self, request, context):
+        context.send_initial_metadata((("x-upstream-initial", NAME),))
+        context.set_trailing_metadata((("x-upstream-trailer", "done"), ("x-upstream-bin", b"\x00\x01\xfe")))
+        return lab_pb2.EchoReply(item=request, metadata=seen_metadata(context), time_remaining=remaining(context))
+
+    def Fail(self, request, context):
+        context.set_trailing_metadata((("x-upstream-trailer", "failed"),))
+        context.abort(grpc.StatusCode(next(c.value for c in grpc.StatusCode if c.value[0] == request.code)), request.message)
+
+    def Count(self, request, context):
+        try:
+            for i in range(request.count):
+                if not context.is_active():
+                    break
+                notes = ["x" * request.payload_bytes] if request.payload_bytes else []
+                yield lab_pb2.Item(name=f"{NAME}-{i}", count=i, notes=notes)
+                if request.interval_ms:
+                    time.sleep(request.interval_ms / 1000)
+        finally:
+            if not context.is_active():
+                with stats_lock:
+                    stats["cancelled"] += 1
+
+    def Sum(self, request_iterator, context):
+        total, items = 0, 0
+        for item in request_iterator:
+            total += item.count
+            items += 1
+            with stats_lock:
+                stats["sum_read"] += 1
+        return lab_pb2.Total(sum=total, items=items)
+
+    def SlowSum(self, request_iterator, context):
+        total, items = 0, 0
+        for request in request_iterator:
+            if items == 0:
+                time.sleep(request.count / 1000)
+            total += request.count
+            items += 1
+        return lab_pb2.Total(sum=total, items=items)
+
+    def Chat(self, request_iterator, context):
+        context.send_initial_metadata((("x-upstream-initial", NAME),))
+        try:
+            for item in request_iterator:
+                yield lab_pb2.EchoReply(item=item, metadata={"server": NAME})
+        finally:
+            if not context.is_active():
+                with stats_lock:
+                    stats["cancelled"] += 1
+
+    def SetHealth(self, request, context):
+        status = health_pb2.HealthCheckResponse.ServingStatus.Value(request.name)
+        for service in ("", "upstream.lab.Lab"):
+            HEALTH.set(service, status)
+        return request
+
+    def GetStats(self, request, context):
+        with stats_lock:
+            return lab_pb2.Stats(**stats)
+
+
+def main():
+    port = int(sys.argv[2])
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
+    lab_pb2_grpc.add_LabServicer_to_server(Lab(), server)
+    HEALTH.set("upstream.lab.Lab", health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(HEALTH, server)
+    names = (lab_pb2.DESCRIPTOR.services_by_name["Lab"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    if REFLECTION == "both":
+        servicer = reflection.ReflectionServicer(names)
+        v1 = grpc.method_handlers_generic_handler("grpc.reflection.v1.ServerReflection", {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+            )
+        })
+        server.add_generic_rpc_handlers((v1,))
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    print(f"listening {bound}", flush=True)
+    server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    main()
