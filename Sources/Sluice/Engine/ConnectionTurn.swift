@@ -23,6 +23,8 @@ final class ConnectionTurn {
   private var flushNeeded = false
   private var flushScheduled = false
   private var batching: [any TurnBatched] = []
+  /// Other connections' turns to flush before this one's own output (see `flushFirst`).
+  private var firsts: [ConnectionTurn] = []
 
   init(eventLoop: any EventLoop) {
     self.eventLoop = eventLoop
@@ -36,6 +38,16 @@ final class ConnectionTurn {
   /// `writer` has batched output to write before the next flush.
   func writeAtFlush(_ writer: any TurnBatched) {
     self.batching.append(writer)
+  }
+
+  /// Flushes `other` (another connection's turn on this loop) as this turn's flush begins, before
+  /// this connection's own output: a proxy forwards what it read on one connection to another,
+  /// and the forwarded bytes are on the call's critical path while this connection's own (window
+  /// updates, PING acknowledgements) are not.
+  func flushFirst(_ other: ConnectionTurn) {
+    guard other !== self, !self.firsts.contains(where: { $0 === other }) else { return }
+    self.firsts.append(other)
+    self.flushNeeded = true
   }
 
   /// Flushes at the end of the current turn, or on the loop's next task outside one.
@@ -73,13 +85,23 @@ final class ConnectionTurn {
 
   /// Flushes now (if anything asked to): the streams' batched DATA, then the connection.
   func flushNow(always: Bool = false) {
+    if !self.firsts.isEmpty {
+      let firsts = self.firsts
+      self.firsts.removeAll(keepingCapacity: true)
+      for other in firsts { other.flushNow() }
+    }
     if always { self.flushNeeded = true }
     guard self.flushNeeded, let owner = self.owner else { return }
     self.flushNeeded = false
     if !self.batching.isEmpty {
       let batching = self.batching
       self.batching.removeAll(keepingCapacity: true)
+      // What the writers hand over is flushed just below, not in another turn.
+      let outer = self.inTurn
+      self.inTurn = true
       for writer in batching { writer.writePending() }
+      self.inTurn = outer
+      self.flushNeeded = false
     }
     owner.flushConnection()
   }

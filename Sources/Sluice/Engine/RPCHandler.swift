@@ -52,9 +52,19 @@ protocol CallResponder: AnyObject {
   /// is not reading): it stops reading from the client, or keeps its HTTP/2 window shut, so the
   /// client is held back by flow control. Messages already received may still arrive.
   func holdRequests(_ hold: Bool)
+  /// The output batching of the connection under the call, for a handler that forwards to
+  /// another connection (`ConnectionTurn.flushFirst`); nil when there is none.
+  var outputTurn: ConnectionTurn? { get }
 }
 
 extension CallResponder {
+  /// Sends one serialized response message, uncompressed, from a buffer (a proxy's, which has
+  /// the upstream's bytes in one). Transports that frame bytes themselves take it without a copy
+  /// into an array.
+  func send(buffer message: ByteBuffer) {
+    self.send(serialized: Array(message.readableBytesView), compressed: false)
+  }
+
   /// Ends the call with `error` (nil: OK) and no trailing metadata of the handler's.
   func finish(_ error: RPCError?) {
     self.finish(error, trailers: [:])
@@ -63,8 +73,10 @@ extension CallResponder {
 
 /// Where a call came from, as a proxy tells its upstream (`x-forwarded-*`).
 struct CallOrigin: Sendable {
-  /// The client's IP address, when the transport has one.
-  var peer: String?
+  /// The client's address, when the transport has one.
+  var peerAddress: SocketAddress?
+  /// The client's IP address (made when asked: only a proxied call needs it).
+  var peer: String? { self.peerAddress?.ipAddress }
   /// The host the client addressed (`:authority` or `Host`).
   var host: String?
   /// `https` when the client's connection is TLS, else `http`.
@@ -74,7 +86,7 @@ struct CallOrigin: Sendable {
 
   /// The peer of a channel (its remote IP address), the rest from the request.
   init(peer: SocketAddress?, host: String?, secure: Bool, forwardedFor: String?) {
-    self.peer = peer?.ipAddress
+    self.peerAddress = peer
     self.host = host
     self.scheme = secure ? "https" : "http"
     self.forwardedFor = forwardedFor

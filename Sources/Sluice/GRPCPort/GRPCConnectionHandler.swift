@@ -38,7 +38,7 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, GRPCStreamConnection, T
   private var connectionCredit = 0
   private var raisedWindow = false
   /// Inside the connection's reads or an engine callback: flush when it is over.
-  private let turn: ConnectionTurn
+  let turn: ConnectionTurn
 
   init(port: RPCEngine, channel: any Channel, targetWindow: Int, activity: ConnectionActivity) {
     self.port = port

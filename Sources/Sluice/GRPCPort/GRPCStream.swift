@@ -9,6 +9,8 @@ internal import NIOHTTP2
 protocol GRPCStreamConnection: AnyObject {
   var eventLoop: any EventLoop { get }
   var allocator: ByteBufferAllocator { get }
+  /// The connection's output batching.
+  var turn: ConnectionTurn { get }
   /// The client's address.
   var remoteAddress: SocketAddress? { get }
   func sendHeaders(_ headers: HPACKHeaders, endStream: Bool, on stream: GRPCStream)
@@ -96,6 +98,8 @@ final class GRPCStream: CallResponder, TurnBatched {
 
   var eventLoop: any EventLoop { self.connection.eventLoop }
 
+  var outputTurn: ConnectionTurn? { self.connection.turn }
+
   var isWritable: Bool {
     let writable = self.belowWatermark && self.queuedRequest.isEmpty
     if !writable { self.waitingForWritability = true }
@@ -103,6 +107,20 @@ final class GRPCStream: CallResponder, TurnBatched {
   }
 
   private(set) var messageCompressed = false
+
+  /// A proxy's response message, framed from its buffer with no copy into an array.
+  func send(buffer message: ByteBuffer) {
+    guard message.readableBytes <= self.port.maximumMessageBytes else {
+      self.finish(
+        GRPCErrors.messageTooLarge(message.readableBytes, limit: self.port.maximumMessageBytes, received: false))
+      return
+    }
+    let (headers, open) = self.state.sendingMessage()
+    guard open else { return }
+    if let headers { self.writeHeaders(headers) }
+    var message = message
+    self.appendFramed(flag: 0, length: message.readableBytes) { $0.writeBuffer(&message) }
+  }
 
   func send(serialized message: [UInt8], compressed: Bool) {
     guard message.count <= self.port.maximumMessageBytes else {
@@ -116,18 +134,21 @@ final class GRPCStream: CallResponder, TurnBatched {
     if compressed, self.state.compressesResponses {
       gzipped = GzipMessage.deflate(message, allocator: self.connection.allocator)
     }
+    if var gzipped {
+      self.appendFramed(flag: 1, length: gzipped.readableBytes) { $0.writeBuffer(&gzipped) }
+    } else {
+      self.appendFramed(flag: 0, length: message.count) { $0.writeBytes(message) }
+    }
+  }
+
+  /// Adds one length-prefixed message to the batch, written as DATA at 16 KiB or at the flush.
+  private func appendFramed(flag: UInt8, length: Int, _ write: (inout ByteBuffer) -> Void) {
     let first = self.pending == nil
     var pending = self.pending ?? self.connection.allocator.buffer(capacity: Self.batchBytes)
     self.pending = nil  // unique while written to: no copy
-    if var gzipped {
-      pending.writeInteger(UInt8(1))
-      pending.writeInteger(UInt32(truncatingIfNeeded: gzipped.readableBytes))
-      pending.writeBuffer(&gzipped)
-    } else {
-      pending.writeInteger(UInt8(0))
-      pending.writeInteger(UInt32(truncatingIfNeeded: message.count))
-      pending.writeBytes(message)
-    }
+    pending.writeInteger(flag)
+    pending.writeInteger(UInt32(truncatingIfNeeded: length))
+    write(&pending)
     self.pending = pending
     self.messagesOut += 1
     if pending.readableBytes >= Self.batchBytes {

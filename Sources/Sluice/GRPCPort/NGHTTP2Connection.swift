@@ -58,7 +58,7 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
   private var incoming: [Int32: (headers: HPACKHeaders, bytes: Int)] = [:]
   /// Counted bytes nghttp2 pulled during one `mem_send` drain, told to the streams after it.
   private var pulled: [(GRPCStream, Int)] = []
-  private let turn: ConnectionTurn
+  let turn: ConnectionTurn
   private var closing = false
 
   private var pingPolicy = PingPolicy()

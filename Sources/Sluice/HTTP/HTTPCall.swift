@@ -211,6 +211,8 @@ final class HTTPCall: CallResponder {
 
   var isWritable: Bool { self.connection.isWritable }
 
+  var outputTurn: ConnectionTurn? { self.connection.turn }
+
   var messageCompressed: Bool { false }
 
   func send(serialized message: [UInt8], compressed: Bool) {

@@ -81,7 +81,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
   /// The call holds its requests back (`HTTPCall.holdRequests`): reading stops.
   private var requestsHeld = false
   /// Writes are flushed once per read, callback or loop turn.
-  private let turn: ConnectionTurn
+  let turn: ConnectionTurn
   private var counted = false
   /// The write of the last response's end.
   private var responseWritten: EventLoopFuture<Void>?

@@ -66,7 +66,7 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
   private var incoming: [Int32: HPACKHeaders] = [:]
   private var took: [(any UpstreamStreamDelegate, Int)] = []
   private var headerScratch = NGHTTP2HeaderScratch()
-  private let turn: ConnectionTurn
+  let turn: ConnectionTurn
   private var closing = false
   /// The upstream sent GOAWAY: no new streams.
   private(set) var goingAway = false

@@ -14,7 +14,7 @@ internal import NIOHPACK
 /// upstream reset or lost connection ends the call with its status; a client that does not read
 /// leaves the upstream's DATA unconsumed (its window shuts), and an upstream that does not read
 /// holds the client's requests back (`holdRequests`) once `highWatermark` bytes wait for it.
-final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate {
+final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate, TurnBatched {
   /// Request bytes waiting for the upstream before the client is held back, and below which it
   /// is let go again.
   static let highWatermark = 256 << 10
@@ -28,6 +28,8 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate {
   private var stream: Int32?
   /// Framed request messages made before the stream opened.
   private var pending: [ByteBuffer] = []
+  /// Request messages framed in this turn, handed to the stream at the upstream's flush.
+  private var batch: ByteBuffer?
   private var requestEnded = false
   /// Request bytes handed over and not yet taken by the upstream's window.
   private var outstanding = 0
@@ -77,16 +79,28 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate {
   }
 
   func received(_ message: ByteBuffer, _ call: ServerCall) {
-    var framed = ByteBuffer()
-    framed.reserveCapacity(message.readableBytes + 5)
-    framed.writeInteger(UInt8(0))
-    framed.writeInteger(UInt32(truncatingIfNeeded: message.readableBytes))
     var message = message
-    framed.writeBuffer(&message)
-    self.outstanding += framed.readableBytes
-    if let connection = self.connection, let stream = self.stream {
-      connection.send(framed, on: stream)
+    let length = message.readableBytes + 5
+    self.outstanding += length
+    if let connection = self.connection, self.stream != nil {
+      // Messages of one turn go to the stream as one piece, at the upstream connection's flush;
+      // that flush comes as the client's read ends, ahead of what the client's own connection
+      // writes back (window updates, PING acknowledgements).
+      if self.batch == nil {
+        self.batch = ByteBuffer()
+        connection.turn.writeAtFlush(self)
+        connection.turn.flushSoon()
+      }
+      self.batch?.writeInteger(UInt8(0))
+      self.batch?.writeInteger(UInt32(truncatingIfNeeded: message.readableBytes))
+      self.batch?.writeBuffer(&message)
+      call.responder.outputTurn?.flushFirst(connection.turn)
     } else {
+      var framed = ByteBuffer()
+      framed.reserveCapacity(length)
+      framed.writeInteger(UInt8(0))
+      framed.writeInteger(UInt32(truncatingIfNeeded: message.readableBytes))
+      framed.writeBuffer(&message)
       self.pending.append(framed)
     }
     if !self.holding, self.outstanding >= Self.highWatermark {
@@ -97,7 +111,15 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate {
 
   func receivedEnd(_ call: ServerCall) {
     self.requestEnded = true
+    self.writePending()
     if let connection = self.connection, let stream = self.stream { connection.end(stream) }
+  }
+
+  /// Hands the turn's batched request messages to the upstream stream.
+  func writePending() {
+    guard let batch = self.batch else { return }
+    self.batch = nil
+    if let connection = self.connection, let stream = self.stream { connection.send(batch, on: stream) }
   }
 
   func becameWritable(_ call: ServerCall) {
@@ -106,6 +128,7 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate {
 
   func stopped() {
     self.over = true
+    self.batch = nil
     if let connection = self.connection, let stream = self.stream { connection.reset(stream) }
     self.call = nil
   }
@@ -157,6 +180,8 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate {
   /// window for each piece; then the status, once everything before it is out.
   private func deliverHeld() {
     guard let call = self.call else { return }
+    // Written to the client as the upstream's read ends, ahead of the upstream's own frames.
+    if let clientTurn = call.responder.outputTurn { self.connection?.turn.flushFirst(clientTurn) }
     while !self.over, call.isWritable, let (bytes, length) = self.held.popFirst() {
       self.deframer.append(bytes)
       do throws(RPCError) {
@@ -166,7 +191,7 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate {
             guard self.gzipResponses else { throw GRPCErrors.compressedWithoutEncoding }
             payload = try GzipMessage.inflate(payload, limit: self.maximumMessageBytes)
           }
-          call.responder.send(serialized: Array(payload.readableBytesView), compressed: false)
+          call.responder.send(buffer: payload)
         }
       } catch {
         self.abandon(

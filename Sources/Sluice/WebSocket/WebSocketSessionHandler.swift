@@ -76,7 +76,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
   /// The response headers (`$headers`, or the first message without) went out.
   private var headersSent = false
   /// Writes are flushed once per read, callback or loop turn.
-  private let turn: ConnectionTurn
+  let turn: ConnectionTurn
   private var counted = false
 
   init(
@@ -230,6 +230,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
   // MARK: - CallResponder
 
   var isWritable: Bool { self.context?.channel.isWritable ?? false }
+
+  var outputTurn: ConnectionTurn? { self.turn }
 
   var messageCompressed: Bool { false }
 

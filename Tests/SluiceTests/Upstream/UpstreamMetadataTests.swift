@@ -18,6 +18,7 @@ struct UpstreamMetadataTests {
     func finish(_ error: RPCError?, trailers: HPACKHeaders) {}
     func sendHeaders(_ metadata: HPACKHeaders) {}
     func holdRequests(_ hold: Bool) {}
+    var outputTurn: ConnectionTurn? { nil }
   }
 
   func call(_ metadata: HPACKHeaders, deadline: NIODeadline? = nil, forwardedFor: String? = nil) -> ServerCall {
