@@ -56,11 +56,11 @@ def lab(tmp_path_factory):
 class LabServer:
     """upstream/lab_server.py on a loopback port."""
 
-    def __init__(self, lab, port=None, name="lab", reflection="both"):
+    def __init__(self, lab, port=None, name="lab", reflection="both", tls=None):
         self.port = port or free_port()
         self.process = subprocess.Popen(
             [sys.executable, str(HERE / "lab_server.py"), str(lab.stubs), str(self.port), "--name", name,
-             "--reflection", reflection],
+             "--reflection", reflection, *(["--tls", str(tls[0]), str(tls[1])] if tls else [])],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         line = self.process.stdout.readline()
@@ -77,8 +77,8 @@ class LabServer:
 def lab_server(lab):
     servers = []
 
-    def start(port=None, name="lab", reflection="both"):
-        server = LabServer(lab, port, name, reflection)
+    def start(port=None, name="lab", reflection="both", tls=None):
+        server = LabServer(lab, port, name, reflection, tls)
         servers.append(server)
         return server
 
@@ -534,3 +534,128 @@ def test_sighup_asks_the_upstreams_again(lab, lab_server, start_sluice):
     # The wildcard route took every service the upstream lists, health included.
     found = s.log_lines("Upstream reflection", "sluice.reflection.services=")[-1]
     assert "grpc.health.v1.Health" in found and SERVICE in found, found
+
+
+# MARK: - The grpc-go server of the benchmarks, TLS, a slow reader
+
+
+@pytest.fixture(scope="module")
+def grpc_go():
+    """The benchmarks' grpc-go server (scripts/build-go-peers.sh builds it; scripts/test.sh runs
+    that first), with grpc-go's reflection (v1alpha) and health services."""
+    from conftest import ROOT
+
+    binary = ROOT / ".build-bench" / "bin" / "grpcserver"
+    assert binary.exists(), f"{binary} is missing: run scripts/build-go-peers.sh"
+    port = free_port()
+    process = subprocess.Popen([str(binary), "--port", str(port), "--reflection"], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline and process.poll() is None, "grpcserver did not start"
+            time.sleep(0.05)
+    yield f"127.0.0.1:{port}"
+    process.kill()
+    process.wait()
+
+
+@pytest.mark.parametrize("descriptors", ["descriptor-set", "reflection"])
+def test_the_grpc_go_server_through_every_transport(grpc_go, start_sluice, stubs, descriptors):
+    from conftest import ROOT
+
+    flags = ["--descriptor-set", str(ROOT / "Protos" / "sluice.binpb")] if descriptors == "descriptor-set" \
+        else ["--upstream-reflection"]
+    s = start_sluice("--hosted", "none", "--upstream", f"*={grpc_go}", *flags)
+    if descriptors == "reflection":
+        found = s.log_lines("Upstream reflection", "sluice.reflection.version=v1alpha")
+        assert found and "proto.StreamService" in found[0] and "hello.UserService" in found[0], "".join(s.log)
+    stream = stubs.stream_pb2
+    with grpc.insecure_channel(s.grpc_target) as channel:
+        hello = stubs.hello_pb2_grpc.UserServiceStub(channel).SayHi(stubs.hello_pb2.Request(name="go"), timeout=10)
+        assert hello.result.startswith("hi go---")
+        streams = stubs.stream_pb2_grpc.StreamServiceStub(channel)
+        listed = list(streams.List(stream.StreamRequest(pt=stream.StreamPoint(name="a", value=10)), timeout=10))
+        assert [r.pt.value for r in listed] == list(range(10, 17))
+        record = streams.Record(iter([stream.StreamRequest(pt=stream.StreamPoint(value=n)) for n in range(3)]), timeout=10)
+        assert record.pt.name == "gRPC Stream Server: Record"
+        routed = list(streams.Route(iter([stream.StreamRequest() for _ in range(4)]), timeout=10))
+        assert [r.pt.value for r in routed] == [0, 1, 2, 3]
+
+    async def websocket():
+        async with websockets.connect(f"{s.ws}/proto.StreamService/Route") as ws:
+            replies = []
+            for n in range(3):
+                await ws.send(json.dumps({"pt": {"name": f"r{n}"}}))
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                while "$headers" in frame:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                replies.append(frame["pt"]["value"])
+            await ws.send(json.dumps({"$end": True}))
+            end = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            return replies, end
+
+    replies, end = asyncio.run(websocket())
+    assert replies == [0, 1, 2] and end["$end"]["code"] == 0, (replies, end)
+    status, (reply, _) = curl_json(s, "/hello.UserService/SayHi", {"name": "curl"})
+    assert status == 200 and reply["result"].startswith("hi curl---")
+    out = subprocess.run(
+        ["curl", "-s", "-N", "-d", '{"pt":{"name":"n","value":1}}', f"http://127.0.0.1:{s.http_port}/proto.StreamService/List"],
+        capture_output=True, text=True, timeout=20,
+    )
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [line["pt"]["value"] for line in lines[:-1]] == list(range(1, 8)) and lines[-1]["$end"]["code"] == 0, lines
+
+
+def test_tls_to_the_upstream(lab, lab_server, start_sluice, tmp_path):
+    from conftest import make_pki
+
+    pki = make_pki(tmp_path)
+    server = lab_server(tls=(pki["chain"], pki["key"]))
+    # Verified against the test CA, for the name in the address.
+    s = start_sluice("--upstream", f"{SERVICE}=localhost:{server.port}", "--upstream-tls", "--upstream-ca",
+                     str(pki["ca"]), "--descriptor-set", str(lab.protoset))
+    with grpc.insecure_channel(s.grpc_target) as channel:
+        assert lab.grpc.LabStub(channel).Echo(lab.pb2.Item(name="tls"), timeout=10).item.name == "tls"
+    frames = asyncio.run(ws_unary(s, "Echo", {"name": "tls"}))
+    assert frames[1]["item"]["name"] == "tls" and frames[1]["metadata"]["x-forwarded-proto"] == "http", frames
+    # An IP address, verified for the name given by --upstream-server-name.
+    s = start_sluice("--upstream", f"{SERVICE}=127.0.0.1:{server.port}", "--upstream-tls", "--upstream-ca",
+                     str(pki["ca"]), "--upstream-server-name", "localhost")
+    with grpc.insecure_channel(s.grpc_target) as channel:
+        assert lab.grpc.LabStub(channel).Echo(lab.pb2.Item(name="sni"), timeout=10).item.name == "sni"
+    # Not trusted (the system's roots): the call fails with UNAVAILABLE naming the upstream.
+    s = start_sluice("--upstream", f"{SERVICE}=localhost:{server.port}", "--upstream-tls")
+    with grpc.insecure_channel(s.grpc_target) as channel:
+        with pytest.raises(grpc.RpcError) as failure:
+            lab.grpc.LabStub(channel).Echo(lab.pb2.Item(), timeout=10)
+        assert failure.value.code() == grpc.StatusCode.UNAVAILABLE, failure.value
+        assert SERVICE in failure.value.details(), failure.value.details()
+
+
+def test_a_slow_websocket_reader_slows_the_upstream(lab, lab_server, start_sluice):
+    """Count offers 3,000 messages of 16 kB (48 MB) to a client that reads one and then nothing for
+    3 s: HTTP/2 flow control stops the upstream (its generator blocks), and Sluice holds a bounded
+    amount; then the client reads everything."""
+    server = lab_server()
+    s = start_sluice("--upstream", f"{SERVICE}={server.address}", "--descriptor-set", str(lab.protoset))
+    before = s.rss_kib()
+
+    async def slow():
+        async with websockets.connect(f"{s.ws}/{SERVICE}/Count", max_size=None) as ws:
+            await ws.send(json.dumps({"count": 3000, "payloadBytes": 16000}))
+            await ws.recv()
+            await asyncio.sleep(3)
+            with grpc.insecure_channel(server.address) as channel:
+                sent = lab.grpc.LabStub(channel).GetStats(lab.pb2.StatsRequest(), timeout=10).count_sent
+            grown = s.rss_kib() - before
+            frames = [json.loads(t) async for t in ws]
+            return sent, grown, frames
+
+    sent, grown, frames = asyncio.run(slow())
+    print(f"slow reader: the upstream had sent {sent} of 3000 16-kB messages after 3 s; Sluice grew {grown} KiB")
+    assert sent < 3000, "the upstream was never held back"
+    assert grown < 24_000, f"Sluice grew by {grown} KiB for a client that did not read"
+    assert sum(1 for f in frames if "name" in f) == 3000 - 1 and frames[-1]["$end"]["code"] == 0

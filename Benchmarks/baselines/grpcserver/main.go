@@ -7,6 +7,10 @@
 // {"gRPC Stream Server: Record", 1}, Route answers every request with
 // {"gRPC Stream Server: Route", n} (n from 0), SayHi answers
 // "hi <name>---<local yyyy-MM-dd HH:mm:ss>". No sleeps.
+//
+// --reflection also registers grpc-go's server reflection (v1alpha, as Debian's grpc-go has it)
+// and health service, for the upstream tests (Tests/Interop/test_upstream.py); the benchmarks run
+// without them.
 package main
 
 import (
@@ -22,6 +26,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
 
 	hellopb "sluicebench/pb/hellopb"
 	streampb "sluicebench/pb/streampb"
@@ -82,6 +89,7 @@ func main() {
 	host := flag.String("host", "127.0.0.1", "address to bind")
 	port := flag.Int("port", 9888, "port (0 picks a free one, printed on stderr)")
 	listCount := flag.Int("list-count", 7, "responses per List")
+	withReflection := flag.Bool("reflection", false, "also serve server reflection and health")
 	flag.Parse()
 
 	lis, err := net.Listen("tcp", net.JoinHostPort(*host, fmt.Sprint(*port)))
@@ -91,6 +99,10 @@ func main() {
 	server := grpc.NewServer()
 	streampb.RegisterStreamServiceServer(server, &streamServer{listCount: *listCount})
 	hellopb.RegisterUserServiceServer(server, userServer{})
+	if *withReflection {
+		reflection.Register(server)
+		healthpb.RegisterHealthServer(server, health.NewServer())
+	}
 	fmt.Fprintf(os.Stderr, "grpcserver.address=%s\n", lis.Addr())
 
 	signals := make(chan os.Signal, 1)

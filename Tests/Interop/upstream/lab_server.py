@@ -1,7 +1,7 @@
 """The upstream of the upstream tests: a Python grpcio server (not written with Sluice's code)
 hosting upstream.lab.Lab, with grpcio-reflection and grpcio-health-checking.
 
-Usage: python3 lab_server.py STUBS_DIR PORT [--name NAME] [--reflection v1alpha|both]
+Usage: python3 lab_server.py STUBS_DIR PORT [--name NAME] [--reflection v1alpha|both] [--tls CHAIN KEY]
 
 grpcio-reflection serves grpc.reflection.v1alpha only; with `--reflection both` (the default) the
 same servicer is also registered as grpc.reflection.v1, whose messages are v1alpha's under a new
@@ -26,7 +26,7 @@ import lab_pb2_grpc  # noqa: E402
 NAME = sys.argv[sys.argv.index("--name") + 1] if "--name" in sys.argv else "lab"
 REFLECTION = sys.argv[sys.argv.index("--reflection") + 1] if "--reflection" in sys.argv else "both"
 stats_lock = threading.Lock()
-stats = {"cancelled": 0, "sum_read": 0}
+stats = {"cancelled": 0, "sum_read": 0, "count_sent": 0}
 HEALTH = health.HealthServicer()
 
 
@@ -61,6 +61,8 @@ class Lab(lab_pb2_grpc.LabServicer):
                     break
                 notes = ["x" * request.payload_bytes] if request.payload_bytes else []
                 yield lab_pb2.Item(name=f"{NAME}-{i}", count=i, notes=notes)
+                with stats_lock:
+                    stats["count_sent"] += 1
                 if request.interval_ms:
                     time.sleep(request.interval_ms / 1000)
         finally:
@@ -125,7 +127,13 @@ def main():
             )
         })
         server.add_generic_rpc_handlers((v1,))
-    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    if "--tls" in sys.argv:
+        chain, key = sys.argv[sys.argv.index("--tls") + 1:sys.argv.index("--tls") + 3]
+        with open(chain, "rb") as c, open(key, "rb") as k:
+            credentials = grpc.ssl_server_credentials([(k.read(), c.read())])
+        bound = server.add_secure_port(f"127.0.0.1:{port}", credentials)
+    else:
+        bound = server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     print(f"listening {bound}", flush=True)
     server.wait_for_termination()
