@@ -69,7 +69,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-read -r SG SH GP WP < <("$LOADGEN" ports 4 | paste -sd' ')
+# nginx (Debian's) is the native-gRPC proxy baseline: grpc_pass to the same grpc-go server.
+if ! command -v nginx >/dev/null; then
+  say "==> apt-get install nginx"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq nginx >/dev/null
+  $SUDO nginx -s quit 2>/dev/null || true # Debian's package starts a server on port 80; the bench runs its own
+fi
+
+read -r SG SH GP WP PG PH NP < <("$LOADGEN" ports 7 | paste -sd' ')
 "$SLUICE_BIN" --host 127.0.0.1 --grpc-port "$SG" --http-port "$SH" --pace-ms 0 --list-count "$N" \
   --log-level warning >"$OUT/sluice.log" 2>&1 &
 SPID=$!
@@ -80,26 +87,57 @@ PIDS+=("$GPID")
 "$BUILD/bin/wsproxy" --listen "127.0.0.1:$WP" --backend "127.0.0.1:$GP" >"$OUT/wsproxy.log" 2>&1 &
 WPID=$!
 PIDS+=("$WPID")
-for port in "$SG" "$SH" "$GP" "$WP"; do
+# Sluice as a pure proxy in front of the same grpc-go server (the seed's descriptors are built in).
+"$SLUICE_BIN" --host 127.0.0.1 --grpc-port "$PG" --http-port "$PH" --hosted none --upstream "*=127.0.0.1:$GP" \
+  --log-level warning >"$OUT/sluice-proxy.log" 2>&1 &
+PPID_=$!
+PIDS+=("$PPID_")
+mkdir -p "$OUT/nginx"
+cat >"$OUT/nginx/nginx.conf" <<NGINX
+worker_processes 2;
+pid $OUT/nginx/nginx.pid;
+error_log $OUT/nginx/error.log warn;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  client_body_temp_path $OUT/nginx;
+  client_max_body_size 0;  # a stream's messages are its body: nginx's 1 MB default would cut it
+  upstream grpcgo { server 127.0.0.1:$GP; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NP http2;
+    location / { grpc_pass grpc://grpcgo; }
+  }
+}
+NGINX
+nginx -c "$OUT/nginx/nginx.conf" -g 'daemon off;' >"$OUT/nginx.log" 2>&1 &
+NPID=$!
+PIDS+=("$NPID")
+for port in "$SG" "$SH" "$GP" "$WP" "$PG" "$PH" "$NP"; do
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
   done
 done
-for pid in "$SPID" "$GPID" "$WPID"; do
+for pid in "$SPID" "$GPID" "$WPID" "$PPID_" "$NPID"; do
   kill -0 "$pid" 2>/dev/null || { say "bench.sh: a server did not start; see $OUT/*.log"; cat "$OUT"/*.log >&2; exit 1; }
 done
 say "==> servers: Sluice gRPC :$SG HTTP :$SH (pid $SPID); grpc-go :$GP (pid $GPID); gorilla proxy :$WP (pid $WPID)"
+say "==> proxies to grpc-go: Sluice gRPC :$PG HTTP :$PH (pid $PPID_); nginx grpc_pass :$NP (pid $NPID)"
 say "==> mode $MODE: $RUNS runs, N=$N, duration $DURATION, $SESSIONS idle sessions; load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 SLUICE_GRPC="name=sluice,grpc=127.0.0.1:$SG,pids=$SPID"
 GO_GRPC="name=grpc-go,grpc=127.0.0.1:$GP,pids=$GPID"
 SLUICE_HTTP="name=sluice,http=127.0.0.1:$SH,pids=$SPID"
 GO_HTTP="name=gorilla+grpc-go,http=127.0.0.1:$WP,pids=$WPID,$GPID"
+PROXY_GRPC="name=sluice+grpc-go,grpc=127.0.0.1:$PG,pids=$PPID_,$GPID"
+PROXY_HTTP="name=sluice+grpc-go,http=127.0.0.1:$PH,pids=$PPID_,$GPID"
+# nginx's CPU is its master's and its workers'.
+NGINX_PIDS=$(printf '%s,' "$NPID" $(pgrep -P "$NPID") | sed 's/,$//')
+NGINX_GRPC="name=nginx+grpc-go,grpc=127.0.0.1:$NP,pids=$NGINX_PIDS,$GPID"
 
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
-TOTAL=13
+TOTAL=17
 STEP=0
 run() { # run LABEL SLUICE_TARGET BASELINE_TARGET loadgen-args...
   local label=$1 sluice=$2 baseline=$3
@@ -123,8 +161,13 @@ run "WebSocket/JSON Route, $STREAMS streams" "$SLUICE_HTTP" "$GO_HTTP" --scenari
 run "native gRPC Route latency at $RATE msg/s" "$SLUICE_GRPC" "$GO_GRPC" --scenario grpc-latency
 run "WebSocket/JSON Route latency at $RATE msg/s" "$SLUICE_HTTP" "$GO_HTTP" --scenario ws-latency
 run "$SESSIONS idle WebSocket sessions" "$SLUICE_HTTP" "$GO_HTTP" --scenario ws-idle
+# Proxies in front of the same grpc-go server (labels start with "proxy: ", see loadgen/report.go).
+run "proxy: WebSocket/JSON Route to grpc-go" "$PROXY_HTTP" "$GO_HTTP" --scenario ws-route
+run "proxy: native gRPC Route to grpc-go" "$PROXY_GRPC" "$NGINX_GRPC" --scenario grpc-route
+run "proxy: native gRPC unary to grpc-go, 1 client" "$PROXY_GRPC" "$NGINX_GRPC" --scenario grpc-unary --concurrency 1
+run "proxy: native gRPC unary to grpc-go, 64 clients" "$PROXY_GRPC" "$NGINX_GRPC" --scenario grpc-unary --concurrency 64
 
-for pid in "$SPID" "$GPID" "$WPID"; do
+for pid in "$SPID" "$GPID" "$WPID" "$PPID_" "$NPID"; do
   kill -0 "$pid" 2>/dev/null || { say "bench.sh: a server died during the run; see $OUT/*.log"; exit 1; }
 done
 say "==> report"

@@ -109,9 +109,14 @@ func machine(swift, grpcgo, gorilla string) Machine {
 	return m
 }
 
-func find(results []*Result, scenario string, concurrency int) *Result {
+// proxyLabel starts the labels of the runs where both targets are proxies in front of the same
+// grpc-go server (the upstream issue's comparisons).
+const proxyLabel = "proxy: "
+
+func find(results []*Result, scenario string, concurrency int, proxy bool) *Result {
 	for _, r := range results {
-		if r.Config.Scenario == scenario && (concurrency == 0 || r.Config.Concurrency == concurrency) {
+		if r.Config.Scenario == scenario && (concurrency == 0 || r.Config.Concurrency == concurrency) &&
+			strings.HasPrefix(r.Config.Label, proxyLabel) == proxy {
 			return r
 		}
 	}
@@ -133,8 +138,10 @@ func ratio(r *Result, metric string) float64 {
 	return median(r, 0, metric) / b
 }
 
-// goals are the open issues' performance targets: the native port against grpc-go (the engine
-// issue) and the JSON front ends against the gorilla proxy (the front-end issue).
+// goals are the issues' performance targets: the native port against grpc-go (the engine issue),
+// the JSON front ends against the gorilla proxy (the front-end issue), and Sluice as a proxy in
+// front of grpc-go against the gorilla proxy and nginx's grpc_pass to the same server (the
+// upstream issue).
 func goals(results []*Result) []Goal {
 	var out []Goal
 	add := func(goal string, ok bool, value float64, measured string) {
@@ -143,24 +150,29 @@ func goals(results []*Result) []Goal {
 	for _, g := range []struct {
 		scenario    string
 		concurrency int
+		proxy       bool
 		metric      string
 		goal        string
 		want        float64
 		lowerBetter bool
 	}{
-		{"grpc-route", 0, "msg_per_s", "native gRPC Route ≥ 1.2× grpc-go", 1.2, false},
-		{"grpc-list", 0, "msg_per_s", "native gRPC List ≥ 1.5× grpc-go", 1.5, false},
-		{"grpc-unary", 1, "req_per_s", "native gRPC unary, 1 client ≥ 1.0× grpc-go", 1, false},
-		{"grpc-unary", 64, "req_per_s", "native gRPC unary, 64 clients ≥ 1.0× grpc-go", 1, false},
-		{"grpc-latency", 0, "p50_us", "native gRPC Route latency p50 no worse than grpc-go", 1, true},
-		{"grpc-latency", 0, "p99_us", "native gRPC Route latency p99 no worse than grpc-go", 1, true},
-		{"ws-route", 0, "msg_per_s", "WebSocket/JSON Route ≥ 2.0× the Go proxy", 2, false},
-		{"ws-list", 0, "msg_per_s", "WebSocket/JSON List ≥ 2.5× the Go proxy", 2.5, false},
-		{"ws-route-streams", 0, "msg_per_s", "WebSocket/JSON Route, 64 streams ≥ 2.0× the Go proxy", 2, false},
-		{"http-unary", 64, "req_per_s", "HTTP JSON unary, 64 clients ≥ 1.5× the Go proxy", 1.5, false},
-		{"ws-latency", 0, "p99_us", "WebSocket/JSON Route p99 latency at the offered rate below the Go proxy's", 1, true},
+		{"grpc-route", 0, false, "msg_per_s", "native gRPC Route ≥ 1.2× grpc-go", 1.2, false},
+		{"grpc-list", 0, false, "msg_per_s", "native gRPC List ≥ 1.5× grpc-go", 1.5, false},
+		{"grpc-unary", 1, false, "req_per_s", "native gRPC unary, 1 client ≥ 1.0× grpc-go", 1, false},
+		{"grpc-unary", 64, false, "req_per_s", "native gRPC unary, 64 clients ≥ 1.0× grpc-go", 1, false},
+		{"grpc-latency", 0, false, "p50_us", "native gRPC Route latency p50 no worse than grpc-go", 1, true},
+		{"grpc-latency", 0, false, "p99_us", "native gRPC Route latency p99 no worse than grpc-go", 1, true},
+		{"ws-route", 0, false, "msg_per_s", "WebSocket/JSON Route ≥ 2.0× the Go proxy", 2, false},
+		{"ws-list", 0, false, "msg_per_s", "WebSocket/JSON List ≥ 2.5× the Go proxy", 2.5, false},
+		{"ws-route-streams", 0, false, "msg_per_s", "WebSocket/JSON Route, 64 streams ≥ 2.0× the Go proxy", 2, false},
+		{"http-unary", 64, false, "req_per_s", "HTTP JSON unary, 64 clients ≥ 1.5× the Go proxy", 1.5, false},
+		{"ws-latency", 0, false, "p99_us", "WebSocket/JSON Route p99 latency at the offered rate below the Go proxy's", 1, true},
+		{"ws-route", 0, true, "msg_per_s", "proxy: WebSocket/JSON Route to grpc-go ≥ 2.0× the gorilla proxy to it", 2, false},
+		{"grpc-route", 0, true, "msg_per_s", "proxy: native gRPC Route to grpc-go ≥ 1.0× nginx grpc_pass", 1, false},
+		{"grpc-unary", 1, true, "req_per_s", "proxy: native gRPC unary to grpc-go, 1 client ≥ 1.0× nginx grpc_pass", 1, false},
+		{"grpc-unary", 64, true, "req_per_s", "proxy: native gRPC unary to grpc-go, 64 clients ≥ 1.0× nginx grpc_pass", 1, false},
 	} {
-		r := find(results, g.scenario, g.concurrency)
+		r := find(results, g.scenario, g.concurrency, g.proxy)
 		if r == nil {
 			continue
 		}
@@ -171,7 +183,7 @@ func goals(results []*Result) []Goal {
 		}
 		add(g.goal, ok, v, fmt.Sprintf("%.2f×", v))
 	}
-	if r := find(results, "ws-idle", 0); r != nil {
+	if r := find(results, "ws-idle", 0, false); r != nil {
 		v := median(r, 0, "rss_mb")
 		add(fmt.Sprintf("%s idle WebSocket sessions ≤ 250 MB RSS", human(float64(r.Config.Sessions))), v > 0 && v <= 250, v, fmt.Sprintf("%.0f MB", v))
 	}
@@ -258,7 +270,7 @@ func goalsTable(goals []Goal) string {
 func markdown(rep Report, table string) string {
 	m := rep.Machine
 	var idle string
-	if r := find(rep.Results, "ws-idle", 0); r != nil && len(r.Targets) > 1 {
+	if r := find(rep.Results, "ws-idle", 0, false); r != nil && len(r.Targets) > 1 {
 		s, g := r.Targets[0].Stats, r.Targets[1].Stats
 		idle = fmt.Sprintf("\nIdle sessions in detail: Sluice %.0f MB before, %.0f MB with the sessions open (%.1f kB per session, opened in %.1f s); "+
 			"the Go proxy %.0f MB before, %.0f MB after (%.1f kB per session, %.1f s), and its grpc-go server %.0f MB on top "+
@@ -267,7 +279,7 @@ func markdown(rep Report, table string) string {
 			g["rss_before_mb"].Median, g["rss_mb"].Median, g["kb_per_session"].Median, g["open_s"].Median, g["rss_pid1_mb"].Median)
 	}
 	cfg := func(scenario string) Config {
-		if r := find(rep.Results, scenario, 0); r != nil {
+		if r := find(rep.Results, scenario, 0, false); r != nil {
 			return r.Config
 		}
 		return Config{}
@@ -281,7 +293,10 @@ Sluice against what a user would otherwise deploy, on the same machine in the sa
   ([Benchmarks/baselines/grpcserver](Benchmarks/baselines/grpcserver/main.go));
 - **WebSocket/JSON and HTTP JSON**: Sluice's HTTP port against the Go program a user would write:
   gorilla/websocket in front of a grpc-go client to that server, protojson, one goroutine per
-  direction, same paths and control frames ([Benchmarks/baselines/wsproxy](Benchmarks/baselines/wsproxy/main.go)).
+  direction, same paths and control frames ([Benchmarks/baselines/wsproxy](Benchmarks/baselines/wsproxy/main.go));
+- **rows marked "proxy:"**: Sluice as a proxy (`+"`--hosted none --upstream '*=…'`"+`) in front of the same
+  grpc-go server, against the gorilla proxy (WebSocket/JSON) or nginx's `+"`grpc_pass`"+` (native gRPC) in
+  front of it: both sides cross loopback to the backend.
 
 Every figure comes from one load generator written in Go
 ([Benchmarks/baselines/loadgen](Benchmarks/baselines/loadgen)) that drives both targets the same way.
