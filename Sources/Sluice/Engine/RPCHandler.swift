@@ -1,6 +1,7 @@
 internal import GRPCCore
 internal import NIOCore
 internal import NIOHPACK
+internal import NIOHTTP1
 internal import SwiftProtobuf
 
 /// One call's logic in a hosted method, driven by the engine on the call's event loop: no task,
@@ -71,25 +72,51 @@ extension CallResponder {
   }
 }
 
-/// Where a call came from, as a proxy tells its upstream (`x-forwarded-*`).
+/// Where a call came from, as a proxy tells its upstream (`x-forwarded-*`). Only a proxied call
+/// asks, so what it needs is read from the request then, not for every call.
 struct CallOrigin: Sendable {
+  /// Where the host, the scheme and an earlier `X-Forwarded-For` are read from.
+  enum Source: Sendable {
+    /// A native call: `:authority`, `:scheme` and `x-forwarded-for` of its metadata.
+    case metadata
+    /// An HTTP/1.1 request (an HTTP JSON call, a WebSocket handshake): `Host` and
+    /// `X-Forwarded-For`; `secure` when its connection is TLS.
+    case headers(HTTPHeaders, secure: Bool)
+  }
+
   /// The client's address, when the transport has one.
   var peerAddress: SocketAddress?
-  /// The client's IP address (made when asked: only a proxied call needs it).
-  var peer: String? { self.peerAddress?.ipAddress }
-  /// The host the client addressed (`:authority` or `Host`).
-  var host: String?
-  /// `https` when the client's connection is TLS, else `http`.
-  var scheme: String
-  /// The `X-Forwarded-For` the request arrived with (a proxy in front of the gateway), if any.
-  var forwardedFor: String?
+  var source: Source
 
-  /// The peer of a channel (its remote IP address), the rest from the request.
-  init(peer: SocketAddress?, host: String?, secure: Bool, forwardedFor: String?) {
-    self.peerAddress = peer
-    self.host = host
-    self.scheme = secure ? "https" : "http"
-    self.forwardedFor = forwardedFor
+  /// The client's IP address.
+  var peer: String? { self.peerAddress?.ipAddress }
+
+  /// The host the client addressed.
+  func host(_ metadata: HPACKHeaders) -> String? {
+    switch self.source {
+    case .metadata: metadata.first(name: ":authority")
+    case .headers(let headers, _): headers.first(name: "Host")
+    }
+  }
+
+  /// `https` when the client's connection is TLS, else `http`.
+  func scheme(_ metadata: HPACKHeaders) -> String {
+    switch self.source {
+    case .metadata: metadata.first(name: ":scheme") == "https" ? "https" : "http"
+    case .headers(_, let secure): secure ? "https" : "http"
+    }
+  }
+
+  /// The `X-Forwarded-For` the request arrived with (a proxy in front of the gateway), if any.
+  func forwardedFor(_ metadata: HPACKHeaders) -> String? {
+    switch self.source {
+    case .metadata:
+      let values = metadata[canonicalForm: "x-forwarded-for"]
+      return values.isEmpty ? nil : values.joined(separator: ", ")
+    case .headers(let headers, _):
+      let values = headers["X-Forwarded-For"]
+      return values.isEmpty ? nil : values.joined(separator: ", ")
+    }
   }
 }
 

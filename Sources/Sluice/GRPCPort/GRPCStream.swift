@@ -247,12 +247,7 @@ final class GRPCStream: CallResponder, TurnBatched {
 
   private func start(_ head: GRPCServerStreamState.RequestHead, headers: HPACKHeaders, endStream: Bool) {
     let started: RPCEngine.Started
-    let origin = CallOrigin(
-      peer: self.connection.remoteAddress,
-      host: headers.first(name: ":authority"),
-      secure: headers.first(name: ":scheme") == "https",
-      forwardedFor: headers.first(name: "x-forwarded-for")
-    )
+    let origin = CallOrigin(peerAddress: self.connection.remoteAddress, source: .metadata)
     switch self.port.begin(
       path: head.path,
       metadata: headers,

@@ -262,10 +262,8 @@ final class HTTPCall: CallResponder {
   private func start(message: [UInt8]?, end: Bool) {
     let engine = self.port.engine
     let origin = CallOrigin(
-      peer: self.connection.remoteAddress,
-      host: self.head.headers.first(name: "Host"),
-      secure: self.port.configuration.tls != nil,
-      forwardedFor: self.head.headers.forwardedFor
+      peerAddress: self.connection.remoteAddress,
+      source: .headers(self.head.headers, secure: self.port.configuration.tls != nil)
     )
     switch engine.begin(
       path: self.path,
@@ -550,13 +548,5 @@ final class HTTPCall: CallResponder {
       self.connection.write(.head(HTTPResponseHead(version: self.head.version, status: .continue)))
       self.connection.flushSoon()
     }
-  }
-}
-
-extension HTTPHeaders {
-  /// Every `X-Forwarded-For` the request carries, as one list; nil without any.
-  var forwardedFor: String? {
-    let values = self["X-Forwarded-For"]
-    return values.isEmpty ? nil : values.joined(separator: ", ")
   }
 }

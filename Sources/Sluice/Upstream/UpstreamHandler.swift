@@ -248,10 +248,10 @@ enum UpstreamMetadata {
       headers.add(name: name, value: value)
     }
     let origin = call.origin
-    let chain = (origin.forwardedFor.map { [$0] } ?? []) + (origin.peer.map { [$0] } ?? [])
+    let chain = (origin.forwardedFor(call.metadata).map { [$0] } ?? []) + (origin.peer.map { [$0] } ?? [])
     if !chain.isEmpty { headers.add(name: "x-forwarded-for", value: chain.joined(separator: ", ")) }
-    if let host = origin.host { headers.add(name: "x-forwarded-host", value: host) }
-    headers.add(name: "x-forwarded-proto", value: origin.scheme)
+    if let host = origin.host(call.metadata) { headers.add(name: "x-forwarded-host", value: host) }
+    headers.add(name: "x-forwarded-proto", value: origin.scheme(call.metadata))
     return headers
   }
 

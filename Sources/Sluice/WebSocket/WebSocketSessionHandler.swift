@@ -30,9 +30,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
     var method: SluiceCodec.MethodDescriptor
     var metadata: Metadata
     var timeout: Duration?
-    /// The handshake's `Host` and `X-Forwarded-For`.
-    var host: String?
-    var forwardedFor: String?
+    /// The handshake's headers (`Host` and `X-Forwarded-For` for a proxied call).
+    var headers: HTTPHeaders
   }
 
   let eventLoop: any EventLoop
@@ -45,11 +44,10 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
   private let method: SluiceCodec.MethodDescriptor?
   private let pingInterval: TimeAmount?
   private let maxMetadataBytes: Int
-  /// The handshake's `Host`, and whether the connection is TLS (for a proxied call's
+  /// The handshake's headers, and whether the connection is TLS (for a proxied call's
   /// `x-forwarded-*`).
-  private let host: String?
+  private let handshakeHeaders: HTTPHeaders
   private let secure: Bool
-  private let forwardedFor: String?
   private let metrics: GatewayMetrics
   private let logger: Logger
 
@@ -105,8 +103,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
     self.machine = WebSocketSessionStateMachine(path: path, takesOneRequest: ready?.method.takesOneRequest ?? true)
     self.metadata = ready?.metadata ?? [:]
     self.timeout = ready?.timeout
-    self.host = ready?.host
-    self.forwardedFor = ready?.forwardedFor
+    self.handshakeHeaders = ready?.headers ?? [:]
   }
 
   // MARK: - Channel events
@@ -367,10 +364,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
       metadata: metadata,
       deadline: self.timeout.map { .now() + TimeAmount($0) },
       origin: CallOrigin(
-        peer: self.context?.channel.remoteAddress,
-        host: self.host,
-        secure: self.secure,
-        forwardedFor: self.forwardedFor
+        peerAddress: self.context?.channel.remoteAddress,
+        source: .headers(self.handshakeHeaders, secure: self.secure)
       ),
       transport: .websocket,
       responder: self
@@ -491,8 +486,7 @@ extension WebSocketSessionHandler {
           method: method,
           metadata: metadata,
           timeout: timeout,
-          host: head.headers.first(name: "Host"),
-          forwardedFor: head.headers.forwardedFor
+          headers: head.headers
         )
       )
     } catch {

@@ -2,6 +2,7 @@ import GRPCCore
 import NIOCore
 import NIOEmbedded
 import NIOHPACK
+import NIOHTTP1
 import Testing
 
 @testable import Sluice
@@ -27,10 +28,11 @@ struct UpstreamMetadataTests {
       metadata: metadata,
       deadline: deadline,
       origin: CallOrigin(
-        peer: try? SocketAddress(ipAddress: "192.0.2.7", port: 40_000),
-        host: "gateway.example:8080",
-        secure: true,
-        forwardedFor: forwardedFor
+        peerAddress: try? SocketAddress(ipAddress: "192.0.2.7", port: 40_000),
+        source: .headers(
+          HTTPHeaders([("Host", "gateway.example:8080")] + (forwardedFor.map { [("X-Forwarded-For", $0)] } ?? [])),
+          secure: true
+        )
       )
     )
   }
@@ -64,6 +66,20 @@ struct UpstreamMetadataTests {
     // Pseudo-headers lead, as HTTP/2 requires.
     let names = headers.map(\.name)
     #expect(names.prefix(4).allSatisfy { $0.hasPrefix(":") })
+  }
+
+  @Test("A native call's host, scheme and earlier X-Forwarded-For come from its metadata")
+  func nativeOrigin() {
+    let call = ServerCall(
+      responder: Silent(),
+      metadata: [":authority": "gw:8888", ":scheme": "https", "x-forwarded-for": "198.51.100.1"],
+      deadline: nil,
+      origin: CallOrigin(peerAddress: try? SocketAddress(ipAddress: "192.0.2.9", port: 1), source: .metadata)
+    )
+    let headers = UpstreamMetadata.requestHeaders(for: call, path: "/x.Y/Z", authority: "b", secure: false)
+    #expect(headers["x-forwarded-for"] == ["198.51.100.1, 192.0.2.9"])
+    #expect(headers["x-forwarded-host"] == ["gw:8888"])
+    #expect(headers["x-forwarded-proto"] == ["https"])
   }
 
   @Test("The deadline goes upstream as what is left of it")
