@@ -394,3 +394,28 @@ def test_peer_that_stops_reading_is_dropped_by_keepalive(start_sluice):
     assert finished, "the List of a client that stopped reading kept running"
     assert "sluice.rpc.code=cancelled" in finished[0], finished[0]
     sock.close()
+
+
+def test_a_handshake_after_another_request_on_the_connection_is_refused_clearly(sluice):
+    """Only a connection's first request can upgrade (a proxy's pooled keep-alive connection must
+    not carry a handshake): a later one gets 400 with a Status saying so, not a plain HTTP call."""
+    with socket.create_connection(("127.0.0.1", sluice.http_port), timeout=10) as s:
+        body = b'{"name":"first"}'
+        s.sendall(b"POST /hello.UserService/SayHi HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        first = b""
+        while b"hi first" not in first:
+            chunk = s.recv(4096)
+            assert chunk, first
+            first += chunk
+        assert first.startswith(b"HTTP/1.1 200")
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall((f"GET /proto.StreamService/List HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer
+    status = json.loads(body)
+    assert status["code"] == 9 and "first request on its connection" in status["message"], status

@@ -232,6 +232,23 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
       return
     }
     let cors = CORS.headers(origin: origin)
+    if head.headers["Upgrade"].contains(where: { $0.lowercased().contains("websocket") }) {
+      // Only a connection's first request reaches the upgrade handler (SwiftNIO's leaves after
+      // it); a handshake later on a kept-alive connection (a proxy's pooled connection) would
+      // otherwise be served as a plain HTTP call.
+      self.request = .answered
+      self.answer(
+        HTTPStatusResponse(
+          .badRequest,
+          code: .failedPrecondition,
+          message:
+            "a WebSocket handshake must be the first request on its connection: open a new connection for it (behind a proxy, one without keep-alive for upgrades; see docs/DEPLOYING.md)",
+          headers: cors
+        ),
+        includingBody: true
+      )
+      return
+    }
     let bridge = self.port.bridge
     let method = bridge.registry.method(path: path)
     switch head.method {
