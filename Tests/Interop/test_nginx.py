@@ -73,16 +73,18 @@ def cluster(tmp_path):
     made = []
 
     def make(*flags):
-        instances = [Sluice(*flags) for _ in range(3)]
+        instances = []
+        made.append(instances)  # closed even if nginx does not start
+        for _ in range(3):
+            instances.append(Sluice(*flags))
         nginx = Nginx(tmp_path, instances)
-        made.append((instances, nginx))
+        made.append(nginx)
         return instances, nginx
 
     yield make
-    for instances, nginx in made:
-        nginx.close()
-        for instance in instances:
-            instance.close()
+    for thing in made:
+        for item in thing if isinstance(thing, list) else [thing]:
+            item.close()
 
 
 def rpcs(instance, transport, metric="sluice_rpcs_total"):
