@@ -53,3 +53,21 @@ struct GRPCMessageDeframer {
     return Message(bytes: message, compressed: flag != 0)
   }
 }
+
+extension ByteBuffer {
+  /// Writes one gRPC length-prefixed message, as `GRPCMessageDeframer` reads them: the compressed
+  /// flag, the 4-byte big-endian length, the message.
+  mutating func writeGRPCMessage(_ message: ByteBuffer, compressed: Bool = false) {
+    self.writeInteger(UInt8(compressed ? 1 : 0))
+    self.writeInteger(UInt32(truncatingIfNeeded: message.readableBytes))
+    var message = message
+    self.writeBuffer(&message)
+  }
+
+  /// Writes one uncompressed gRPC length-prefixed message from bytes.
+  mutating func writeGRPCMessage(bytes message: [UInt8]) {
+    self.writeInteger(UInt8(0))
+    self.writeInteger(UInt32(truncatingIfNeeded: message.count))
+    self.writeBytes(message)
+  }
+}

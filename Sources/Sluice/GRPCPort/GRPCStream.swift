@@ -118,8 +118,7 @@ final class GRPCStream: CallResponder, TurnBatched {
     let (headers, open) = self.state.sendingMessage()
     guard open else { return }
     if let headers { self.writeHeaders(headers) }
-    var message = message
-    self.appendFramed(flag: 0, length: message.readableBytes) { $0.writeBuffer(&message) }
+    self.appendFramed { $0.writeGRPCMessage(message) }
   }
 
   func send(serialized message: [UInt8], compressed: Bool) {
@@ -134,20 +133,18 @@ final class GRPCStream: CallResponder, TurnBatched {
     if compressed, self.state.compressesResponses {
       gzipped = GzipMessage.deflate(message, allocator: self.connection.allocator)
     }
-    if var gzipped {
-      self.appendFramed(flag: 1, length: gzipped.readableBytes) { $0.writeBuffer(&gzipped) }
+    if let gzipped {
+      self.appendFramed { $0.writeGRPCMessage(gzipped, compressed: true) }
     } else {
-      self.appendFramed(flag: 0, length: message.count) { $0.writeBytes(message) }
+      self.appendFramed { $0.writeGRPCMessage(bytes: message) }
     }
   }
 
   /// Adds one length-prefixed message to the batch, written as DATA at 16 KiB or at the flush.
-  private func appendFramed(flag: UInt8, length: Int, _ write: (inout ByteBuffer) -> Void) {
+  private func appendFramed(_ write: (inout ByteBuffer) -> Void) {
     let first = self.pending == nil
     var pending = self.pending ?? self.connection.allocator.buffer(capacity: Self.batchBytes)
     self.pending = nil  // unique while written to: no copy
-    pending.writeInteger(flag)
-    pending.writeInteger(UInt32(truncatingIfNeeded: length))
     write(&pending)
     self.pending = pending
     self.messagesOut += 1

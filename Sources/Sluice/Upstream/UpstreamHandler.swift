@@ -26,8 +26,8 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate, TurnBatched {
   private var call: ServerCall?
   private var connection: UpstreamConnection?
   private var stream: Int32?
-  /// Framed request messages made before the stream opened.
-  private var pending: [ByteBuffer] = []
+  /// Request messages framed before the stream opened.
+  private var pending = ByteBuffer()
   /// Request messages framed in this turn, handed to the stream at the upstream's flush.
   private var batch: ByteBuffer?
   private var requestEnded = false
@@ -69,9 +69,8 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate, TurnBatched {
         }
         self.connection = connection
         self.stream = stream
-        let pending = self.pending
-        self.pending = []
-        for message in pending { connection.send(message, on: stream) }
+        if self.pending.readableBytes > 0 { connection.send(self.pending, on: stream) }
+        self.pending = ByteBuffer()
         if self.requestEnded { connection.end(stream) }
       }
     }
@@ -79,9 +78,7 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate, TurnBatched {
   }
 
   func received(_ message: ByteBuffer, _ call: ServerCall) {
-    var message = message
-    let length = message.readableBytes + 5
-    self.outstanding += length
+    self.outstanding += message.readableBytes + 5
     if let connection = self.connection, self.stream != nil {
       // Messages of one turn go to the stream as one piece, at the upstream connection's flush;
       // that flush comes as the client's read ends, ahead of what the client's own connection
@@ -91,17 +88,10 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate, TurnBatched {
         connection.turn.writeAtFlush(self)
         connection.turn.flushSoon()
       }
-      self.batch?.writeInteger(UInt8(0))
-      self.batch?.writeInteger(UInt32(truncatingIfNeeded: message.readableBytes))
-      self.batch?.writeBuffer(&message)
+      self.batch?.writeGRPCMessage(message)
       call.responder.outputTurn?.flushFirst(connection.turn)
     } else {
-      var framed = ByteBuffer()
-      framed.reserveCapacity(length)
-      framed.writeInteger(UInt8(0))
-      framed.writeInteger(UInt32(truncatingIfNeeded: message.readableBytes))
-      framed.writeBuffer(&message)
-      self.pending.append(framed)
+      self.pending.writeGRPCMessage(message)
     }
     if !self.holding, self.outstanding >= Self.highWatermark {
       self.holding = true
@@ -234,10 +224,7 @@ enum UpstreamMetadata {
   /// The upstream request's headers: pseudo-headers, gRPC's, the call's metadata (less what is
   /// never forwarded), `x-forwarded-*`, and the deadline left.
   static func requestHeaders(for call: ServerCall, path: String, authority: String, secure: Bool) -> HPACKHeaders {
-    var headers: HPACKHeaders = [
-      ":method": "POST", ":scheme": secure ? "https" : "http", ":path": path, ":authority": authority,
-      "content-type": "application/grpc", "te": "trailers",
-    ]
+    var headers = Self.callHeaders(path: path, authority: authority, secure: secure)
     if let deadline = call.deadline {
       headers.add(name: "grpc-timeout", value: Self.timeout(until: deadline))
     }
@@ -253,6 +240,15 @@ enum UpstreamMetadata {
     if let host = origin.host(call.metadata) { headers.add(name: "x-forwarded-host", value: host) }
     headers.add(name: "x-forwarded-proto", value: origin.scheme(call.metadata))
     return headers
+  }
+
+  /// The headers every gRPC request to an upstream starts with: pseudo-headers first, then gRPC's
+  /// content type and `te`. The gateway's own calls (health checks, reflection) add `user-agent`.
+  static func callHeaders(path: String, authority: String, secure: Bool) -> HPACKHeaders {
+    [
+      ":method": "POST", ":scheme": secure ? "https" : "http", ":path": path, ":authority": authority,
+      "content-type": "application/grpc", "te": "trailers",
+    ]
   }
 
   /// `grpc-timeout` for what is left until `deadline` (at least 1 ms; gRPC allows 8 digits).

@@ -124,11 +124,9 @@ final class UpstreamUnaryCall: UpstreamStreamDelegate {
     completion: @escaping (Result<[UInt8], RPCError>) -> Void
   ) {
     let call = UpstreamUnaryCall(connection: connection, completion: completion)
-    let headers: HPACKHeaders = [
-      ":method": "POST", ":scheme": secure ? "https" : "http", ":path": path, ":authority": authority,
-      "content-type": "application/grpc", "te": "trailers", "user-agent": "sluice",
-      "grpc-timeout": "\(timeout.nanoseconds / 1_000_000)m",
-    ]
+    var headers = UpstreamMetadata.callHeaders(path: path, authority: authority, secure: secure)
+    headers.add(name: "user-agent", value: "sluice")
+    headers.add(name: "grpc-timeout", value: "\(timeout.nanoseconds / 1_000_000)m")
     guard let bytes: [UInt8] = try? request.serializedBytes(),
       let stream = connection.openStream(headers, delegate: call)
     else {
@@ -137,9 +135,7 @@ final class UpstreamUnaryCall: UpstreamStreamDelegate {
     }
     call.stream = stream
     var framed = ByteBuffer()
-    framed.writeInteger(UInt8(0))
-    framed.writeInteger(UInt32(truncatingIfNeeded: bytes.count))
-    framed.writeBytes(bytes)
+    framed.writeGRPCMessage(bytes: bytes)
     connection.send(framed, on: stream)
     connection.end(stream)
     call.timer = connection.eventLoop.assumeIsolated().scheduleTask(in: timeout) {

@@ -109,10 +109,8 @@ private final class ReflectionExchange: UpstreamStreamDelegate {
   }
 
   func start() {
-    let headers: HPACKHeaders = [
-      ":method": "POST", ":scheme": self.secure ? "https" : "http", ":path": self.path,
-      ":authority": self.authority, "content-type": "application/grpc", "te": "trailers", "user-agent": "sluice",
-    ]
+    var headers = UpstreamMetadata.callHeaders(path: self.path, authority: self.authority, secure: self.secure)
+    headers.add(name: "user-agent", value: "sluice")
     guard let stream = self.connection.openStream(headers, delegate: self) else {
       self.promise.fail(RPCError(code: .unavailable, message: "its connection is closing"))
       return
@@ -126,9 +124,7 @@ private final class ReflectionExchange: UpstreamStreamDelegate {
   private func send(_ request: Grpc_Reflection_V1_ServerReflectionRequest) {
     guard let stream = self.stream, let bytes: [UInt8] = try? request.serializedBytes() else { return }
     var framed = ByteBuffer()
-    framed.writeInteger(UInt8(0))
-    framed.writeInteger(UInt32(truncatingIfNeeded: bytes.count))
-    framed.writeBytes(bytes)
+    framed.writeGRPCMessage(bytes: bytes)
     self.connection.send(framed, on: stream)
   }
 
