@@ -13,7 +13,7 @@ fi
 if command -v protoc >/dev/null; then
   fresh=$(mktemp)
   trap 'rm -f "$fresh"' EXIT
-  protoc -I Protos --include_imports --descriptor_set_out="$fresh" Protos/*.proto
+  protoc -I Protos --include_imports --descriptor_set_out="$fresh" Protos/*.proto "${grpc[@]}"
   cmp -s "$fresh" Protos/sluice.binpb || {
     echo "Protos/sluice.binpb is stale: run scripts/generate-protos.sh" >&2
     exit 1

@@ -9,8 +9,10 @@ struct DescriptorRegistryTests {
     let registry = try DescriptorRegistry(fileDescriptorSet: SluiceDescriptors.fileDescriptorSet)
     #expect(
       registry.methods.map(\.path) == [
-        "/DataService/BidirectionalStream", "/hello.UserService/SayHi", "/proto.StreamService/List",
-        "/proto.StreamService/Record", "/proto.StreamService/Route",
+        "/DataService/BidirectionalStream", "/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/List",
+        "/grpc.health.v1.Health/Watch", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", "/hello.UserService/SayHi",
+        "/proto.StreamService/List", "/proto.StreamService/Record", "/proto.StreamService/Route",
       ])
     let list = try #require(registry.method(path: "/proto.StreamService/List"))
     #expect(list.kind == .serverStreaming)

@@ -45,7 +45,8 @@ final class RPCEngine: Sendable {
 
   /// Routes a call and lets it in, or refuses it: `UNIMPLEMENTED` for an unknown path,
   /// `RESOURCE_EXHAUSTED` past `--max-concurrent-rpcs`, `UNAUTHENTICATED` without a valid bearer
-  /// token (`authorization` is the request's `authorization` metadata). A refused call that was
+  /// token when the method asks for one (`authorization` is the request's `authorization`
+  /// metadata). A refused call that was
   /// routed is counted and logged as ended here.
   func admit(
     path: String,
@@ -63,7 +64,7 @@ final class RPCEngine: Sendable {
     guard self.limiter.acquire() else {
       return refuse(GRPCErrors.tooManyRPCs(limit: self.limiter.limit))
     }
-    if let authenticator = self.authenticator {
+    if let authenticator = self.authenticator, method.authenticates {
       guard let authorization else {
         self.limiter.release()
         return refuse(GRPCErrors.missingCredentials)

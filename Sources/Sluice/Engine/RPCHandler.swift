@@ -182,18 +182,23 @@ struct RPCMethod: Sendable {
   /// Whether the handler may send compressed responses: the response headers then declare
   /// `grpc-encoding: gzip` to clients that accept it. Off unless a method asks for it.
   let compressesResponses: Bool
+  /// Whether `--require-bearer` applies: every method but the health service's, which load
+  /// balancers and orchestrators probe without credentials.
+  let authenticates: Bool
   let makeHandler: @Sendable () -> any RPCHandler
 
   init(
     path: String,
     kind: Kind,
     compressesResponses: Bool = false,
+    authenticates: Bool = true,
     makeHandler: @escaping @Sendable () -> any RPCHandler
   ) {
     self.path = path
     self.name = String(path.dropFirst())
     self.kind = kind
     self.compressesResponses = compressesResponses
+    self.authenticates = authenticates
     self.makeHandler = makeHandler
   }
 }
@@ -217,9 +222,10 @@ extension RPCMethod {
   /// A unary method: `body` turns the one request into the response (or throws the call's error).
   static func unary<Input: SwiftProtobuf.Message, Output: SwiftProtobuf.Message>(
     _ path: String,
+    authenticates: Bool = true,
     _ body: @escaping @Sendable (Input, HPACKHeaders) throws(RPCError) -> Output
   ) -> RPCMethod {
-    RPCMethod(path: path, kind: .unary) { UnaryHandler(body) }
+    RPCMethod(path: path, kind: .unary, authenticates: authenticates) { UnaryHandler(body) }
   }
 }
 

@@ -23,6 +23,9 @@ public final class Gateway: Sendable {
   public let metrics: GatewayMetrics
 
   private let bridges: JSONBridgeSource
+  private let catalog: ServiceCatalog
+  private let health: HealthState
+  private let hostedServices: Set<String>
   private let upstreams: UpstreamDirectory?
   private let grpcServer: GRPCPortServer
   private let httpFrontEnd: HTTPFrontEnd
@@ -52,10 +55,17 @@ public final class Gateway: Sendable {
     if configuration.interopService {
       methods += InteropMethods.make(maximumMessageBytes: configuration.maxMessageBytes)
     }
+    // Health and reflection are the gateway's own, whatever it hosts, and report on everything it
+    // serves: the catalog is filled in below, once the upstreams are known.
+    let catalog = ServiceCatalog(.init(index: DescriptorIndex(), services: [], upstreams: [:]))
+    self.catalog = catalog
+    self.health = HealthState(catalog: catalog)
+    methods += HealthMethods.make(self.health) + ReflectionMethods.make(catalog: catalog)
     // The JSON front ends translate with the hosted services' descriptors and those of
     // `--descriptor-set` (and, with `--upstream-reflection`, what the upstreams describe: see
     // `useDescriptors`), and call the same engine, on the connection's event loop.
-    let registry = try Self.registry(configuration, extra: [])
+    let descriptorSets = Self.descriptorSets(configuration, extra: [])
+    let registry = try DescriptorRegistry(fileDescriptorSets: descriptorSets)
     self.bridges = JSONBridgeSource(Self.bridge(registry, configuration))
     var upstreams: UpstreamDirectory?
     if !configuration.upstreams.isEmpty {
@@ -81,6 +91,12 @@ public final class Gateway: Sendable {
       upstreams = directory
     }
     self.upstreams = upstreams
+    self.hostedServices = Set(methods.compactMap { UpstreamDirectory.service(of: $0.path) })
+    self.catalog.replace(
+      with: try Self.catalogContents(descriptorSets, registry, hosted: self.hostedServices, upstreams: upstreams))
+    for cluster in upstreams?.all ?? [] {
+      cluster.health.observe { [health] in health.changed() }
+    }
     let engine = RPCEngine(
       router: RPCRouter(methods, upstreams: upstreams),
       limiter: RPCLimiter(limit: configuration.maxConcurrentRPCs),
@@ -100,9 +116,13 @@ public final class Gateway: Sendable {
       logger: logger
     )
 
-    // Graceful shutdown runs in reverse order: the HTTP port first, then the native port.
+    // Graceful shutdown runs in reverse order: health turns NOT_SERVING first, then the HTTP port
+    // drains, then the native port.
     var groupConfiguration = ServiceGroupConfiguration(
-      services: [.init(service: self.grpcServer), .init(service: self.httpFrontEnd)],
+      services: [
+        .init(service: self.grpcServer), .init(service: self.httpFrontEnd),
+        .init(service: HealthShutdown(health: self.health)),
+      ],
       gracefulShutdownSignals: shutdownSignals,
       logger: logger
     )
@@ -137,14 +157,32 @@ public final class Gateway: Sendable {
   /// hosted services' and `--descriptor-set`'s, replacing what an earlier call added. Calls in
   /// flight keep the descriptors they started with.
   public func useDescriptors(_ fileDescriptorSets: [[UInt8]]) throws {
-    let registry = try Self.registry(self.configuration, extra: fileDescriptorSets)
+    let descriptorSets = Self.descriptorSets(self.configuration, extra: fileDescriptorSets)
+    let registry = try DescriptorRegistry(fileDescriptorSets: descriptorSets)
     self.bridges.replace(with: Self.bridge(registry, self.configuration))
     self.upstreams?.update(registry: registry)
+    self.catalog.replace(
+      with: try Self.catalogContents(descriptorSets, registry, hosted: self.hostedServices, upstreams: self.upstreams))
+    self.health.changed()
   }
 
-  private static func registry(_ configuration: GatewayConfiguration, extra: [[UInt8]]) throws -> DescriptorRegistry {
-    try DescriptorRegistry(
-      fileDescriptorSets: [SluiceDescriptors.fileDescriptorSet] + configuration.descriptorSets + extra)
+  private static func descriptorSets(_ configuration: GatewayConfiguration, extra: [[UInt8]]) -> [[UInt8]] {
+    [SluiceDescriptors.fileDescriptorSet] + configuration.descriptorSets + extra
+  }
+
+  /// What reflection and health report: the hosted services, and the upstream ones Sluice can name.
+  private static func catalogContents(
+    _ descriptorSets: [[UInt8]],
+    _ registry: DescriptorRegistry,
+    hosted: Set<String>,
+    upstreams: UpstreamDirectory?
+  ) throws -> ServiceCatalog.Contents {
+    let proxied = upstreams?.services(in: registry) ?? [:]
+    return ServiceCatalog.Contents(
+      index: try DescriptorIndex(fileDescriptorSets: descriptorSets),
+      services: hosted.union(proxied.keys).sorted(),
+      upstreams: proxied.filter { !hosted.contains($0.key) }
+    )
   }
 
   private static func bridge(_ registry: DescriptorRegistry, _ configuration: GatewayConfiguration) -> JSONBridge {
@@ -158,5 +196,17 @@ public final class Gateway: Sendable {
   /// `run()` returns once everything has stopped (or the drain timeout cancels what is left).
   public func beginGracefulShutdown() async {
     await self.serviceGroup.triggerGracefulShutdown()
+  }
+}
+
+/// Turns the gateway's health NOT_SERVING as soon as a graceful shutdown starts. The service group
+/// shuts its services down in reverse order, one after the other, and this one is last in the list:
+/// every Watch has been told before the ports begin to drain.
+private struct HealthShutdown: Service {
+  let health: HealthState
+
+  func run() async throws {
+    try? await gracefulShutdown()
+    self.health.beginShutdown()
   }
 }

@@ -59,6 +59,13 @@ final class UpstreamCluster: Sendable {
   /// The addresses as last resolved.
   var targets: [Target] { self.resolved.withLockedValue { $0 } }
 
+  /// Whether some address of the cluster was reached and is serving at the last health check
+  /// (before the first, every address counts as serving): the health the gateway reports for the
+  /// services it proxies here.
+  var isServing: Bool {
+    self.targets.contains { self.health.isAvailable($0.address) }
+  }
+
   /// Starts the timers: host names resolved again every `resolveInterval` (on NIO's blocking-I/O
   /// pool) and the active health checks, on `loop`.
   func start(on loop: any EventLoop) {

@@ -70,6 +70,16 @@ final class UpstreamDirectory: Sendable {
     return self.clusters[service] ?? self.wildcard
   }
 
+  /// The upstream services Sluice can name, with the cluster serving each: every `--upstream
+  /// SERVICE=`, and every service of `registry` that an upstream serves (by `*`).
+  func services(in registry: DescriptorRegistry) -> [String: UpstreamCluster] {
+    var services = self.clusters
+    for method in registry.methods where services[method.serviceName] == nil {
+      if let cluster = self.cluster(for: method.serviceName) { services[method.serviceName] = cluster }
+    }
+    return services
+  }
+
   /// The paths with descriptors that `cluster` serves.
   func knownMethods(of cluster: UpstreamCluster) -> [String] {
     let paths = self.known.withLockedValue { Array($0.keys) }

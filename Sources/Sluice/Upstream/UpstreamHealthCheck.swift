@@ -9,8 +9,9 @@ internal import SwiftProtobuf
 /// Active health checks of a cluster's addresses with `grpc.health.v1.Health/Check`, every
 /// `interval`, on one event loop: an address whose upstream answers anything but SERVING for the
 /// route's service (the empty name, the server as a whole, for `*`) gets no new calls until it
-/// answers SERVING again. An upstream without the health service (UNIMPLEMENTED) is not checked
-/// again; one that cannot be reached is left to passive ejection.
+/// answers SERVING again. An upstream without the health service (UNIMPLEMENTED) is not asked
+/// again, only connected to; one that cannot be reached is left to passive ejection, and counts
+/// as down in the gateway's own health (`UpstreamCluster.isServing`).
 final class UpstreamHealthCheck: Sendable {
   static let interval = TimeAmount.seconds(5)
 
@@ -24,16 +25,21 @@ final class UpstreamHealthCheck: Sendable {
 
   func start() {
     self.loop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: Self.interval) { _ in
-      for target in self.cluster.targets where !self.cluster.health.skips(target.address) {
-        self.check(target)
-      }
+      for target in self.cluster.targets { self.check(target) }
     }
   }
 
   private func check(_ target: UpstreamCluster.Target) {
     let service = self.cluster.route.service == "*" ? "" : self.cluster.route.service
+    let health = self.cluster.health
+    let address = target.address
     self.cluster.connection(on: self.loop, to: target) { result in
-      guard case .success(let connection) = result else { return }
+      guard case .success(let connection) = result else {
+        health.reached(address, false)
+        return
+      }
+      health.reached(address, true)
+      guard !health.skips(address) else { return }
       var request = Grpc_Health_V1_HealthCheckRequest()
       request.service = service
       UpstreamUnaryCall.start(
@@ -44,12 +50,11 @@ final class UpstreamHealthCheck: Sendable {
         request: request,
         timeout: .seconds(2)
       ) { result in
-        let address = target.address
         switch result {
         case .success(let bytes):
           let status = (try? Grpc_Health_V1_HealthCheckResponse(serializedBytes: bytes))?.status
           let serving = status == .serving
-          if self.cluster.health.set(address, serving: serving) {
+          if health.set(address, serving: serving) {
             self.cluster.log.notice(
               serving ? "An upstream address is serving again" : "An upstream address is not serving",
               metadata: [
@@ -58,44 +63,73 @@ final class UpstreamHealthCheck: Sendable {
               ])
           }
         case .failure(let error) where error.code == .unimplemented:
-          self.cluster.health.ignore(address)
+          health.ignore(address)
         case .failure:
-          break  // unreachable or slow: passive ejection's business
+          break  // slow: passive ejection's business
         }
       }
     }
   }
 }
 
-/// Which addresses answered NOT_SERVING, and which have no health service to ask.
+/// What the health checks found of each address: which answered NOT_SERVING, which have no health
+/// service to ask, which could not be reached. An address not yet checked counts as serving.
 final class UpstreamHealth: Sendable {
   private struct State {
     var notServing: Set<SocketAddress> = []
     var unchecked: Set<SocketAddress> = []
+    var unreachable: Set<SocketAddress> = []
+    var observer: (@Sendable () -> Void)?
   }
 
   private let state = NIOLockedValueBox(State())
 
+  /// Whether calls may go to `address`: it did not answer NOT_SERVING.
   func isServing(_ address: SocketAddress) -> Bool {
     self.state.withLockedValue { !$0.notServing.contains(address) }
+  }
+
+  /// Whether `address` was reached and did not answer NOT_SERVING at the last check.
+  func isAvailable(_ address: SocketAddress) -> Bool {
+    self.state.withLockedValue { !$0.notServing.contains(address) && !$0.unreachable.contains(address) }
   }
 
   func skips(_ address: SocketAddress) -> Bool {
     self.state.withLockedValue { $0.unchecked.contains(address) }
   }
 
+  /// Calls `body` (on any thread) whenever an address's availability changes.
+  func observe(_ body: @escaping @Sendable () -> Void) {
+    self.state.withLockedValue { $0.observer = body }
+  }
+
   /// Records a check's answer; true when it changed the address's state.
   func set(_ address: SocketAddress, serving: Bool) -> Bool {
-    self.state.withLockedValue { state in
+    self.update { state in
       serving ? state.notServing.remove(address) != nil : state.notServing.insert(address).inserted
     }
   }
 
+  /// Records that `address` has no health service: it serves while it can be reached.
   func ignore(_ address: SocketAddress) {
-    self.state.withLockedValue { state in
+    self.update { state in
       state.unchecked.insert(address)
-      state.notServing.remove(address)
+      return state.notServing.remove(address) != nil
     }
+  }
+
+  /// Records whether a check could connect to `address`.
+  func reached(_ address: SocketAddress, _ reached: Bool) {
+    self.update { state in
+      reached ? state.unreachable.remove(address) != nil : state.unreachable.insert(address).inserted
+    }
+  }
+
+  @discardableResult
+  private func update(_ change: (inout State) -> Bool) -> Bool {
+    let (changed, observer) = self.state.withLockedValue { state in (change(&state), state.observer) }
+    if changed { observer?() }
+    return changed
   }
 }
 
