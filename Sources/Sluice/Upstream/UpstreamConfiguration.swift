@@ -44,8 +44,17 @@ public struct UpstreamAddress: Sendable, Hashable, CustomStringConvertible {
     self.port = port
   }
 
+  /// Reads `HOST:PORT` (`[::1]:50051` for IPv6).
+  /// - Throws: An error saying `text` is not `HOST:PORT`.
+  public init(parsing text: String) throws(UpstreamConfigurationError) {
+    try self.init(parsing: text, error: UpstreamConfigurationError("'\(text)' is not HOST:PORT"))
+  }
+
   init(parsing text: String, in flag: String) throws(UpstreamConfigurationError) {
-    let invalid = UpstreamConfigurationError("--upstream \(flag): '\(text)' is not HOST:PORT")
+    try self.init(parsing: text, error: UpstreamConfigurationError("--upstream \(flag): '\(text)' is not HOST:PORT"))
+  }
+
+  private init(parsing text: String, error invalid: UpstreamConfigurationError) throws(UpstreamConfigurationError) {
     guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
       (1...65_535).contains(port)
     else { throw invalid }

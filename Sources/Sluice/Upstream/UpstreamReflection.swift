@@ -29,9 +29,15 @@ public enum UpstreamReflection {
   /// How long one upstream may take to answer.
   static let timeout = TimeAmount.seconds(10)
 
-  /// Asks `route`'s upstream (its first reachable address) to describe its services.
+  /// Asks `route`'s upstream (its first reachable address) to describe its services; the
+  /// reflection services themselves only with `includingReflection` (a client listing everything).
   /// - Throws: An error naming the upstream and what went wrong.
-  public static func describe(_ route: UpstreamRoute, tls: UpstreamTLS?, logger: Logger) async throws -> Description {
+  public static func describe(
+    _ route: UpstreamRoute,
+    tls: UpstreamTLS?,
+    logger: Logger,
+    includingReflection: Bool = false
+  ) async throws -> Description {
     let cluster = try UpstreamCluster(route: route, tls: tls, logger: logger)
     defer { cluster.closeConnections() }
     let loop = MultiThreadedEventLoopGroup.singleton.any()
@@ -44,7 +50,8 @@ public enum UpstreamReflection {
             promise.fail(error)
           case .success(let connection):
             ReflectionExchange(
-              connection: connection, version: version, wanted: route.service, authority: cluster.authority,
+              connection: connection, version: version, wanted: route.service,
+              includingReflection: includingReflection, authority: cluster.authority,
               secure: cluster.secure, promise: promise
             ).start()
           }
@@ -77,6 +84,7 @@ private final class ReflectionExchange: UpstreamStreamDelegate {
   private let connection: UpstreamConnection
   private let path: String
   private let wanted: String
+  private let includingReflection: Bool
   private let authority: String
   private let secure: Bool
   private let promise: EventLoopPromise<Outcome>
@@ -93,6 +101,7 @@ private final class ReflectionExchange: UpstreamStreamDelegate {
     connection: UpstreamConnection,
     version: String,
     wanted: String,
+    includingReflection: Bool,
     authority: String,
     secure: Bool,
     promise: EventLoopPromise<Outcome>
@@ -100,6 +109,7 @@ private final class ReflectionExchange: UpstreamStreamDelegate {
     self.connection = connection
     self.path = "/grpc.reflection.\(version).ServerReflection/ServerReflectionInfo"
     self.wanted = wanted
+    self.includingReflection = includingReflection
     self.authority = authority
     self.secure = secure
     self.promise = promise
@@ -185,7 +195,9 @@ private final class ReflectionExchange: UpstreamStreamDelegate {
     switch response.messageResponse {
     case .listServicesResponse(let list):
       for service in list.service.map(\.name)
-      where !service.hasPrefix("grpc.reflection.") && (self.wanted == "*" || service == self.wanted) {
+      where (self.includingReflection || !service.hasPrefix("grpc.reflection."))
+        && (self.wanted == "*" || service == self.wanted)
+      {
         self.services.append(service)
         var request = Grpc_Reflection_V1_ServerReflectionRequest()
         request.fileContainingSymbol = service

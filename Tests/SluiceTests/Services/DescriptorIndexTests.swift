@@ -16,10 +16,22 @@ struct DescriptorIndexTests {
     base.package = "base"
     var message = Google_Protobuf_DescriptorProto()
     message.name = "Base"
-    message.field = [.with { $0.name = "id"; $0.number = 1; $0.type = .int32 }]
+    message.field = [
+      .with {
+        $0.name = "id"; $0.number = 1; $0.type = .int32
+      }
+    ]
     message.nestedType = [.with { $0.name = "Inner" }]
-    message.enumType = [.with { $0.name = "Kind"; $0.value = [.with { $0.name = "NONE" }] }]
-    message.extensionRange = [.with { $0.start = 100; $0.end = 200 }]
+    message.enumType = [
+      .with {
+        $0.name = "Kind"; $0.value = [.with { $0.name = "NONE" }]
+      }
+    ]
+    message.extensionRange = [
+      .with {
+        $0.start = 100; $0.end = 200
+      }
+    ]
     base.messageType = [message]
 
     var api = Google_Protobuf_FileDescriptorProto()
@@ -27,12 +39,18 @@ struct DescriptorIndexTests {
     api.package = "api"
     api.dependency = ["base.proto"]
     api.extension = [
-      .with { $0.name = "tag"; $0.number = 100; $0.extendee = ".base.Base"; $0.type = .string; $0.label = .optional }
+      .with {
+        $0.name = "tag"; $0.number = 100; $0.extendee = ".base.Base"; $0.type = .string; $0.label = .optional
+      }
     ]
     api.service = [
       .with {
         $0.name = "Api"
-        $0.method = [.with { $0.name = "Get"; $0.inputType = ".base.Base"; $0.outputType = ".base.Base" }]
+        $0.method = [
+          .with {
+            $0.name = "Get"; $0.inputType = ".base.Base"; $0.outputType = ".base.Base"
+          }
+        ]
       }
     ]
     // The second set holds another base.proto: the first set's is kept.

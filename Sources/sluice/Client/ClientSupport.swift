@@ -1,0 +1,201 @@
+internal import ArgumentParser
+internal import Foundation
+internal import GRPCCore
+internal import Logging
+import Sluice
+
+/// The options `call`, `list` and `describe` share: where the server is and how to reach it.
+struct ConnectionOptions: ParsableArguments {
+  @Argument(help: "The server: HOST:PORT ([::1]:8888 for IPv6). A gateway's HTTP port for --via ws|http.")
+  var address: String
+
+  @Flag(
+    help: "Connect over TLS (https, wss, gRPC with ALPN h2), verifying the server against the system's roots or --ca.")
+  var tls = false
+
+  @Option(help: "PEM certificates to trust for --tls instead of the system's roots.")
+  var ca: String?
+
+  @Option(
+    name: [.customShort("H"), .customLong("header")],
+    help: ArgumentHelp("Request metadata, 'key: value'; repeatable.", valueName: "key: value")
+  )
+  var headers: [String] = []
+
+  @Option(
+    help: ArgumentHelp(
+      "A FileDescriptorSet (protoc --include_imports --descriptor_set_out) to use instead of asking the server over reflection; repeatable.",
+      valueName: "file"
+    )
+  )
+  var descriptorSet: [String] = []
+
+  func validate() throws {
+    _ = try self.target()
+    _ = try self.metadata()
+    if self.ca != nil && !self.tls { throw ValidationError("--ca needs --tls.") }
+  }
+
+  /// The address, parsed.
+  func target() throws -> UpstreamAddress {
+    do {
+      return try UpstreamAddress(parsing: self.address)
+    } catch {
+      throw ValidationError(error.description)
+    }
+  }
+
+  /// The `-H` values as (lowercased key, value) pairs.
+  func metadata() throws -> [(String, String)] {
+    try self.headers.map { header in
+      guard let colon = header.firstIndex(of: ":") else {
+        throw ValidationError("-H '\(header)' is not 'key: value'.")
+      }
+      let key = header[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
+      let value = header[header.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+      guard !key.isEmpty, key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) })
+      else {
+        throw ValidationError("-H '\(header)': '\(key)' is not a metadata key (letters, digits, - _ .).")
+      }
+      return (key, value)
+    }
+  }
+
+  /// The descriptors of `--descriptor-set`, or those the server describes over reflection
+  /// (`grpc.reflection.v1`, then `v1alpha`) for `service` (nil: every service it lists).
+  func descriptors(for service: String?) async throws -> ClientDescriptors {
+    if !self.descriptorSet.isEmpty {
+      let sets = try self.descriptorSet.map { path in
+        guard let data = FileManager.default.contents(atPath: path) else {
+          throw CallStatus(.invalidArgument, "--descriptor-set: cannot read \(path)")
+        }
+        return [UInt8](data)
+      }
+      return try ClientDescriptors(fileDescriptorSets: sets, services: nil)
+    }
+    let route = UpstreamRoute(service: service ?? "*", addresses: [try self.target()])
+    let description: UpstreamReflection.Description
+    do {
+      description = try await UpstreamReflection.describe(
+        route, tls: self.tls ? UpstreamTLS(caPath: self.ca) : nil,
+        logger: Logger(label: "sluice.client", factory: { _ in SwiftLogNoOpLogHandler() }),
+        includingReflection: service == nil)
+    } catch let error as RPCError {
+      throw CallStatus(error.code, "server reflection at \(self.address): \(error.message)")
+    } catch {
+      throw CallStatus(.unavailable, "server reflection at \(self.address): \(error)")
+    }
+    return try ClientDescriptors(fileDescriptorSets: [description.fileDescriptorSet], services: description.services)
+  }
+}
+
+/// One `sluice call`, as each transport (`GRPCCall`, `WebSocketCall`, `HTTPCallClient`) takes it.
+struct CallRequest {
+  var connection: ConnectionOptions
+  /// `pkg.Service/Method` (or `pkg.Service.Method`).
+  var method: String
+  /// The request messages as JSON lines, as they are read.
+  var requests: AsyncStream<String>
+  var timeout: TimeoutValue?
+  /// `-v`: the response headers and trailers go to stderr.
+  var verbose: Bool
+}
+
+/// A gRPC status as the client reports it: the exit code is the code, and the status goes to
+/// stderr as `NAME: message`.
+struct CallStatus: Error {
+  var code: Int
+  var message: String
+
+  init(code: Int, _ message: String) {
+    self.code = code
+    self.message = message
+  }
+
+  init(_ code: RPCError.Code, _ message: String) {
+    self.init(code: code.rawValue, message)
+  }
+}
+
+/// gRPC's status codes by their canonical names, as the client prints them.
+enum StatusNames {
+  private static let names = [
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+    "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+  ]
+
+  /// The name of `code`, or `CODE <n>` for one outside gRPC's list.
+  static func name(of code: Int) -> String {
+    names.indices.contains(code) ? names[code] : "CODE \(code)"
+  }
+}
+
+/// Writes what a command prints: messages to stdout, one per line, flushed as each arrives (a
+/// pipe sees every line at once); the status and `-v`'s headers and trailers to stderr.
+enum ClientOutput {
+  static func line(_ text: String) {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+  }
+
+  static func status(_ code: Int, _ message: String) {
+    let text = message.isEmpty ? StatusNames.name(of: code) : "\(StatusNames.name(of: code)): \(message)"
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+  }
+
+  /// Runs a command's `body`; a status it throws goes to stderr and becomes the exit code.
+  static func reportingStatus(_ body: () async throws -> Void) async throws {
+    do {
+      try await body()
+    } catch let status as CallStatus {
+      Self.status(status.code, status.message)
+      throw ExitCode(Int32(clamping: status.code))
+    }
+  }
+
+  static func note(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+  }
+}
+
+/// Standard input's lines as they are read, for streams typed or piped line by line. Empty
+/// lines are skipped. A thread of its own blocks in `readLine`: the C library returns each line as
+/// soon as its newline arrives, so nothing waits for a buffer to fill.
+enum StandardInputLines {
+  static func stream() -> AsyncStream<String> {
+    let (stream, continuation) = AsyncStream.makeStream(of: String.self)
+    let thread = Thread {
+      while let line = readLine(strippingNewline: true) {
+        if line.allSatisfy(\.isWhitespace) { continue }
+        continuation.yield(line)
+      }
+      continuation.finish()
+    }
+    thread.start()
+    return stream
+  }
+}
+
+/// A `--timeout` value: a number with a unit (`500ms`, `5s`, `2m`, `1h`; seconds without one).
+struct TimeoutValue: ExpressibleByArgument {
+  var duration: Duration
+
+  init?(argument: String) {
+    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+    var number = Substring(argument)
+    var scale = 1.0
+    for (suffix, factor) in units where argument.hasSuffix(suffix) {
+      number = argument.dropLast(suffix.count)
+      scale = factor
+      break
+    }
+    guard let value = Double(number), value.isFinite, value > 0, value * scale <= 31_536_000 else { return nil }
+    self.duration = .milliseconds(Int64((value * scale * 1000).rounded(.up)))
+  }
+
+  /// As a `grpc-timeout` header value (milliseconds).
+  var grpcTimeout: String {
+    let (seconds, attoseconds) = self.duration.components
+    return "\(seconds * 1000 + attoseconds / 1_000_000_000_000_000)m"
+  }
+}
