@@ -209,6 +209,19 @@ struct ServeCommand: AsyncParsableCommand {
   @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
   var logLevel: Logger.Level = .info
 
+  @Option(
+    help: ArgumentHelp(
+      "A YAML (.yaml, .yml) or JSON file of flag values, keyed by the flags' names (grpc-port: 9000).",
+      discussion:
+        "SLUICE_* environment variables (SLUICE_GRPC_PORT=9000; lists comma-separated) win over the file, and the command line's flags over both.",
+      valueName: "file"
+    )
+  )
+  var config: String?
+
+  @Flag(help: "Print the effective configuration (file < environment < flags) as YAML and exit; tokens are not shown.")
+  var printConfig = false
+
   /// The accepted range of every numeric flag: out-of-range values stop sluice at start with the
   /// flag's name, instead of overflowing a conversion at the first request.
   private static let secondsLimit = 31_536_000.0  // a year
@@ -324,6 +337,12 @@ struct ServeCommand: AsyncParsableCommand {
   }
 
   func run() async throws {
+    if self.printConfig {
+      var text = "# sluice \(SluiceCommand.version): the effective configuration (--config < SLUICE_* < flags)\n"
+      for (key, _, value) in ConfigurationSources.keys { text += value(self).line(key) + "\n" }
+      FileHandle.standardOutput.write(Data(text.utf8))
+      return
+    }
     let level = self.logLevel
     LoggingSystem.bootstrap { label in
       var handler = StreamLogHandler.standardError(label: label)

@@ -1,4 +1,5 @@
 public import ArgumentParser
+internal import Foundation
 
 /// `sluice`: the gateway (`serve`, the default) and the command-line client for any gRPC server or
 /// Sluice gateway (`call`, `list`, `describe`).
@@ -22,4 +23,34 @@ struct SluiceCommand: AsyncParsableCommand {
     subcommands: [ServeCommand.self, CallCommand.self, ListCommand.self, DescribeCommand.self],
     defaultSubcommand: ServeCommand.self
   )
+
+  /// Parses and runs the command as ArgumentParser's own `main` does, with `serve`'s arguments
+  /// first completed from `--config` and the `SLUICE_*` environment (`ConfigurationSources`).
+  static func main() async {
+    var arguments = Array(CommandLine.arguments.dropFirst())
+    var origins = ConfigurationSources.Origins()
+    do {
+      let others: Set<String> = ["call", "list", "describe", "help", "-h", "--help", "--version"]
+      if arguments.first == "serve" || !others.contains(arguments.first ?? "serve") {
+        if arguments.first == "serve" { arguments.removeFirst() }
+        let merged = try await ConfigurationSources.arguments(
+          arguments, environment: ProcessInfo.processInfo.environment)
+        arguments = ["serve"] + merged.arguments
+        origins = merged.origins
+      }
+      var command = try parseAsRoot(arguments)
+      if var command = command as? any AsyncParsableCommand {
+        try await command.run()
+      } else {
+        try command.run()
+      }
+    } catch {
+      let code = exitCode(for: error)
+      let message = fullMessage(for: error)
+      guard code != .success, !(error is ExitCode), origins.annotate(message) != message else { exit(withError: error) }
+      // A value from the file or the environment is refused: say where it was set.
+      FileHandle.standardError.write(Data((origins.annotate(message) + "\n").utf8))
+      Foundation.exit(code.rawValue)
+    }
+  }
 }

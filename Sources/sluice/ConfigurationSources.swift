@@ -1,0 +1,268 @@
+internal import ArgumentParser
+internal import Configuration
+internal import Foundation
+internal import Logging
+import Sluice
+internal import Synchronization
+internal import SystemPackage
+
+/// `sluice --config FILE` (YAML or JSON) and `SLUICE_*` environment variables: every `serve` flag
+/// under its own name (`grpc-port: 9000`, `SLUICE_GRPC_PORT=9000`), read with swift-configuration
+/// and handed to the flag parser ahead of the command line's own flags, so that the file, the
+/// environment and the command line are checked by one set of rules. A key set in several places
+/// takes the command line's value, else the environment's, else the file's.
+enum ConfigurationSources {
+  /// How a flag takes its value.
+  enum Kind {
+    case string, int, double, flag, strings
+  }
+
+  /// Every `serve` option and flag that a file or the environment may set (all but `--config` and
+  /// `--print-config`), by name and kind, and how to print its effective value
+  /// (`--print-config`). test_config.py checks the list against `serve --help`'s flags.
+  static let keys: [(name: String, kind: Kind, value: @Sendable (ServeCommand) -> ConfigText)] = [
+    ("host", .string, { .string($0.host) }),
+    ("grpc-port", .int, { .number($0.grpcPort) }),
+    ("http-port", .int, { .number($0.httpPort) }),
+    ("pace-ms", .int, { .number($0.paceMs) }),
+    ("list-count", .int, { .number($0.listCount) }),
+    ("drain-timeout", .double, { .number($0.drainTimeout) }),
+    ("max-message-bytes", .int, { .number($0.maxMessageBytes) }),
+    ("allowed-origin", .strings, { .strings($0.allowedOrigins) }),
+    ("require-bearer", .string, { .redacted($0.requireBearer) }),
+    ("bearer-cookie", .string, { .optional($0.bearerCookie) }),
+    ("ws-ping-interval", .double, { .number($0.wsPingInterval) }),
+    ("max-json-depth", .int, { .number($0.maxJsonDepth) }),
+    ("max-header-bytes", .int, { .number($0.maxHeaderBytes) }),
+    ("max-concurrent-rpcs", .int, { .number($0.maxConcurrentRpcs) }),
+    ("max-connections", .int, { .number($0.maxConnections) }),
+    ("handshake-timeout", .double, { .number($0.handshakeTimeout) }),
+    ("idle-timeout", .double, { .number($0.idleTimeout) }),
+    ("send-timeout", .double, { .number($0.sendTimeout) }),
+    ("body-timeout", .double, { .number($0.bodyTimeout) }),
+    ("max-buffered-request-bytes", .int, { .number($0.maxBufferedRequestBytes) }),
+    ("allowed-host", .strings, { .strings($0.allowedHosts) }),
+    ("no-get-calls", .flag, { .bool($0.noGetCalls) }),
+    ("grpc-max-concurrent-streams", .int, { .number($0.grpcMaxConcurrentStreams) }),
+    ("grpc-max-connection-idle", .double, { .number($0.grpcMaxConnectionIdle) }),
+    ("grpc-max-connection-age", .double, { .number($0.grpcMaxConnectionAge) }),
+    ("grpc-max-connection-age-grace", .double, { .number($0.grpcMaxConnectionAgeGrace) }),
+    ("grpc-initial-window-size", .int, { .number($0.grpcInitialWindowSize) }),
+    ("grpc-max-frame-size", .int, { .number($0.grpcMaxFrameSize) }),
+    ("grpc-max-header-list-size", .int, { .number($0.grpcMaxHeaderListSize) }),
+    ("grpc-http2", .string, { .string($0.grpcHttp2.rawValue) }),
+    ("tls-cert", .string, { .optional($0.tlsCert) }),
+    ("tls-key", .string, { .optional($0.tlsKey) }),
+    ("public-dir", .string, { .optional($0.publicDir) }),
+    ("grpc-on-http-port", .flag, { .bool($0.grpcOnHttpPort) }),
+    ("echo-metadata", .flag, { .bool($0.echoMetadata) }),
+    ("interop-service", .flag, { .bool($0.interopService) }),
+    ("upstream", .strings, { .strings($0.upstream) }),
+    ("descriptor-set", .strings, { .strings($0.descriptorSet) }),
+    ("upstream-reflection", .flag, { .bool($0.upstreamReflection) }),
+    ("upstream-tls", .flag, { .bool($0.upstreamTls) }),
+    ("upstream-ca", .string, { .optional($0.upstreamCa) }),
+    ("upstream-server-name", .string, { .optional($0.upstreamServerName) }),
+    ("hosted", .string, { .string($0.hosted.rawValue) }),
+    ("log-level", .string, { .string($0.logLevel.rawValue) }),
+  ]
+
+  /// The environment variable of a key: `SLUICE_` and the key in capitals, `-` as `_`.
+  static func environmentName(_ key: String) -> String {
+    "SLUICE_" + key.uppercased().replacingOccurrences(of: "-", with: "_")
+  }
+
+  /// Where the values that did not come from the command line came from, for error messages.
+  struct Origins {
+    var byFlag: [String: String] = [:]
+
+    /// `message` with a note naming where a flag it mentions was set, when not on the command line.
+    func annotate(_ message: String) -> String {
+      let noted = self.byFlag.filter { message.contains("--\($0.key)") }.sorted { $0.key < $1.key }
+      guard !noted.isEmpty else { return message }
+      return message + "\n" + noted.map { "(--\($0.key) came from \($0.value))" }.joined(separator: "\n")
+    }
+  }
+
+  /// The arguments for `serve`: the values of `--config FILE` and the environment that the command
+  /// line does not set, as flags, then the command line's own (without `--config`).
+  /// - Throws: `ValidationError` naming the file and key of a value that is not of its flag's kind,
+  ///   or a key the file has that is not a flag.
+  static func arguments(
+    _ commandLine: [String],
+    environment: [String: String]
+  ) async throws -> (arguments: [String], origins: Origins) {
+    var own: [String] = []
+    var path: String?
+    var index = commandLine.startIndex
+    while index < commandLine.endIndex {
+      let argument = commandLine[index]
+      if argument == "--config" {
+        guard index + 1 < commandLine.endIndex else { throw ValidationError("--config needs a file.") }
+        path = commandLine[index + 1]
+        index += 2
+        continue
+      }
+      if argument.hasPrefix("--config=") {
+        path = String(argument.dropFirst("--config=".count))
+      } else {
+        own.append(argument)
+      }
+      index += 1
+    }
+    let given = Set(
+      own.compactMap { argument -> String? in
+        guard argument.hasPrefix("--") else { return nil }
+        return String(argument.dropFirst(2).prefix { $0 != "=" })
+      })
+
+    var file: ConfigFile?
+    if let path { file = try await ConfigFile(path: path) }
+    let environmentProvider = EnvironmentVariablesProvider(environmentVariables: environment)
+    var arguments: [String] = []
+    var origins = Origins()
+    for (key, kind, _) in Self.keys where !given.contains(key) {
+      let variable = Self.environmentName(key)
+      let value: ConfigValue?
+      let origin: String
+      if environment[variable] != nil {
+        value = try Self.lookUp(key, kind, in: environmentProvider, as: ["sluice", key], source: variable)
+        origin = variable
+      } else if let file {
+        value = try Self.lookUp(key, kind, in: file.provider, as: [key], source: "\(file.path): \(key)")
+        origin = "\(file.path), key \(key)"
+      } else {
+        continue
+      }
+      guard let value else { continue }
+      let tokens = Self.tokens(key, value)
+      if !tokens.isEmpty { origins.byFlag[key] = origin }
+      arguments += tokens
+    }
+    return (arguments + own, origins)
+  }
+
+  private static func lookUp(
+    _ key: String,
+    _ kind: Kind,
+    in provider: some ConfigProvider,
+    as components: [String],
+    source: String
+  ) throws -> ConfigValue? {
+    let type: ConfigType =
+      switch kind {
+      case .string: .string
+      case .int: .int
+      case .double: .double
+      case .flag: .bool
+      case .strings: .stringArray
+      }
+    do {
+      return try provider.value(forKey: AbsoluteConfigKey(components), type: type).value
+    } catch {
+      // A list of one may be written as a plain value.
+      if kind == .strings, let single = try? provider.value(forKey: AbsoluteConfigKey(components), type: .string).value
+      {
+        return single
+      }
+      let expected =
+        switch kind {
+        case .string: "a string"
+        case .int: "an integer"
+        case .double: "a number"
+        case .flag: "true or false"
+        case .strings: "a list of strings"
+        }
+      throw ValidationError("\(source): expected \(expected) for --\(key).")
+    }
+  }
+
+  private static func tokens(_ key: String, _ value: ConfigValue) -> [String] {
+    switch value.content {
+    case .string(let text): ["--\(key)", text]
+    case .int(let number): ["--\(key)", "\(number)"]
+    case .double(let number): ["--\(key)", "\(number)"]
+    case .bool(let on): on ? ["--\(key)"] : []
+    case .stringArray(let texts): texts.flatMap { ["--\(key)", $0] }
+    default: []
+    }
+  }
+}
+
+/// A `--config` file: YAML (`.yaml`, `.yml`) or JSON (any other name), with the names of every
+/// key it holds, so that a key that is not a flag (a typo) is an error naming it.
+private struct ConfigFile {
+  let path: String
+  let provider: any ConfigProvider
+
+  init(path: String) async throws {
+    self.path = path
+    guard FileManager.default.isReadableFile(atPath: path) else {
+      throw ValidationError("--config: cannot read \(path).")
+    }
+    // swift-configuration hands every key of the file to the secrets check while it parses:
+    // that is where the keys are listed (nothing marks a value secret).
+    let seen = Mutex<[String]>([])
+    func listing<Value>() -> SecretsSpecifier<String, Value> {
+      .dynamic { key, _ in
+        seen.withLock { $0.append(key) }
+        return false
+      }
+    }
+    let yaml = path.hasSuffix(".yaml") || path.hasSuffix(".yml")
+    do {
+      self.provider =
+        yaml
+        ? try await FileProvider<YAMLSnapshot>(
+          parsingOptions: .init(secretsSpecifier: listing()), filePath: FilePath(path))
+        : try await FileProvider<JSONSnapshot>(
+          parsingOptions: .init(secretsSpecifier: listing()), filePath: FilePath(path))
+    } catch {
+      throw ValidationError(
+        "--config \(path) is not valid \(yaml ? "YAML" : "JSON") of flag names and values: \(error)")
+    }
+    let known = Set(ConfigurationSources.keys.map(\.name))
+    let unknown = seen.withLock { $0 }.filter { !known.contains($0) }.sorted()
+    guard unknown.isEmpty else {
+      throw ValidationError(
+        "\(path): \(unknown.map { "'\($0)'" }.joined(separator: ", ")) \(unknown.count == 1 ? "is not a flag" : "are not flags") of sluice serve (the keys are the flags' names, e.g. grpc-port)."
+      )
+    }
+  }
+}
+
+/// A value as `--print-config` prints it: YAML that `--config` reads back.
+enum ConfigText {
+  case string(String)
+  case optional(String?)
+  case number(any Numeric & CustomStringConvertible)
+  case bool(Bool)
+  case strings([String])
+  /// `--require-bearer`: where the tokens are, never the tokens.
+  case redacted(String?)
+
+  /// The value as YAML, or nil when it is not set (an optional flag not given).
+  var yaml: String? {
+    switch self {
+    case .string(let text): Self.quoted(text)
+    case .optional(let text): text.map(Self.quoted)
+    case .number(let number): number.description
+    case .bool(let on): on ? "true" : "false"
+    case .strings(let texts): "[" + texts.map(Self.quoted).joined(separator: ", ") + "]"
+    case .redacted(let source): source.map { Self.quoted($0) + "  # the tokens themselves are not shown" }
+    }
+  }
+
+  /// The line of `key`: `key: value`, or a comment when it is not set, so that the output reads
+  /// back as the same configuration.
+  func line(_ key: String) -> String {
+    self.yaml.map { "\(key): \($0)" } ?? "# \(key): (not set)"
+  }
+
+  /// A YAML double-quoted string (JSON's escaping is valid in it).
+  private static func quoted(_ text: String) -> String {
+    let data =
+      (try? JSONSerialization.data(withJSONObject: [text], options: [.withoutEscapingSlashes])) ?? Data("[\"\"]".utf8)
+    return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
+  }
+}
