@@ -1,5 +1,6 @@
-// The Sluice page: one section per hosted RPC, all built on sluice-client.js.
-import { openRpc, callUnary, codeName, httpBase } from "./sluice-client.js";
+// The Sluice page: one section per hosted RPC, then an explorer of every method the gateway
+// serves (from server reflection); all built on sluice-client.js.
+import { openRpc, callUnary, codeName, httpBase, wsBase, reflect } from "./sluice-client.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -323,10 +324,342 @@ $("raw-end").addEventListener("click", () => {
 $("raw-cancel").addEventListener("click", () => rawRpc?.cancel());
 $("raw-clear").addEventListener("click", () => $("raw-log").replaceChildren());
 
+// --- Explorer: every method the gateway serves, from server reflection ----------------------------
+
+const explorer = {
+  generation: 0, // bumps with every reflection load, so a late answer of an old one is dropped
+  descriptors: null,
+  method: null, // the picked method
+  run: null, // the current run: { method, base, rpc, sent: [frame texts] }
+};
+
+function setLoadState(state, text) {
+  const out = $("explorer-load-state");
+  out.dataset.state = state;
+  out.textContent = text;
+}
+
+async function loadExplorer() {
+  const generation = ++explorer.generation;
+  setLoadState("loading", "loading…");
+  try {
+    const { services, descriptors, version } = await reflect(gateway());
+    if (generation !== explorer.generation) return;
+    explorer.descriptors = descriptors;
+    showServices(services);
+    const methods = services.reduce((n, s) => n + s.methods.length, 0);
+    setLoadState("ready", `${services.length} services, ${methods} methods · reflection ${version}`);
+  } catch (error) {
+    if (generation !== explorer.generation) return;
+    const code = error.code != null ? `${codeName(error.code)}: ` : "";
+    setLoadState("error", `error: ${code}${error.message}`);
+  }
+}
+
+function showServices(services) {
+  const tree = $("explorer-services");
+  tree.replaceChildren();
+  for (const service of services) {
+    const item = el("li", null, null, "explorer-service");
+    item.dataset.service = service.name;
+    const name = el("span", "service-name");
+    // A long dotted name may wrap after a dot, not inside a word.
+    service.name.split(".").forEach((part, i) => {
+      if (i) name.append(".", document.createElement("wbr"));
+      name.append(part);
+    });
+    item.append(name);
+    if (service.error) item.append(el("span", "error", ` ${service.error}`));
+    const methods = el("ul");
+    for (const method of service.methods) {
+      const button = el("button", "method", method.name, "explorer-method");
+      button.type = "button";
+      button.dataset.path = method.path;
+      button.dataset.kind = method.kind;
+      button.title = `${method.inputType} → ${method.outputType}`;
+      button.setAttribute("aria-pressed", String(method.path === explorer.method?.path));
+      button.addEventListener("click", () => pickMethod(method));
+      const row = el("li");
+      row.append(button, el("span", "kind", method.kind));
+      methods.append(row);
+    }
+    item.append(methods);
+    tree.append(item);
+  }
+  // After a reload, the picked method keeps its edited request if it is still served.
+  const still = services.flatMap((s) => s.methods).find((m) => m.path === explorer.method?.path);
+  if (still) explorer.method = still;
+}
+
+
+function pickMethod(method) {
+  explorer.method = method;
+  for (const button of document.querySelectorAll('#explorer-services [data-testid="explorer-method"]')) {
+    button.setAttribute("aria-pressed", String(button.dataset.path === method.path));
+  }
+  $("explorer-path").textContent = method.path;
+  $("explorer-kind").textContent = method.kind;
+  $("explorer-kind").dataset.kind = method.kind;
+  $("explorer-types").textContent = `${method.clientStreaming ? "stream " : ""}${method.inputType} → `
+    + `${method.serverStreaming ? "stream " : ""}${method.outputType}`;
+  const hints = [];
+  if (method.clientStreaming) {
+    hints.push("One message per line (NDJSON), or any sequence of JSON objects. Run sends them all, then "
+      + "{\"$end\":true}; with \"keep the stream open\" it sends them and waits: edit, Send more, Finish.");
+  } else {
+    hints.push("One JSON message; the gateway half-closes after it.");
+  }
+  hints.push("A first frame {\"$metadata\":{…},\"$timeoutMs\":N} is sent as it is.");
+  const message = explorer.descriptors.messages.get(method.inputType);
+  for (const [index, name] of (message?.oneofs ?? []).entries()) {
+    const members = message.fields.filter((f) => f.oneofIndex === index && !f.proto3Optional);
+    if (members.length) hints.push(`oneof ${name}: set one of ${members.map((f) => f.jsonName).join(", ")}.`);
+  }
+  $("explorer-help").textContent = hints.join(" ");
+  $("explorer-keep-open-label").hidden = !method.clientStreaming;
+  for (const id of ["explorer-request", "explorer-run", "explorer-reset"]) $(id).disabled = false;
+  resetTemplate();
+  showProblem(null);
+}
+
+function resetTemplate() {
+  const method = explorer.method;
+  if (!method) return;
+  const template = explorer.descriptors.template(method.inputType);
+  // Streams get one message per line, so that a line can be copied to send several.
+  const text = method.clientStreaming ? JSON.stringify(template) : JSON.stringify(template, null, 2);
+  const editor = $("explorer-request");
+  editor.value = text;
+  editor.rows = Math.min(16, Math.max(3, text.split("\n").length + 1));
+}
+
+function showProblem(message) {
+  $("explorer-problem").hidden = !message;
+  $("explorer-problem").textContent = message ?? "";
+}
+
+/**
+ * Splits the editor's text into JSON objects, one frame each, every one minified but otherwise
+ * exactly as typed (so a 64-bit number keeps its digits). Throws a readable error.
+ */
+function splitFrames(text) {
+  const frames = [];
+  const lineAt = (i) => text.slice(0, i).split("\n").length;
+  let i = 0;
+  for (;;) {
+    while (i < text.length && " \t\r\n".includes(text[i])) i++;
+    if (i >= text.length) return frames;
+    const start = i;
+    if (text[i] !== "{") throw new Error(`line ${lineAt(i)}: expected a JSON object ({…}), found "${text[i]}"`);
+    let out = "";
+    let depth = 0;
+    let inString = false;
+    for (; i < text.length; i++) {
+      const c = text[i];
+      if (inString) {
+        out += c;
+        if (c === "\\") out += text[++i] ?? "";
+        else if (c === '"') inString = false;
+        continue;
+      }
+      if (" \t\r\n".includes(c)) continue;
+      out += c;
+      if (c === '"') inString = true;
+      else if (c === "{" || c === "[") depth++;
+      else if ((c === "}" || c === "]") && --depth === 0) break;
+    }
+    i++;
+    const n = frames.length + 1;
+    if (depth !== 0) throw new Error(`message ${n} (line ${lineAt(start)}) is not finished: a } is missing`);
+    let value;
+    try {
+      value = JSON.parse(out);
+    } catch (error) {
+      throw new Error(`message ${n} (line ${lineAt(start)}) is not valid JSON: ${error.message}`);
+    }
+    frames.push({ text: out, control: Object.keys(value).some((k) => k.startsWith("$")) });
+  }
+}
+
+function editorFrames(method, { more = false } = {}) {
+  const frames = splitFrames($("explorer-request").value);
+  const messages = frames.filter((f) => !f.control).length;
+  if (!method.clientStreaming && messages !== 1) {
+    throw new Error(`${method.kind} methods take exactly one request message; the editor holds ${messages}`);
+  }
+  if (more && !frames.length) throw new Error("nothing to send: the editor is empty");
+  return frames;
+}
+
+function explorerLog(cls, text, testid) {
+  const log = $("explorer-log");
+  log.append(el("li", cls, text, testid));
+  log.lastChild.scrollIntoView({ block: "nearest" });
+}
+
+function runMethod() {
+  const method = explorer.method;
+  if (!method) return;
+  let frames;
+  try {
+    frames = editorFrames(method);
+  } catch (error) {
+    showProblem(error.message);
+    return;
+  }
+  showProblem(null);
+  if (explorer.run?.rpc && !["ended", "closed"].includes(explorer.run.rpc.state)) explorer.run.rpc.cancel();
+
+  const run = { method, base: gateway(), rpc: null, sent: [], count: 0 };
+  explorer.run = run;
+  const current = () => explorer.run === run; // callbacks of an older run change nothing
+  $("explorer-log").replaceChildren();
+  $("explorer-headers").textContent = "—";
+  $("explorer-count").textContent = "0";
+  showStatus($("explorer-status"), null);
+  showCommands(run);
+  let sawEnd = false;
+  run.rpc = openRpc(run.base, method.path, {
+    onFrame(text, direction) {
+      if (!current()) return;
+      if (direction === "out") {
+        run.sent.push(text);
+        explorerLog("out", text, "explorer-out");
+        showCommands(run);
+        return;
+      }
+      let frame = null;
+      try { frame = JSON.parse(text); } catch { /* onEnd reports it */ }
+      if (frame && "$end" in frame) {
+        sawEnd = true;
+        explorerLog(frame.$end?.code === 0 ? "in end" : "in end error", text, "explorer-end");
+      } else if (frame && "$headers" in frame) explorerLog("in headers", text, "explorer-headers-frame");
+      else if (frame && "$pong" in frame) explorerLog("in", text, "explorer-pong");
+      else explorerLog("in", text, "explorer-response");
+    },
+    onHeaders(headers) {
+      if (current()) $("explorer-headers").textContent = JSON.stringify(headers);
+    },
+    onMessage() {
+      if (current()) $("explorer-count").textContent = String(++run.count);
+    },
+    onEnd(status) {
+      if (!current()) return;
+      showStatus($("explorer-status"), status);
+      if (!sawEnd) explorerLog("note error", `no $end: ${statusText(status)}`, "explorer-note");
+    },
+    onState(state, rpc) {
+      if (!current()) return;
+      showState($("explorer-state"), state, rpc);
+      const sending = method.clientStreaming && (state === "connecting" || state === "open");
+      $("explorer-send").disabled = !sending;
+      $("explorer-finish").disabled = !sending;
+      $("explorer-cancel").disabled = state === "ended" || state === "closed";
+    },
+  });
+  for (const frame of frames) run.rpc.sendRaw(frame.text);
+  if (method.clientStreaming && !$("explorer-keep-open").checked) run.rpc.end();
+}
+
+$("explorer-form").addEventListener("submit", runMethod);
+$("explorer-request").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+    event.preventDefault();
+    if (!$("explorer-run").disabled) runMethod();
+  }
+});
+$("explorer-send").addEventListener("click", () => {
+  const run = explorer.run;
+  try {
+    for (const frame of editorFrames(run.method, { more: true })) run.rpc.sendRaw(frame.text);
+    showProblem(null);
+  } catch (error) {
+    showProblem(error.message);
+  }
+});
+$("explorer-finish").addEventListener("click", () => explorer.run?.rpc.end());
+$("explorer-cancel").addEventListener("click", () => explorer.run?.rpc.cancel());
+$("explorer-reset").addEventListener("click", resetTemplate);
+$("explorer-reload").addEventListener("click", loadExplorer);
+$("gateway").addEventListener("change", loadExplorer);
+
+// --- Explorer: the run as websocat and curl commands -----------------------------------------------
+
+/** `text` as one POSIX shell word, in single quotes (each ' written as '\''). */
+const quote = (text) => `'${text.replace(/'/g, "'\\''")}'`;
+/** A URL or header as a shell word, quoted only when it needs to be. */
+const word = (text) => (/^[\w@%+=:,./-]+$/.test(text) ? text : quote(text));
+
+/** A command that writes `lines` to stdout, one per line (echo only when no backslash is involved:
+ * some shells' echo interprets them). */
+function feed(lines) {
+  if (!lines.length) return "printf ''";
+  if (lines.length === 1 && !lines[0].includes("\\")) return `echo ${quote(lines[0])}`;
+  return `printf '%s\\n' ${lines.map(quote).join(" ")}`;
+}
+
+/** The curl arguments for a $metadata / $timeoutMs frame: the same request headers. */
+function curlHeaders(control) {
+  const out = [];
+  for (const [key, values] of Object.entries(control.$metadata ?? {})) {
+    for (const value of [values].flat()) {
+      const name = key.toLowerCase() === "authorization" ? "Authorization" : `grpc-metadata-${key}`;
+      out.push(`-H ${quote(`${name}: ${value}`)}`);
+    }
+  }
+  if (control.$timeoutMs != null) out.push(`-H ${quote(`grpc-timeout: ${control.$timeoutMs}m`)}`);
+  return out;
+}
+
+function curlCommand(run) {
+  const { method } = run;
+  const messages = [];
+  const args = [];
+  for (const text of run.sent) {
+    const value = JSON.parse(text);
+    if (Object.keys(value).some((k) => k.startsWith("$"))) args.push(...curlHeaders(value));
+    else messages.push(text);
+  }
+  const url = word(httpBase(run.base) + method.path);
+  if (method.serverStreaming) args.unshift("-N"); // print each line as it arrives
+  if (!method.clientStreaming) return ["curl", ...args, "-d", quote(messages[0] ?? "{}"), url].join(" ");
+  // Streams: an NDJSON body, one message per line; the end of the body is the half-close.
+  return `${feed(messages)} | ${["curl", ...args, "-T -", "-H 'Content-Type: application/x-ndjson'", url].join(" ")}`;
+}
+
+function showCommands(run) {
+  const ready = run.sent.length > 0;
+  $("explorer-websocat").textContent = ready
+    ? `${feed(run.sent)} | websocat ${word(wsBase(run.base) + run.method.path)}`
+    : "— (nothing sent yet)";
+  $("explorer-curl").textContent = ready ? curlCommand(run) : "—";
+  $("explorer-copy-websocat").disabled = !ready;
+  $("explorer-copy-curl").disabled = !ready;
+}
+
+async function copyText(id, button) {
+  const text = $(id).textContent;
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // No clipboard API (an insecure origin): copy the selection the old way.
+    const range = document.createRange();
+    range.selectNodeContents($(id));
+    getSelection().removeAllRanges();
+    getSelection().addRange(range);
+    document.execCommand("copy");
+  }
+  button.textContent = "Copied";
+  setTimeout(() => { button.textContent = "Copy"; }, 1500);
+}
+$("explorer-copy-websocat").addEventListener("click", (e) => copyText("explorer-websocat", e.currentTarget));
+$("explorer-copy-curl").addEventListener("click", (e) => copyText("explorer-curl", e.currentTarget));
+
 // --- start ----------------------------------------------------------------------------------------
 
 const fromQuery = new URLSearchParams(location.search).get("gateway");
 $("gateway").value = fromQuery || (location.protocol.startsWith("http") ? location.origin : "http://127.0.0.1:8080");
 drawChart();
+loadExplorer();
 $("page-state").textContent = "ready";
 $("page-state").dataset.ready = "true";

@@ -38,6 +38,15 @@
  *   message; rejects with a SluiceError { code, message, details, httpStatus } built from the
  *   google.rpc.Status body the gateway answers on failure (code 14 for network/CORS failures).
  *
+ * reflect(baseUrl, { token, timeoutMs, version }) -> Promise<{ services, descriptors, version }>
+ *   Every service the gateway serves, from gRPC server reflection over one WebSocket:
+ *   services     [{ name, methods: [{ name, path, kind, inputType, outputType, clientStreaming,
+ *                serverStreaming }], error? }]; kind is "unary", "server streaming",
+ *                "client streaming" or "bidirectional"
+ *   descriptors  a Descriptors: messages, enums and services by full name, decoded from the
+ *                FileDescriptorProto bytes reflection sends, and descriptors.template(typeName), a
+ *                request object with every field at its proto3 JSON default
+ *
  * Example:
  *   const rpc = openRpc("", "/proto.StreamService/List", {
  *     singleRequest: true,
@@ -46,6 +55,8 @@
  *   });
  *   rpc.send({ pt: { name: "a", value: 10 } });
  *   const hi = await callUnary("", "/hello.UserService/SayHi", { name: "ada" });
+ *   const { services, descriptors } = await reflect("");
+ *   descriptors.template("proto.StreamRequest");   // { pt: { name: "", value: 0 } }
  */
 
 /** Names of the gRPC status codes, indexed by code. */
@@ -254,4 +265,443 @@ export async function callUnary(baseUrl, path, message, { headers = {}, signal }
     { code: 2, message: `HTTP ${response.status} ${response.statusText}: ${text.slice(0, 200)}` },
     response.status,
   );
+}
+
+// --- Server reflection and descriptors -------------------------------------------------------------
+//
+// Reflection answers with serialized google.protobuf.FileDescriptorProto messages (base64 in the
+// JSON). A page like this one cannot load a protobuf library: there is no build step, no npm and no
+// network to fetch one from. So the few fields of descriptor.proto that describing a method and
+// building a request template need are read by the small protobuf wire-format reader below
+// (varints, length-delimited fields; fixed32, fixed64 and groups are skipped). Field numbers are
+// those of google/protobuf/descriptor.proto.
+
+/** Reads protobuf wire format from a Uint8Array. */
+class WireReader {
+  constructor(bytes) {
+    this.bytes = bytes;
+    this.pos = 0;
+  }
+
+  get done() {
+    return this.pos >= this.bytes.length;
+  }
+
+  advance(n) {
+    if (this.pos + n > this.bytes.length) throw new Error("truncated protobuf message");
+    this.pos += n;
+  }
+
+  /** A varint as [low 32 bits, high 32 bits], both unsigned. */
+  varint64() {
+    let lo = 0;
+    let hi = 0;
+    for (let shift = 0; shift < 64; shift += 7) {
+      if (this.pos >= this.bytes.length) throw new Error("truncated protobuf message");
+      const b = this.bytes[this.pos++];
+      if (shift < 28) lo |= (b & 0x7f) << shift;
+      else if (shift === 28) {
+        lo |= (b & 0x0f) << 28;
+        hi |= (b & 0x7f) >> 4;
+      } else hi |= (b & 0x7f) << (shift - 32);
+      if (!(b & 0x80)) return [lo >>> 0, hi >>> 0];
+    }
+    throw new Error("malformed varint (more than 10 bytes)");
+  }
+
+  /** An unsigned varint as a Number (exact up to 2^53). */
+  uint() {
+    const [lo, hi] = this.varint64();
+    return hi * 2 ** 32 + lo;
+  }
+
+  /** An int32 varint (negative values take 10 bytes on the wire; their low 32 bits carry it). */
+  int32() {
+    return this.varint64()[0] | 0;
+  }
+
+  bool() {
+    const [lo, hi] = this.varint64();
+    return (lo | hi) !== 0;
+  }
+
+  /** A length-delimited field's bytes. */
+  bytesField() {
+    const length = this.uint();
+    const start = this.pos;
+    this.advance(length);
+    return this.bytes.subarray(start, this.pos);
+  }
+
+  string() {
+    return new TextDecoder().decode(this.bytesField());
+  }
+
+  /** Skips the value of a field of wire type `wireType` (field `number`, for groups). */
+  skip(wireType, number) {
+    switch (wireType) {
+      case 0: this.varint64(); break;
+      case 1: this.advance(8); break;
+      case 2: this.bytesField(); break;
+      case 5: this.advance(4); break;
+      case 3: // a group: skip its fields up to the matching end-group tag
+        for (;;) {
+          if (this.done) throw new Error("truncated protobuf group");
+          const key = this.uint();
+          const type = key % 8;
+          if (type === 4) {
+            if (Math.floor(key / 8) !== number) throw new Error("mismatched protobuf end-group");
+            break;
+          }
+          this.skip(type, Math.floor(key / 8));
+        }
+        break;
+      default: throw new Error(`invalid protobuf wire type ${wireType}`);
+    }
+  }
+}
+
+/**
+ * Calls read(number, wireType, reader) for each field of a message; a field it does not consume
+ * (it returns false) is skipped.
+ */
+function readFields(bytes, read) {
+  const reader = new WireReader(bytes);
+  while (!reader.done) {
+    const key = reader.uint();
+    const number = Math.floor(key / 8);
+    const wireType = key % 8;
+    if (number === 0) throw new Error("invalid protobuf field number 0");
+    if (!read(number, wireType, reader)) reader.skip(wireType, number);
+  }
+}
+
+const VARINT = 0;
+const LEN = 2;
+
+function decodeField(bytes) {
+  const field = {
+    name: "", number: 0, label: 1, type: 0, typeName: "", defaultValue: undefined,
+    oneofIndex: undefined, jsonName: "", proto3Optional: false,
+  };
+  readFields(bytes, (no, wt, r) => {
+    if (wt === LEN && no === 1) field.name = r.string();
+    else if (wt === VARINT && no === 3) field.number = r.int32();
+    else if (wt === VARINT && no === 4) field.label = r.int32();
+    else if (wt === VARINT && no === 5) field.type = r.int32();
+    else if (wt === LEN && no === 6) field.typeName = r.string();
+    else if (wt === LEN && no === 7) field.defaultValue = r.string();
+    else if (wt === VARINT && no === 9) field.oneofIndex = r.int32();
+    else if (wt === LEN && no === 10) field.jsonName = r.string();
+    else if (wt === VARINT && no === 17) field.proto3Optional = r.bool();
+    else return false;
+    return true;
+  });
+  // protoc fills json_name; hand-made descriptors may not: protobuf's own rule then.
+  if (!field.jsonName) field.jsonName = field.name.replace(/_+([a-z0-9]?)/gi, (_, c) => c.toUpperCase());
+  return field;
+}
+
+function decodeEnum(bytes) {
+  const en = { name: "", values: [] };
+  readFields(bytes, (no, wt, r) => {
+    if (wt === LEN && no === 1) en.name = r.string();
+    else if (wt === LEN && no === 2) {
+      const value = { name: "", number: 0 };
+      readFields(r.bytesField(), (vno, vwt, vr) => {
+        if (vwt === LEN && vno === 1) value.name = vr.string();
+        else if (vwt === VARINT && vno === 2) value.number = vr.int32();
+        else return false;
+        return true;
+      });
+      en.values.push(value);
+    } else return false;
+    return true;
+  });
+  return en;
+}
+
+function decodeMessage(bytes) {
+  const message = { name: "", fields: [], messages: [], enums: [], oneofs: [], mapEntry: false };
+  readFields(bytes, (no, wt, r) => {
+    if (wt === LEN && no === 1) message.name = r.string();
+    else if (wt === LEN && no === 2) message.fields.push(decodeField(r.bytesField()));
+    else if (wt === LEN && no === 3) message.messages.push(decodeMessage(r.bytesField()));
+    else if (wt === LEN && no === 4) message.enums.push(decodeEnum(r.bytesField()));
+    else if (wt === LEN && no === 7) {
+      readFields(r.bytesField(), (ono, owt, or) => {
+        if (owt === VARINT && ono === 7) message.mapEntry = or.bool();
+        else return false;
+        return true;
+      });
+    } else if (wt === LEN && no === 8) {
+      let name = "";
+      readFields(r.bytesField(), (ono, owt, or) => {
+        if (owt === LEN && ono === 1) name = or.string();
+        else return false;
+        return true;
+      });
+      message.oneofs.push(name);
+    } else return false;
+    return true;
+  });
+  return message;
+}
+
+function decodeService(bytes) {
+  const service = { name: "", methods: [] };
+  readFields(bytes, (no, wt, r) => {
+    if (wt === LEN && no === 1) service.name = r.string();
+    else if (wt === LEN && no === 2) {
+      const method = { name: "", inputType: "", outputType: "", clientStreaming: false, serverStreaming: false };
+      readFields(r.bytesField(), (mno, mwt, mr) => {
+        if (mwt === LEN && mno === 1) method.name = mr.string();
+        else if (mwt === LEN && mno === 2) method.inputType = mr.string();
+        else if (mwt === LEN && mno === 3) method.outputType = mr.string();
+        else if (mwt === VARINT && mno === 5) method.clientStreaming = mr.bool();
+        else if (mwt === VARINT && mno === 6) method.serverStreaming = mr.bool();
+        else return false;
+        return true;
+      });
+      service.methods.push(method);
+    } else return false;
+    return true;
+  });
+  return service;
+}
+
+/** Decodes a serialized google.protobuf.FileDescriptorProto (the fields named above). */
+export function decodeFileDescriptor(bytes) {
+  const file = { name: "", package: "", dependencies: [], messages: [], enums: [], services: [] };
+  readFields(bytes, (no, wt, r) => {
+    if (wt !== LEN) return false;
+    if (no === 1) file.name = r.string();
+    else if (no === 2) file.package = r.string();
+    else if (no === 3) file.dependencies.push(r.string());
+    else if (no === 4) file.messages.push(decodeMessage(r.bytesField()));
+    else if (no === 5) file.enums.push(decodeEnum(r.bytesField()));
+    else if (no === 6) file.services.push(decodeService(r.bytesField()));
+    else return false;
+    return true;
+  });
+  return file;
+}
+
+function base64Bytes(text) {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+/** "unary", "server streaming", "client streaming" or "bidirectional". */
+export function methodKind({ clientStreaming, serverStreaming }) {
+  if (clientStreaming) return serverStreaming ? "bidirectional" : "client streaming";
+  return serverStreaming ? "server streaming" : "unary";
+}
+
+// FieldDescriptorProto.Type and .Label values.
+const TYPE = { DOUBLE: 1, FLOAT: 2, INT64: 3, UINT64: 4, INT32: 5, FIXED64: 6, FIXED32: 7, BOOL: 8, STRING: 9,
+  GROUP: 10, MESSAGE: 11, BYTES: 12, UINT32: 13, ENUM: 14, SFIXED32: 15, SFIXED64: 16, SINT32: 17, SINT64: 18 };
+const LABEL_REPEATED = 3;
+const INT64_TYPES = new Set([TYPE.INT64, TYPE.UINT64, TYPE.FIXED64, TYPE.SFIXED64, TYPE.SINT64]);
+
+/** The proto3 JSON form of a well-known type's default, or undefined for other types. */
+function wellKnownDefault(fullName) {
+  switch (fullName) {
+    case "google.protobuf.Timestamp": return "1970-01-01T00:00:00Z";
+    case "google.protobuf.Duration": return "0s";
+    case "google.protobuf.FieldMask": return "";
+    case "google.protobuf.Struct": case "google.protobuf.Any": case "google.protobuf.Empty": return {};
+    case "google.protobuf.Value": return null;
+    case "google.protobuf.ListValue": return [];
+    case "google.protobuf.DoubleValue": case "google.protobuf.FloatValue":
+    case "google.protobuf.Int32Value": case "google.protobuf.UInt32Value": return 0;
+    case "google.protobuf.Int64Value": case "google.protobuf.UInt64Value": return "0";
+    case "google.protobuf.BoolValue": return false;
+    case "google.protobuf.StringValue": case "google.protobuf.BytesValue": return "";
+    default: return undefined;
+  }
+}
+
+/**
+ * The messages, enums and services of a set of file descriptors, by full name (no leading dot),
+ * and request templates built from them.
+ */
+export class Descriptors {
+  constructor() {
+    this.files = new Map();
+    this.messages = new Map();
+    this.enums = new Map();
+    this.services = new Map();
+  }
+
+  /** Adds one serialized FileDescriptorProto (bytes or base64); a file seen before is skipped. */
+  add(fileDescriptorProto) {
+    const bytes = typeof fileDescriptorProto === "string" ? base64Bytes(fileDescriptorProto) : fileDescriptorProto;
+    const file = decodeFileDescriptor(bytes);
+    if (this.files.has(file.name)) return this.files.get(file.name);
+    this.files.set(file.name, file);
+    const prefix = file.package ? `${file.package}.` : "";
+    const addEnum = (en, scope) => this.enums.set(scope + en.name, { ...en, fullName: scope + en.name });
+    const addMessage = (message, scope) => {
+      const fullName = scope + message.name;
+      this.messages.set(fullName, { ...message, fullName });
+      for (const nested of message.messages) addMessage(nested, `${fullName}.`);
+      for (const en of message.enums) addEnum(en, `${fullName}.`);
+    };
+    for (const message of file.messages) addMessage(message, prefix);
+    for (const en of file.enums) addEnum(en, prefix);
+    for (const service of file.services) {
+      const fullName = prefix + service.name;
+      this.services.set(fullName, {
+        name: fullName,
+        file: file.name,
+        methods: service.methods.map((m) => ({
+          ...m,
+          inputType: m.inputType.replace(/^\./, ""),
+          outputType: m.outputType.replace(/^\./, ""),
+          path: `/${fullName}/${m.name}`,
+          kind: methodKind(m),
+        })),
+      });
+    }
+    return file;
+  }
+
+  /** The full name a field's type_name refers to, seen from message `scope` (protoc writes ".pkg.Type"). */
+  resolve(typeName, scope) {
+    if (typeName.startsWith(".")) return typeName.slice(1);
+    const parts = scope.split(".");
+    for (let n = parts.length; n >= 0; n--) {
+      const candidate = [...parts.slice(0, n), typeName].join(".");
+      if (this.messages.has(candidate) || this.enums.has(candidate)) return candidate;
+    }
+    return typeName;
+  }
+
+  /**
+   * A request template for message `typeName`: every field with its proto3 JSON default (json
+   * names; int64 kinds as "0"; enums by their first value's name; [] for repeated, {} for maps;
+   * well-known types in their JSON forms), only the first member of each oneof, nested messages
+   * expanded except a type inside itself or below `maxDepth` levels, which stays {}.
+   */
+  template(typeName, { maxDepth = 6 } = {}) {
+    const build = (fullName, path) => {
+      const known = wellKnownDefault(fullName);
+      if (known !== undefined) return known;
+      const message = this.messages.get(fullName);
+      if (!message || path.includes(fullName) || path.length >= maxDepth) return {};
+      const out = {};
+      const oneofsSeen = new Set();
+      for (const field of message.fields) {
+        if (field.oneofIndex !== undefined && !field.proto3Optional) {
+          if (oneofsSeen.has(field.oneofIndex)) continue;
+          oneofsSeen.add(field.oneofIndex);
+        }
+        out[field.jsonName] = this.fieldDefault(field, fullName, [...path, fullName], build);
+      }
+      return out;
+    };
+    return build(typeName.replace(/^\./, ""), []);
+  }
+
+  fieldDefault(field, scope, path, build) {
+    const typeName = field.typeName ? this.resolve(field.typeName, scope) : "";
+    if (field.label === LABEL_REPEATED) return this.messages.get(typeName)?.mapEntry ? {} : [];
+    const given = field.defaultValue; // proto2 [default = …]
+    switch (field.type) {
+      case TYPE.MESSAGE: case TYPE.GROUP: return build(typeName, path);
+      case TYPE.ENUM: {
+        if (typeName === "google.protobuf.NullValue") return null;
+        return given ?? this.enums.get(typeName)?.values[0]?.name ?? 0;
+      }
+      case TYPE.BOOL: return given === "true";
+      case TYPE.STRING: return given ?? "";
+      case TYPE.BYTES: return "";
+      default:
+        if (INT64_TYPES.has(field.type)) return given ?? "0";
+        if (given === "inf") return "Infinity";
+        if (given === "-inf") return "-Infinity";
+        if (given === "nan") return "NaN";
+        return given !== undefined ? Number(given) : 0;
+    }
+  }
+}
+
+/**
+ * Every service the gateway serves and its methods, from gRPC server reflection over a WebSocket
+ * (`/grpc.reflection.v1.ServerReflection/ServerReflectionInfo`, v1alpha when v1 is unimplemented).
+ * Resolves to { services: [{ name, methods: [{ name, path, kind, inputType, outputType,
+ * clientStreaming, serverStreaming }], error? }], descriptors: Descriptors, version };
+ * rejects with a SluiceError when the reflection RPC fails.
+ *   options: token (as for openRpc), timeoutMs (10000), version ("v1" or "v1alpha")
+ */
+export async function reflect(baseUrl, { token, timeoutMs = 10000, version } = {}) {
+  if (version) return reflectWith(baseUrl, version, token, timeoutMs);
+  try {
+    return await reflectWith(baseUrl, "v1", token, timeoutMs);
+  } catch (error) {
+    if (error.code !== 12) throw error; // UNIMPLEMENTED: an older server may have v1alpha only
+    return reflectWith(baseUrl, "v1alpha", token, timeoutMs);
+  }
+}
+
+function reflectWith(baseUrl, version, token, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const descriptors = new Descriptors();
+    const services = [];
+    const asked = []; // the services whose fileContainingSymbol answer is still due, in order
+    let failure = null;
+    let listed = false;
+    const rpc = openRpc(baseUrl, `/grpc.reflection.${version}.ServerReflection/ServerReflectionInfo`, {
+      token,
+      timeoutMs,
+      onMessage(answer) {
+        try {
+          if (!listed) {
+            listed = true;
+            if (answer.errorResponse) throw reflectionError(answer.errorResponse, "listServices");
+            for (const { name } of answer.listServicesResponse?.service ?? []) {
+              const service = { name, methods: [] };
+              services.push(service);
+              asked.push(service);
+              rpc.send({ fileContainingSymbol: name });
+            }
+          } else {
+            const service = asked.shift();
+            if (!service) throw new Error("an unrequested reflection answer");
+            if (answer.errorResponse) {
+              const { errorCode, errorMessage } = answer.errorResponse;
+              service.error = `${codeName(errorCode ?? 2)}${errorMessage ? `: ${errorMessage}` : ""}`;
+            }
+            // Each file comes once per stream: later answers leave out files sent before.
+            for (const file of answer.fileDescriptorResponse?.fileDescriptorProto ?? []) descriptors.add(file);
+          }
+          if (!asked.length) rpc.end();
+        } catch (error) {
+          failure = error;
+          rpc.cancel();
+        }
+      },
+      onEnd(status) {
+        if (failure) return reject(failure);
+        if (status.code !== 0) return reject(new SluiceError(status));
+        if (!listed || asked.length) {
+          return reject(new SluiceError({ code: 2, message: "reflection ended before answering" }));
+        }
+        for (const service of services) {
+          const described = descriptors.services.get(service.name);
+          if (described) service.methods = described.methods;
+          else if (!service.error) service.error = "not described by the reflection answer";
+        }
+        resolve({ services, descriptors, version });
+      },
+    });
+    rpc.send({ listServices: "" });
+  });
+}
+
+function reflectionError({ errorCode, errorMessage }, request) {
+  return new SluiceError({ code: errorCode ?? 2, message: `reflection ${request}: ${errorMessage ?? ""}` });
 }

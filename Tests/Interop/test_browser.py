@@ -2,8 +2,11 @@
 
 Needs `chromium` and `chromium-driver` (Debian) and the `selenium` pip module; when any of them
 is missing the tests FAIL (they never skip). Screenshots of every step land in
-test-output/browser/<step>.png.
+test-output/browser/<step>.png. The explorer's tests also run the websocat and curl lines the page
+shows for a run (websocat only where it is installed).
 """
+import base64
+import json
 import os
 import re
 import shutil
@@ -14,6 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from test_upstream import SERVICE, LabServer, lab  # noqa: F401  (lab is a fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLIC = ROOT / "public"
@@ -385,3 +390,303 @@ def test_page_over_https_and_wss(start_sluice, tmp_path):
         shot(driver, "11-https-wss")
     finally:
         driver.quit()
+
+
+# --- the explorer: every method from server reflection, run from an editable request ---------------
+
+HOSTED_METHODS = {
+    "DataService": {"/DataService/BidirectionalStream": "bidirectional"},
+    "grpc.health.v1.Health": {
+        "/grpc.health.v1.Health/Check": "unary",
+        "/grpc.health.v1.Health/List": "unary",
+        "/grpc.health.v1.Health/Watch": "server streaming",
+    },
+    "grpc.reflection.v1.ServerReflection": {
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": "bidirectional",
+    },
+    "grpc.reflection.v1alpha.ServerReflection": {
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": "bidirectional",
+    },
+    "hello.UserService": {"/hello.UserService/SayHi": "unary"},
+    "proto.StreamService": {
+        "/proto.StreamService/List": "server streaming",
+        "/proto.StreamService/Record": "client streaming",
+        "/proto.StreamService/Route": "bidirectional",
+    },
+}
+
+
+@pytest.fixture
+def plain_gateway(start_sluice):
+    """A gateway as shipped: its built-in page (no --public-dir), and the seed unpaced."""
+    return start_sluice("--pace-ms", "0")
+
+
+def open_explorer(driver, sluice):
+    """Opens the page and waits for the explorer's reflection to answer."""
+    open_page(driver, page_url(sluice))
+    wait(driver, lambda d: attr(d, "explorer-load-state", "data-state") != "loading", "the explorer's reflection")
+    assert attr(driver, "explorer-load-state", "data-state") == "ready", text(driver, "explorer-load-state")
+
+
+def listed_methods(driver):
+    """{service: {path: kind}} as the explorer lists them."""
+    return driver.execute_script(
+        """const out = {};
+           for (const s of document.querySelectorAll('[data-testid="explorer-service"]')) {
+             out[s.dataset.service] = {};
+             for (const m of s.querySelectorAll('[data-testid="explorer-method"]'))
+               out[s.dataset.service][m.dataset.path] = m.dataset.kind;
+           }
+           return out;""")
+
+
+def pick(driver, path):
+    from selenium.webdriver.common.by import By
+
+    button = driver.find_element(By.CSS_SELECTOR, f'[data-testid="explorer-method"][data-path="{path}"]')
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    button.click()
+    wait(driver, lambda d: text(d, "explorer-path") == path, f"the explorer to show {path}")
+
+
+def template(driver):
+    """The request editor's text, as the JSON value(s) it holds."""
+    return json.loads(attr(driver, "explorer-request", "value"))
+
+
+def frames(driver, testid):
+    return [json.loads(e.text) for e in items(driver, testid)]
+
+
+def run_shown(command, what):
+    """Runs a command line the page shows, as a user pasting it into bash would."""
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode == 0, f"{what} failed ({done.returncode}): {command}\n{done.stderr}"
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def test_explorer_lists_every_service_and_method(browser, plain_gateway):
+    open_explorer(browser, plain_gateway)
+    assert listed_methods(browser) == HOSTED_METHODS
+    names = [e.text for e in items(browser, "explorer-method")]
+    assert names == ["BidirectionalStream", "Check", "List", "Watch", "ServerReflectionInfo", "ServerReflectionInfo",
+                     "SayHi", "List", "Record", "Route"]
+    assert text(browser, "explorer-load-state").startswith("6 services, 10 methods")
+    assert text(browser, "explorer-path") == "pick a method" and not by_id(browser, "explorer-run").is_enabled()
+
+    # A oneof gets its first member only (two would be INVALID_ARGUMENT), and the help names the others.
+    pick(browser, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo")
+    assert template(browser) == {"host": "", "fileByFilename": ""}
+    assert "oneof message_request: set one of fileByFilename, fileContainingSymbol" in text(browser, "explorer-help")
+    shot(browser, "12-explorer-services", "explorer")
+
+
+def test_explorer_runs_list_and_shows_working_commands(browser, plain_gateway):
+    open_explorer(browser, plain_gateway)
+    pick(browser, "/proto.StreamService/List")
+    assert text(browser, "explorer-kind") == "server streaming"
+    assert text(browser, "explorer-types") == "proto.StreamRequest → stream proto.StreamResponse"
+    assert template(browser) == {"pt": {"name": "", "value": 0}}
+
+    type_into(browser, "explorer-request", '{"pt": {\n  "name": "x",\n  "value": 5\n}}')
+    click(browser, "explorer-run")
+    wait(browser, lambda d: ended(d, "explorer", 0), "the explorer's List to end with code 0")
+    expected = [{"pt": {"name": "x", "value": v}} for v in range(5, 12)]
+    assert frames(browser, "explorer-response") == expected
+    assert text(browser, "explorer-count") == "7"
+    assert frames(browser, "explorer-out") == [{"pt": {"name": "x", "value": 5}}]
+    assert frames(browser, "explorer-end") == [{"$end": {"code": 0}}]
+    assert text(browser, "explorer-status") == "0 OK"
+    assert attr(browser, "explorer-state", "data-close") == "1000"
+    assert text(browser, "explorer-headers") == "—"
+    shot(browser, "13-explorer-list", "explorer")
+
+    # The commands are what was sent (minified as typed), and they work.
+    message = '{"pt":{"name":"x","value":5}}'
+    port = plain_gateway.http_port
+    websocat = text(browser, "explorer-websocat")
+    curl = text(browser, "explorer-curl")
+    assert websocat == f"echo '{message}' | websocat ws://127.0.0.1:{port}/proto.StreamService/List"
+    assert curl == f"curl -N -d '{message}' http://127.0.0.1:{port}/proto.StreamService/List"
+    assert run_shown(curl, "the shown curl line") == [*expected, {"$end": {"code": 0}}]
+    if shutil.which("websocat"):
+        assert run_shown(websocat, "the shown websocat line") == [*expected, {"$end": {"code": 0}}]
+
+
+def test_explorer_shows_the_gateways_invalid_argument(browser, plain_gateway):
+    open_explorer(browser, plain_gateway)
+    pick(browser, "/hello.UserService/SayHi")
+    assert text(browser, "explorer-kind") == "unary"
+    assert template(browser) == {"name": ""}
+
+    # JSON that does not parse stays in the page: it says where, and opens no session.
+    type_into(browser, "explorer-request", '{"name": ')
+    click(browser, "explorer-run")
+    wait(browser, lambda d: by_id(d, "explorer-problem").is_displayed(), "the editor's syntax problem")
+    assert "message 1 (line 1) is not finished" in text(browser, "explorer-problem")
+    assert attr(browser, "explorer-state", "data-state") == "idle"
+
+    type_into(browser, "explorer-request", '{"name": "ada", "nope": 1}')
+    click(browser, "explorer-run")
+    wait(browser, lambda d: ended(d, "explorer", 3), "the explorer's SayHi to end with code 3")
+    assert not by_id(browser, "explorer-problem").is_displayed()
+    status = text(browser, "explorer-status")
+    assert status.startswith("3 INVALID_ARGUMENT: ") and 'unknown field "nope"' in status, status
+    assert attr(browser, "explorer-state", "data-close") == "4003"
+    assert items(browser, "explorer-response") == []
+    [end] = frames(browser, "explorer-end")
+    assert end["$end"]["code"] == 3 and 'unknown field "nope"' in end["$end"]["message"], end
+    shot(browser, "14-explorer-invalid-argument", "explorer")
+
+    # The same request through the shown curl line: the same status, as an HTTP 400 body.
+    [answer] = run_shown(text(browser, "explorer-curl"), "the shown curl line")
+    assert answer == end["$end"], answer
+
+
+def test_explorer_client_streaming_and_bidi(browser, plain_gateway):
+    open_explorer(browser, plain_gateway)
+    port = plain_gateway.http_port
+
+    # Record: two messages, one per line; Run sends them, then $end.
+    pick(browser, "/proto.StreamService/Record")
+    assert text(browser, "explorer-kind") == "client streaming"
+    assert attr(browser, "explorer-request", "value") == '{"pt":{"name":"","value":0}}'
+    one, two = '{"pt":{"name":"a","value":1}}', '{"pt":{"name":"b","value":2}}'
+    type_into(browser, "explorer-request", f"{one}\n{two}")
+    click(browser, "explorer-run")
+    wait(browser, lambda d: ended(d, "explorer", 0), "the explorer's Record to end with code 0")
+    recorded = {"pt": {"name": "gRPC Stream Server: Record", "value": 1}}
+    assert frames(browser, "explorer-response") == [recorded]
+    assert [e.text for e in items(browser, "explorer-out")] == [one, two, '{"$end":true}']
+    websocat = text(browser, "explorer-websocat")
+    curl = text(browser, "explorer-curl")
+    assert websocat == (f"printf '%s\\n' '{one}' '{two}' '{{\"$end\":true}}' | "
+                        f"websocat ws://127.0.0.1:{port}/proto.StreamService/Record")
+    assert curl == (f"printf '%s\\n' '{one}' '{two}' | curl -T - -H 'Content-Type: application/x-ndjson' "
+                    f"http://127.0.0.1:{port}/proto.StreamService/Record")
+    assert run_shown(curl, "the shown curl line") == [recorded]
+    shot(browser, "15-explorer-record", "explorer")
+
+    # Route: the stream kept open, each message answered as it is sent; a ' in a name is quoted.
+    pick(browser, "/proto.StreamService/Route")
+    assert text(browser, "explorer-kind") == "bidirectional"
+    assert text(browser, "explorer-types") == "stream proto.StreamRequest → stream proto.StreamResponse"
+    click(browser, "explorer-keep-open")
+    type_into(browser, "explorer-request", '{"pt":{"name":"r","value":1}}')
+    click(browser, "explorer-run")
+    wait(browser, lambda d: len(items(d, "explorer-response")) == 1, "Route's first answer")
+    assert attr(browser, "explorer-state", "data-state") == "open"
+    type_into(browser, "explorer-request", '{"pt":{"name":"it\'s","value":2}}')
+    click(browser, "explorer-send")
+    wait(browser, lambda d: len(items(d, "explorer-response")) == 2, "Route's second answer")
+    click(browser, "explorer-finish")
+    wait(browser, lambda d: ended(d, "explorer", 0), "the explorer's Route to end with code 0")
+    routed = [{"pt": {"name": "gRPC Stream Server: Route", "value": n}} for n in (0, 1)]
+    assert frames(browser, "explorer-response") == routed
+    websocat = text(browser, "explorer-websocat")
+    curl = text(browser, "explorer-curl")
+    sent = "'{\"pt\":{\"name\":\"r\",\"value\":1}}' '{\"pt\":{\"name\":\"it'\\''s\",\"value\":2}}'"
+    assert websocat == (f"printf '%s\\n' {sent} '{{\"$end\":true}}' | "
+                        f"websocat ws://127.0.0.1:{port}/proto.StreamService/Route"), websocat
+    assert curl == (f"printf '%s\\n' {sent} | curl -N -T - -H 'Content-Type: application/x-ndjson' "
+                    f"http://127.0.0.1:{port}/proto.StreamService/Route"), curl
+    assert run_shown(curl, "the shown curl line") == [*routed, {"$end": {"code": 0}}]
+    if shutil.which("websocat"):
+        assert run_shown(websocat, "the shown websocat line") == [*routed, {"$end": {"code": 0}}]
+    shot(browser, "16-explorer-route", "explorer")
+
+
+
+def test_explorer_templates_of_an_upstream_service(browser, start_sluice, lab):
+    """An upstream service known from a descriptor set: enums, int64, a map, a oneof, repeated,
+    bytes and well-known types get their JSON defaults, and the upstream takes that template as is."""
+    upstream = LabServer(lab)
+    try:
+        s = start_sluice("--upstream", f"{SERVICE}={upstream.address}", "--descriptor-set", str(lab.protoset))
+        open_explorer(browser, s)
+        listed = listed_methods(browser)
+        assert set(listed) == {*HOSTED_METHODS, SERVICE}
+        assert listed[SERVICE]["/upstream.lab.Lab/Sum"] == "client streaming"
+        assert listed[SERVICE]["/upstream.lab.Lab/Chat"] == "bidirectional"
+
+        pick(browser, "/upstream.lab.Lab/Echo")
+        item = {"name": "", "count": "0", "mood": "MOOD_UNSPECIFIED", "tags": {}, "text": "",
+                "when": "1970-01-01T00:00:00Z", "extra": {}, "notes": [], "blob": ""}
+        assert template(browser) == item
+        assert "oneof choice: set one of text, number" in text(browser, "explorer-help")
+        click(browser, "explorer-run")
+        wait(browser, lambda d: ended(d, "explorer", 0), "the upstream Echo of the template to end with code 0")
+        [reply] = frames(browser, "explorer-response")
+        assert reply["item"] == item, reply
+        # The upstream's response headers arrive as a $headers frame, shown apart.
+        assert json.loads(text(browser, "explorer-headers")) == {"x-upstream-initial": ["lab"]}
+        assert frames(browser, "explorer-headers-frame") == [{"$headers": {"x-upstream-initial": ["lab"]}}]
+        shot(browser, "17-explorer-upstream", "explorer")
+    finally:
+        upstream.kill()
+
+
+def test_explorer_template_rules(browser, plain_gateway):
+    """The page's own descriptor reader and template builder on a FileDescriptorProto serialized
+    by protobuf itself: recursion stops, negative enum numbers, proto2 defaults, proto3 optional,
+    wrappers and the other well-known types."""
+    from google.protobuf import descriptor_pb2 as d
+
+    F = d.FieldDescriptorProto
+    file = d.FileDescriptorProto(name="t/rules.proto", package="t.rules", syntax="proto2")
+    file.dependency.extend(["google/protobuf/wrappers.proto", "google/protobuf/duration.proto"])
+    sign = file.enum_type.add(name="Sign")
+    sign.value.add(name="MINUS", number=-1)
+    sign.value.add(name="PLUS", number=1)
+    node = file.message_type.add(name="Node")
+    node.options.deprecated = True  # an option the reader skips
+    node.field.add(name="next_node", number=1, label=F.LABEL_OPTIONAL, type=F.TYPE_MESSAGE, type_name=".t.rules.Node")
+    node.field.add(name="kids", number=2, label=F.LABEL_REPEATED, type=F.TYPE_MESSAGE, type_name=".t.rules.Node")
+    node.field.add(name="leaf", number=3, label=F.LABEL_OPTIONAL, type=F.TYPE_MESSAGE, type_name="Node.Leaf")
+    leaf = node.nested_type.add(name="Leaf")
+    leaf.field.add(name="back", number=1, label=F.LABEL_OPTIONAL, type=F.TYPE_MESSAGE, type_name=".t.rules.Node")
+    leaf.field.add(name="sign", number=2, label=F.LABEL_OPTIONAL, type=F.TYPE_ENUM, type_name=".t.rules.Sign")
+    leaf.field.add(name="big", number=536870911, label=F.LABEL_OPTIONAL, type=F.TYPE_SINT64, default_value="-7")
+    leaf.field.add(name="ratio", number=5, label=F.LABEL_OPTIONAL, type=F.TYPE_DOUBLE, default_value="inf")
+    leaf.field.add(name="on", number=6, label=F.LABEL_OPTIONAL, type=F.TYPE_BOOL, default_value="true")
+    wkt = file.message_type.add(name="Wkt")
+    for n, (name, type_name) in enumerate([
+        ("i64", "Int64Value"), ("u32", "UInt32Value"), ("flag", "BoolValue"), ("s", "StringValue"),
+        ("b", "BytesValue"), ("d", "Duration"), ("v", "Value"), ("l", "ListValue"), ("a", "Any"),
+        ("e", "Empty"), ("m", "FieldMask"), ("st", "Struct"), ("ts", "Timestamp"),
+    ], start=1):
+        wkt.field.add(name=name, number=n, label=F.LABEL_OPTIONAL, type=F.TYPE_MESSAGE,
+                      type_name=f".google.protobuf.{type_name}", json_name=name)
+    wkt.field.add(name="nothing", number=20, label=F.LABEL_OPTIONAL, type=F.TYPE_ENUM,
+                  type_name=".google.protobuf.NullValue")
+    wkt.field.add(name="maybe_count", number=21, label=F.LABEL_OPTIONAL, type=F.TYPE_UINT64, oneof_index=0,
+                  proto3_optional=True)
+    wkt.field.add(name="fixed", number=22, label=F.LABEL_REPEATED, type=F.TYPE_FIXED32)
+    wkt.oneof_decl.add(name="_maybe_count")
+    service = file.service.add(name="Rules")
+    service.method.add(name="Walk", input_type=".t.rules.Node", output_type=".t.rules.Wkt", client_streaming=True)
+    encoded = base64.b64encode(file.SerializeToString()).decode()
+
+    open_explorer(browser, plain_gateway)
+    result = browser.execute_async_script(
+        """const [b64, done] = arguments;
+           import('./sluice-client.js').then((m) => {
+             const d = new m.Descriptors();
+             d.add(b64);
+             done({ node: d.template('t.rules.Node'), leaf: d.template('.t.rules.Node.Leaf'),
+                    wkt: d.template('t.rules.Wkt'), shallow: d.template('t.rules.Node', { maxDepth: 1 }),
+                    method: d.services.get('t.rules.Rules').methods[0] });
+           }).catch((e) => done({ error: String(e) }));""", encoded)
+    assert "error" not in result, result["error"] if "error" in result else None
+    leaf_defaults = {"sign": "MINUS", "big": "-7", "ratio": "Infinity", "on": True}
+    assert result["node"] == {"nextNode": {}, "kids": [], "leaf": {"back": {}, **leaf_defaults}}
+    assert result["leaf"] == {"back": {"nextNode": {}, "kids": [], "leaf": {}}, **leaf_defaults}
+    assert result["shallow"] == {"nextNode": {}, "kids": [], "leaf": {}}
+    assert result["wkt"] == {
+        "i64": "0", "u32": 0, "flag": False, "s": "", "b": "", "d": "0s", "v": None, "l": [], "a": {}, "e": {},
+        "m": "", "st": {}, "ts": "1970-01-01T00:00:00Z", "nothing": None, "maybeCount": "0", "fixed": [],
+    }
+    method = result["method"]
+    assert (method["path"], method["kind"], method["inputType"], method["outputType"]) == (
+        "/t.rules.Rules/Walk", "client streaming", "t.rules.Node", "t.rules.Wkt")
