@@ -7,8 +7,8 @@ internal import SluiceCodec
 /// Request metadata and deadlines from what a JSON client can send: HTTP headers (WebSocket
 /// handshake or HTTP request) and the `$metadata` / `$timeoutMs` frame.
 enum RequestMetadata {
-  /// `Authorization` and every `grpc-metadata-<key>` header (as `<key>`), plus the deadline from
-  /// `grpc-timeout`.
+  /// `Authorization`, W3C trace context (`traceparent`, `tracestate`) and every
+  /// `grpc-metadata-<key>` header (as `<key>`), plus the deadline from `grpc-timeout`.
   static func from(headers: HTTPHeaders) throws(RPCError) -> (metadata: Metadata, timeout: Duration?) {
     var metadata = Metadata()
     var timeout: Duration?
@@ -16,6 +16,8 @@ enum RequestMetadata {
       let name = name.lowercased()
       if name == "authorization" {
         metadata.addString(value, forKey: "authorization")
+      } else if name == "traceparent" || name == "tracestate" {
+        try Self.add(key: name, value: value, to: &metadata)
       } else if name.hasPrefix("grpc-metadata-") {
         try Self.add(key: String(name.dropFirst("grpc-metadata-".count)), value: value, to: &metadata)
       } else if name == "grpc-timeout" {

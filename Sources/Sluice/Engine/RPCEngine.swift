@@ -46,17 +46,18 @@ final class RPCEngine: Sendable {
   /// Routes a call and lets it in, or refuses it: `UNIMPLEMENTED` for an unknown path,
   /// `RESOURCE_EXHAUSTED` past `--max-concurrent-rpcs`, `UNAUTHENTICATED` without a valid bearer
   /// token when the method asks for one (`authorization` is the request's `authorization`
-  /// metadata). A refused call that was
+  /// metadata). The log line of the call carries the trace id of its `traceparent`. A refused call that was
   /// routed is counted and logged as ended here.
   func admit(
     path: String,
     authorization: String?,
+    traceParent: String? = nil,
     transport: GatewayMetrics.Transport
   ) -> Result<Admission, RPCError> {
     guard let method = self.router.method(path: path) else {
       return .failure(GRPCErrors.unknownMethod(path))
     }
-    let ticket = self.monitor.begin(method: method.name, transport: transport)
+    let ticket = self.monitor.begin(method: method.name, transport: transport, traceParent: traceParent)
     func refuse(_ error: RPCError) -> Result<Admission, RPCError> {
       self.monitor.end(ticket, code: "\(error.code)", received: 0, sent: 0)
       return .failure(error)
@@ -95,7 +96,10 @@ final class RPCEngine: Sendable {
     transport: GatewayMetrics.Transport,
     responder: any CallResponder
   ) -> Result<Started, RPCError> {
-    self.admit(path: path, authorization: metadata.first(name: "authorization"), transport: transport).map {
+    self.admit(
+      path: path, authorization: metadata.first(name: "authorization"),
+      traceParent: metadata.first(name: "traceparent"), transport: transport
+    ).map {
       Started(
         admission: $0,
         handler: $0.method.makeHandler(),

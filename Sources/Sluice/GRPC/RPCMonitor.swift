@@ -33,13 +33,26 @@ public final class RPCMonitor: Sendable {
     let method: String
     let transport: GatewayMetrics.Transport
     let start: ContinuousClock.Instant
+    /// The request's W3C `traceparent`, whose trace id the log line carries.
+    let traceParent: String?
   }
 
   /// The engine routed an RPC: it counts as in flight until `end`.
-  func begin(method: String, transport: GatewayMetrics.Transport) -> Ticket {
+  func begin(method: String, transport: GatewayMetrics.Transport, traceParent: String? = nil) -> Ticket {
     self.active.withLock { $0[method, default: 0] += 1 }
     self.metrics.rpcStarted(method: method, transport: transport)
-    return Ticket(method: method, transport: transport, start: .now)
+    return Ticket(method: method, transport: transport, start: .now, traceParent: traceParent)
+  }
+
+  /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), or nil when the value
+  /// is not one (or its trace id is all zeros, which the specification makes invalid).
+  static func traceID(_ traceParent: String) -> Substring? {
+    let parts = traceParent.split(separator: "-", omittingEmptySubsequences: false)
+    guard parts.count >= 4, parts[0].count == 2, parts[1].count == 32, parts[2].count == 16, parts[3].count == 2,
+      parts[0] != "ff", parts.allSatisfy({ $0.allSatisfy(\.isHexDigit) && $0.lowercased() == $0 }),
+      parts[1].contains(where: { $0 != "0" })
+    else { return nil }
+    return parts[1]
   }
 
   /// The engine's RPC ended with `code` (`ok` or the status code's name).
@@ -60,6 +73,7 @@ public final class RPCMonitor: Sendable {
         "sluice.rpc.duration": "\(ContinuousClock.now - ticket.start)",
         "sluice.rpc.messages_in": "\(received)",
         "sluice.rpc.messages_out": "\(sent)",
+        "sluice.rpc.trace_id": "\(ticket.traceParent.flatMap(Self.traceID) ?? "-")",
       ]
     )
   }
