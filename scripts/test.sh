@@ -71,4 +71,4 @@ python3 -m pytest -q -p no:cacheprovider Tests/Interop
 step "native-port interop tests on --grpc-http2 swift-nio"
 SLUICE_GRPC_HTTP2=swift-nio python3 -m pytest -q -p no:cacheprovider Tests/Interop/test_grpc_engine.py \
   Tests/Interop/test_grpc_interop.py Tests/Interop/test_grpc_flow_control.py Tests/Interop/test_grpcio.py \
-  Tests/Interop/test_one_port.py Tests/Interop/test_upstream.py
+  Tests/Interop/test_one_port.py Tests/Interop/test_upstream.py Tests/Interop/test_health_reflection.py

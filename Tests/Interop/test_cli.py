@@ -183,3 +183,20 @@ def test_call_list_and_describe_a_grpcio_server_directly(lab):  # noqa: F811
         assert failed.returncode == 9 and failed.stderr == "FAILED_PRECONDITION: not now ü\n", failed
     finally:
         server.kill()
+
+
+def test_tls_on_every_via_and_for_reflection(start_sluice, tmp_path):
+    from conftest import make_pki
+
+    pki = make_pki(tmp_path)
+    s = start_sluice("--tls-cert", str(pki["chain"]), "--tls-key", str(pki["key"]))
+    trust = ["--tls", "--ca", str(pki["ca"])]
+    for via in VIAS:
+        out = sluice_cli("call", "--via", via, *trust, address(s, via), "hello.UserService/SayHi", "-d", '{"name":"tls"}')
+        assert out.returncode == 0 and lines(out.stdout)[0]["result"].startswith("hi tls---"), (via, out)
+    listed = sluice_cli("list", *trust, s.grpc_target)
+    assert listed.stdout.split() == HOSTED, listed
+    # The system's roots do not know the test CA: the server is not trusted.
+    for via in VIAS:
+        untrusted = sluice_cli("call", "--via", via, "--tls", address(s, via), "hello.UserService/SayHi", "-d", "{}")
+        assert untrusted.returncode == 14 and untrusted.stderr.startswith("UNAVAILABLE"), (via, untrusted)

@@ -1,6 +1,7 @@
 internal import Foundation
 internal import GRPCCore
 internal import GRPCNIOTransportHTTP2Posix
+internal import NIOCore
 import Sluice
 internal import SluiceCodec
 internal import Synchronization
@@ -23,8 +24,7 @@ enum GRPCCall {
         if let ca = connection.ca { tls.trustRoots = .certificates([.file(path: ca, format: .pem)]) }
       } : .plaintext
     let transport = try HTTP2ClientTransport.Posix(
-      target: target.host.contains(":")
-        ? .ipv6(host: target.host, port: target.port) : .dns(host: target.host, port: target.port),
+      target: Self.resolvable(target),
       transportSecurity: security
     )
     var metadata = Metadata()
@@ -92,6 +92,15 @@ enum GRPCCall {
       return CallStatus(error.code, error.message)
     }
     return CallStatus(code: 0, "")
+  }
+
+  /// An IP address as itself (no name to resolve, and none to send as TLS SNI), else a DNS name.
+  private static func resolvable(_ target: UpstreamAddress) -> any ResolvableTarget {
+    if (try? SocketAddress(ipAddress: target.host, port: target.port)) != nil {
+      return target.host.contains(":")
+        ? .ipv6(host: target.host, port: target.port) : .ipv4(host: target.host, port: target.port)
+    }
+    return .dns(host: target.host, port: target.port)
   }
 
   private static func service(of name: String) -> String? {

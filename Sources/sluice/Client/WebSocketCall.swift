@@ -62,11 +62,18 @@ enum WebSocketCall {
     } catch {
       return CallStatus(.unavailable, "cannot connect to \(target): \(error)")
     }
-    switch try await upgrade.get() {
-    case .refused(let channel):
-      return try await Self.refusal(channel)
-    case .webSocket(let channel):
-      return try await Self.session(channel, requests: requests, verbose: verbose)
+    do {
+      switch try await upgrade.get() {
+      case .refused(let channel):
+        return try await Self.refusal(channel)
+      case .webSocket(let channel):
+        return try await Self.session(channel, requests: requests, verbose: verbose)
+      }
+    } catch let status as CallStatus {
+      throw status
+    } catch {
+      // A TLS handshake that failed, a connection lost mid-handshake.
+      return CallStatus(.unavailable, "\(target): \(error)")
     }
   }
 
