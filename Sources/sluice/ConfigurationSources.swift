@@ -27,6 +27,7 @@ enum ConfigurationSources {
     ("pace-ms", .int, { .number($0.paceMs) }),
     ("list-count", .int, { .number($0.listCount) }),
     ("drain-timeout", .double, { .number($0.drainTimeout) }),
+    ("shutdown-delay", .double, { .number($0.shutdownDelay) }),
     ("max-message-bytes", .int, { .number($0.maxMessageBytes) }),
     ("allowed-origin", .strings, { .strings($0.allowedOrigins) }),
     ("require-bearer", .string, { .redacted($0.requireBearer) }),

@@ -39,6 +39,12 @@ struct ServeCommand: AsyncParsableCommand {
   @Option(help: "Seconds a graceful shutdown may take before open RPCs are cancelled.")
   var drainTimeout = 10.0
 
+  @Option(
+    help:
+      "Seconds a graceful shutdown keeps serving with health NOT_SERVING before the ports drain, for load balancers to notice."
+  )
+  var shutdownDelay = 0.0
+
   @Option(help: "The largest JSON message or WebSocket frame accepted, in bytes.")
   var maxMessageBytes = GatewayConfiguration().maxMessageBytes
 
@@ -253,7 +259,8 @@ struct ServeCommand: AsyncParsableCommand {
     try check("--grpc-max-frame-size", self.grpcMaxFrameSize, 16_384...16_777_215)
     try check("--grpc-max-header-list-size", self.grpcMaxHeaderListSize, 1024...(16 << 20))
     for (flag, value) in [
-      ("--drain-timeout", self.drainTimeout), ("--ws-ping-interval", self.wsPingInterval),
+      ("--drain-timeout", self.drainTimeout), ("--shutdown-delay", self.shutdownDelay),
+      ("--ws-ping-interval", self.wsPingInterval),
       ("--grpc-max-connection-idle", self.grpcMaxConnectionIdle),
       ("--grpc-max-connection-age", self.grpcMaxConnectionAge),
       ("--grpc-max-connection-age-grace", self.grpcMaxConnectionAgeGrace),
@@ -356,6 +363,7 @@ struct ServeCommand: AsyncParsableCommand {
       pace: .milliseconds(self.paceMs),
       listCount: self.listCount,
       drainTimeout: Self.duration(seconds: self.drainTimeout),
+      shutdownDelay: Self.duration(seconds: self.shutdownDelay),
       maxMessageBytes: self.maxMessageBytes,
       allowedOrigins: self.allowedOrigins,
       webSocketPingInterval: self.wsPingInterval > 0 ? Self.duration(seconds: self.wsPingInterval) : nil,

@@ -200,3 +200,17 @@ def test_tls_on_every_via_and_for_reflection(start_sluice, tmp_path):
     for via in VIAS:
         untrusted = sluice_cli("call", "--via", via, "--tls", address(s, via), "hello.UserService/SayHi", "-d", "{}")
         assert untrusted.returncode == 14 and untrusted.stderr.startswith("UNAVAILABLE"), (via, untrusted)
+
+
+def test_list_and_describe_from_a_descriptor_set_need_no_server(lab):  # noqa: F811
+    # Nothing listens on port 9: the descriptors come from the file alone.
+    listed = sluice_cli("list", "--descriptor-set", str(lab.protoset), "127.0.0.1:9")
+    assert listed.returncode == 0 and listed.stdout.split() == [SERVICE], listed
+    methods = sluice_cli("list", "--descriptor-set", str(lab.protoset), "127.0.0.1:9", SERVICE)
+    assert f"{SERVICE}.Chat" in methods.stdout.split() and f"{SERVICE}.Echo" in methods.stdout.split(), methods
+    method = sluice_cli("describe", "--descriptor-set", str(lab.protoset), "127.0.0.1:9", f"{SERVICE}.Chat")
+    assert method.stdout == (
+        f"{SERVICE}.Chat is a method:\nrpc Chat ( stream .upstream.lab.Item ) returns ( stream .upstream.lab.EchoReply );\n"
+    ), method
+    enum = sluice_cli("describe", "--descriptor-set", str(lab.protoset), "127.0.0.1:9", "upstream.lab.Mood")
+    assert "GRUMPY = 2;" in enum.stdout, enum

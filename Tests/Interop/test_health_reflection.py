@@ -253,3 +253,24 @@ def test_upstream_services_are_described_and_follow_their_upstreams_health(lab, 
             watch.cancel()
     finally:
         upstream.kill()
+
+
+def test_shutdown_delay_keeps_serving_with_health_not_serving_before_the_drain(start_sluice, stubs):
+    s = start_sluice("--shutdown-delay", "5", "--drain-timeout", "5")
+    with grpc.insecure_channel(s.grpc_target) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=30)
+        assert next(watch).status == SERVING
+        s.process.send_signal(signal.SIGTERM)
+        assert next(watch).status == NOT_SERVING
+        # A load balancer still sending during the delay is served: a new connection, a new call.
+        with grpc.insecure_channel(s.grpc_target) as fresh:
+            reply = stubs.hello_pb2_grpc.UserServiceStub(fresh).SayHi(stubs.hello_pb2.Request(name="late"), timeout=5)
+        assert reply.result.startswith("hi late---")
+        out = subprocess.run(["curl", "-s", "-d", '{"name":"late"}', f"http://127.0.0.1:{s.http_port}/hello.UserService/SayHi"],
+                             capture_output=True, timeout=5)
+        assert json.loads(out.stdout)["result"].startswith("hi late---"), out
+        assert s.wait_for_log("still serving until the shutdown delay has passed")
+        with pytest.raises(grpc.RpcError) as ended:
+            next(watch)
+        assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert s.process.wait(20) == 0

@@ -19,8 +19,13 @@ public struct GatewayConfiguration: Sendable {
   /// How many responses `proto.StreamService/List` sends (the seed sends 7).
   public var listCount: Int
 
-  /// How long a graceful shutdown may take before open RPCs are cancelled.
+  /// How long a graceful shutdown may take before open RPCs are cancelled (after the shutdown
+  /// delay).
   public var drainTimeout: Duration
+
+  /// How long a graceful shutdown keeps serving after health turned NOT_SERVING, before the ports
+  /// begin to drain: time for load balancers watching health to stop sending.
+  public var shutdownDelay: Duration
 
   /// The largest message accepted in either direction on the JSON front ends: a WebSocket frame
   /// (after reassembling fragments), and a request or response message.
@@ -211,6 +216,7 @@ public struct GatewayConfiguration: Sendable {
     pace: Duration = .seconds(1),
     listCount: Int = 7,
     drainTimeout: Duration = .seconds(10),
+    shutdownDelay: Duration = .zero,
     maxMessageBytes: Int = 4 << 20,
     allowedOrigins: [String] = [],
     webSocketPingInterval: Duration? = .seconds(30),
@@ -245,6 +251,7 @@ public struct GatewayConfiguration: Sendable {
     self.pace = pace
     self.listCount = listCount
     self.drainTimeout = drainTimeout
+    self.shutdownDelay = shutdownDelay
     self.maxMessageBytes = maxMessageBytes
     self.allowedOrigins = allowedOrigins
     self.webSocketPingInterval = webSocketPingInterval

@@ -121,12 +121,12 @@ public final class Gateway: Sendable {
     var groupConfiguration = ServiceGroupConfiguration(
       services: [
         .init(service: self.grpcServer), .init(service: self.httpFrontEnd),
-        .init(service: HealthShutdown(health: self.health)),
+        .init(service: HealthShutdown(health: self.health, delay: configuration.shutdownDelay, logger: logger)),
       ],
       gracefulShutdownSignals: shutdownSignals,
       logger: logger
     )
-    groupConfiguration.maximumGracefulShutdownDuration = configuration.drainTimeout
+    groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownDelay + configuration.drainTimeout
     self.serviceGroup = ServiceGroup(configuration: groupConfiguration)
   }
 
@@ -199,14 +199,23 @@ public final class Gateway: Sendable {
   }
 }
 
-/// Turns the gateway's health NOT_SERVING as soon as a graceful shutdown starts. The service group
-/// shuts its services down in reverse order, one after the other, and this one is last in the list:
-/// every Watch has been told before the ports begin to drain.
+/// Turns the gateway's health NOT_SERVING as soon as a graceful shutdown starts, then keeps
+/// serving for `--shutdown-delay`. The service group shuts its services down in reverse order, one
+/// after the other, and this one is last in the list: every Watch has been told, and the delay has
+/// passed, before the ports begin to drain.
 private struct HealthShutdown: Service {
   let health: HealthState
+  let delay: Duration
+  let logger: Logger
 
   func run() async throws {
     try? await gracefulShutdown()
     self.health.beginShutdown()
+    guard self.delay > .zero else { return }
+    self.logger.notice(
+      "Shutting down: health is NOT_SERVING; still serving until the shutdown delay has passed",
+      metadata: ["sluice.shutdown_delay": "\(self.delay)"])
+    // Cancelled (the drain timeout, a second signal's cancellation) ends the wait early.
+    try? await Task.sleep(for: self.delay)
   }
 }
