@@ -65,6 +65,8 @@ enum ConfigurationSources {
     ("upstream-ca", .string, { .optional($0.upstreamCa) }),
     ("upstream-server-name", .string, { .optional($0.upstreamServerName) }),
     ("hosted", .string, { .string($0.hosted.rawValue) }),
+    ("otlp-endpoint", .string, { .optional($0.otlpEndpoint) }),
+    ("otlp-protocol", .string, { .string($0.otlpProtocol.rawValue) }),
     ("log-level", .string, { .string($0.logLevel.rawValue) }),
   ]
 

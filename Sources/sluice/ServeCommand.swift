@@ -212,6 +212,19 @@ struct ServeCommand: AsyncParsableCommand {
   @Option(help: "Which services sluice hosts itself: seed (the tutorial's services) or none (a pure proxy).")
   var hosted: HostedServices = .seed
 
+  @Option(
+    help: ArgumentHelp(
+      "Export a span per RPC with OTLP to this collector URL (http://127.0.0.1:4317 for gRPC, http://127.0.0.1:4318/v1/traces for HTTP).",
+      discussion:
+        "Spans continue the client's traceparent and are the parents of upstream calls; OTEL_* environment variables refine the exporter.",
+      valueName: "url"
+    )
+  )
+  var otlpEndpoint: String?
+
+  @Option(help: "The OTLP protocol of --otlp-endpoint: grpc or http (protobuf bodies).")
+  var otlpProtocol: OTLPProtocol = .grpc
+
   @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
   var logLevel: Logger.Level = .info
 
@@ -283,6 +296,9 @@ struct ServeCommand: AsyncParsableCommand {
     }
     if self.upstreamReflection && self.upstream.isEmpty {
       throw ValidationError("--upstream-reflection needs --upstream.")
+    }
+    if let endpoint = self.otlpEndpoint, !(endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://")) {
+      throw ValidationError("--otlp-endpoint takes an http:// or https:// URL, not \(endpoint).")
     }
     if self.hosted == .none && self.upstream.isEmpty {
       throw ValidationError("--hosted none serves nothing without --upstream.")
@@ -400,7 +416,8 @@ struct ServeCommand: AsyncParsableCommand {
       hostsSeed: self.hosted == .seed,
       upstreams: try self.upstreamRoutes(),
       descriptorSets: try self.descriptorSets(),
-      upstreamTLS: self.upstreamTls ? UpstreamTLS(caPath: self.upstreamCa, serverName: self.upstreamServerName) : nil
+      upstreamTLS: self.upstreamTls ? UpstreamTLS(caPath: self.upstreamCa, serverName: self.upstreamServerName) : nil,
+      otlpTraces: self.otlpEndpoint.map { .init(endpoint: $0, grpc: self.otlpProtocol == .grpc) }
     )
     let logger = Logger(label: "sluice")
     let gateway = try Gateway(configuration: configuration, logger: logger, shutdownSignals: [.sigterm, .sigint])
@@ -500,6 +517,11 @@ extension ServeCommand {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 extension GatewayConfiguration.GRPCPort.HTTP2Library: ExpressibleByArgument {}
+
+/// `--otlp-protocol`.
+enum OTLPProtocol: String, ExpressibleByArgument, CaseIterable {
+  case grpc, http
+}
 
 /// `--hosted`: the services sluice hosts itself.
 enum HostedServices: String, ExpressibleByArgument, CaseIterable {

@@ -191,6 +191,22 @@ public struct GatewayConfiguration: Sendable {
   /// TLS to upstreams (`--upstream-tls`); nil connects in plaintext (h2c).
   public var upstreamTLS: UpstreamTLS?
 
+  /// `--otlp-endpoint`: where a span per RPC is exported with OTLP; nil for none.
+  public var otlpTraces: OTLPTraces?
+
+  /// An OTLP collector for the RPCs' spans.
+  public struct OTLPTraces: Sendable {
+    /// The collector's URL, e.g. `http://127.0.0.1:4317` (gRPC) or `http://127.0.0.1:4318/v1/traces` (HTTP).
+    public var endpoint: String
+    /// OTLP over gRPC, else OTLP/HTTP with protobuf bodies.
+    public var grpc: Bool
+
+    public init(endpoint: String, grpc: Bool = true) {
+      self.endpoint = endpoint
+      self.grpc = grpc
+    }
+  }
+
   /// PEM files for TLS on both ports (`https`/`wss` and gRPC over TLS with ALPN h2); `nil` serves
   /// plaintext.
   public var tls: TLSFiles?
@@ -243,7 +259,8 @@ public struct GatewayConfiguration: Sendable {
     hostsSeed: Bool = true,
     upstreams: [UpstreamRoute] = [],
     descriptorSets: [[UInt8]] = [],
-    upstreamTLS: UpstreamTLS? = nil
+    upstreamTLS: UpstreamTLS? = nil,
+    otlpTraces: OTLPTraces? = nil
   ) {
     self.host = host
     self.grpcPort = grpcPort
@@ -279,6 +296,7 @@ public struct GatewayConfiguration: Sendable {
     self.upstreams = upstreams
     self.descriptorSets = descriptorSets
     self.upstreamTLS = upstreamTLS
+    self.otlpTraces = otlpTraces
   }
 }
 

@@ -17,6 +17,8 @@ final class RPCEngine: Sendable {
   /// `--echo-metadata`: response headers repeat the request metadata as `echo-<key>`.
   let echoMetadata: Bool
   let logger: Logger
+  /// `--otlp-endpoint`: a span per call; nil when spans are not exported.
+  let tracing: CallTracing?
 
   init(
     router: RPCRouter,
@@ -25,7 +27,8 @@ final class RPCEngine: Sendable {
     authenticator: BearerAuthenticator?,
     maximumMessageBytes: Int,
     echoMetadata: Bool,
-    logger: Logger
+    logger: Logger,
+    tracing: CallTracing? = nil
   ) {
     self.router = router
     self.limiter = limiter
@@ -34,6 +37,7 @@ final class RPCEngine: Sendable {
     self.maximumMessageBytes = maximumMessageBytes
     self.echoMetadata = echoMetadata
     self.logger = logger
+    self.tracing = tracing
   }
 
   /// A call the engine let in: its method, and its hold on the limiter and the monitor until
@@ -41,6 +45,8 @@ final class RPCEngine: Sendable {
   struct Admission {
     let method: RPCMethod
     fileprivate let ticket: RPCMonitor.Ticket
+    /// The call's span, with `--otlp-endpoint`.
+    fileprivate(set) var trace: CallTrace?
   }
 
   /// Routes a call and lets it in, or refuses it: `UNIMPLEMENTED` for an unknown path,
@@ -99,11 +105,14 @@ final class RPCEngine: Sendable {
     self.admit(
       path: path, authorization: metadata.first(name: "authorization"),
       traceParent: metadata.first(name: "traceparent"), transport: transport
-    ).map {
-      Started(
-        admission: $0,
-        handler: $0.method.makeHandler(),
-        call: ServerCall(responder: responder, metadata: metadata, deadline: deadline, origin: origin)
+    ).map { admission in
+      var admission = admission
+      admission.trace = self.tracing?.start(method: admission.method, metadata: metadata, transport: transport)
+      return Started(
+        admission: admission,
+        handler: admission.method.makeHandler(),
+        call: ServerCall(
+          responder: responder, metadata: metadata, deadline: deadline, origin: origin, trace: admission.trace)
       )
     }
   }
@@ -126,6 +135,7 @@ final class RPCEngine: Sendable {
   /// An admitted call ended with `code` (`ok` or the status code's name), having received and
   /// sent that many messages. Once per admission.
   func release(_ admission: Admission, code: String, received: Int, sent: Int) {
+    admission.trace?.end(code: code)
     self.limiter.release()
     self.monitor.end(admission.ticket, code: code, received: received, sent: sent)
   }

@@ -130,6 +130,8 @@ struct ServerCall {
   let deadline: NIODeadline?
   /// Where the call came from.
   let origin: CallOrigin
+  /// The call's span, with `--otlp-endpoint` (a proxy makes it the upstream's parent).
+  var trace: CallTrace? = nil
 
   var eventLoop: any EventLoop { self.responder.eventLoop }
   var isWritable: Bool { self.responder.isWritable }

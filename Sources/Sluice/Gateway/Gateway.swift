@@ -1,6 +1,7 @@
 public import Logging
 internal import NIOCore
 internal import NIOPosix
+internal import OTel
 internal import ServiceLifecycle
 internal import SluiceCodec
 internal import SluiceProtos
@@ -97,6 +98,22 @@ public final class Gateway: Sendable {
     for cluster in upstreams?.all ?? [] {
       cluster.health.observe { [health] in health.changed() }
     }
+    // --otlp-endpoint: swift-otel's tracer (not bootstrapped globally: the engine holds it) and
+    // its exporter, which runs as a service of the group.
+    var tracingService: (any Service)?
+    var tracing: CallTracing?
+    if let otlp = configuration.otlpTraces {
+      var otel = OTel.Configuration.default
+      otel.serviceName = "sluice"
+      otel.logs.enabled = false
+      otel.metrics.enabled = false
+      otel.traces.otlpExporter.endpoint = otlp.endpoint
+      otel.traces.otlpExporter.protocol = otlp.grpc ? .grpc : .httpProtobuf
+      otel.traces.batchSpanProcessor.scheduleDelay = .seconds(1)
+      let backend = try OTel.makeTracingBackend(configuration: otel)
+      tracing = CallTracing(tracer: backend.factory)
+      tracingService = backend.service
+    }
     let engine = RPCEngine(
       router: RPCRouter(methods, upstreams: upstreams),
       limiter: RPCLimiter(limit: configuration.maxConcurrentRPCs),
@@ -104,7 +121,8 @@ public final class Gateway: Sendable {
       authenticator: configuration.bearerTokens.map { BearerAuthenticator(tokens: $0) },
       maximumMessageBytes: configuration.maxMessageBytes,
       echoMetadata: configuration.echoMetadata,
-      logger: logger
+      logger: logger,
+      tracing: tracing
     )
     self.grpcServer = GRPCPortServer(configuration: configuration, port: engine, metrics: self.metrics, logger: logger)
     self.httpFrontEnd = HTTPFrontEnd(
@@ -118,8 +136,9 @@ public final class Gateway: Sendable {
 
     // Graceful shutdown runs in reverse order: health turns NOT_SERVING first, then the HTTP port
     // drains, then the native port.
+    // The span exporter is first, so it stops last and sends the spans of calls the drain ended.
     var groupConfiguration = ServiceGroupConfiguration(
-      services: [
+      services: (tracingService.map { [.init(service: $0)] } ?? []) + [
         .init(service: self.grpcServer), .init(service: self.httpFrontEnd),
         .init(service: HealthShutdown(health: self.health, delay: configuration.shutdownDelay, logger: logger)),
       ],

@@ -239,6 +239,7 @@ enum UpstreamMetadata {
     if !chain.isEmpty { headers.add(name: "x-forwarded-for", value: chain.joined(separator: ", ")) }
     if let host = origin.host(call.metadata) { headers.add(name: "x-forwarded-host", value: host) }
     headers.add(name: "x-forwarded-proto", value: origin.scheme(call.metadata))
+    call.trace?.inject(into: &headers)
     return headers
   }
 
