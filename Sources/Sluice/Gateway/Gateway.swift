@@ -109,7 +109,11 @@ public final class Gateway: Sendable {
       otel.metrics.enabled = false
       otel.traces.otlpExporter.endpoint = otlp.endpoint
       otel.traces.otlpExporter.protocol = otlp.grpc ? .grpc : .httpProtobuf
-      otel.traces.batchSpanProcessor.scheduleDelay = .seconds(1)
+      // Sent five times a second, up to 4,096 at a time, 16,384 waiting at most (beyond that
+      // spans are dropped, and swift-otel logs how many): room for about 20,000 calls a second.
+      otel.traces.batchSpanProcessor.scheduleDelay = .milliseconds(200)
+      otel.traces.batchSpanProcessor.maxExportBatchSize = 4096
+      otel.traces.batchSpanProcessor.maxQueueSize = 16_384
       let backend = try OTel.makeTracingBackend(configuration: otel)
       tracing = CallTracing(tracer: backend.factory)
       tracingService = backend.service
