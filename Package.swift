@@ -163,6 +163,7 @@ let package = Package(
       name: "SluiceTests",
       dependencies: [
         "Sluice",
+        "SluiceCodec",
         "SluiceProtos",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),

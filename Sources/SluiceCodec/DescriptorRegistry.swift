@@ -1,4 +1,4 @@
-internal import SwiftProtobuf
+public import SwiftProtobuf
 
 /// The services, methods and message types of a serialized `google.protobuf.FileDescriptorSet`.
 ///
@@ -8,6 +8,9 @@ public struct DescriptorRegistry: Sendable {
   let pool: DescriptorPool
   /// Every method of every service, sorted by ``MethodDescriptor/path``.
   public let methods: [MethodDescriptor]
+  /// The files of the set, each once (the first set's, for a name more than one holds), as they
+  /// were given: for server reflection, which sends them back, and for printing them as source.
+  public let files: [Google_Protobuf_FileDescriptorProto]
   private let methodsByPath: [String: MethodDescriptor]
 
   /// Loads a serialized FileDescriptorSet.
@@ -42,6 +45,7 @@ public struct DescriptorRegistry: Sendable {
     set.file = files
     let pool = try DescriptorPoolBuilder(files: set.file).build()
     self.pool = pool
+    self.files = files
     var methods: [MethodDescriptor] = []
     for file in set.file {
       let prefix = file.package.isEmpty ? "" : file.package + "."

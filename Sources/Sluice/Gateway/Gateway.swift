@@ -65,8 +65,7 @@ public final class Gateway: Sendable {
     // The JSON front ends translate with the hosted services' descriptors and those of
     // `--descriptor-set` (and, with `--upstream-reflection`, what the upstreams describe: see
     // `useDescriptors`), and call the same engine, on the connection's event loop.
-    let descriptorSets = Self.descriptorSets(configuration, extra: [])
-    let registry = try DescriptorRegistry(fileDescriptorSets: descriptorSets)
+    let registry = try Self.registry(configuration, extra: [])
     self.bridges = JSONBridgeSource(Self.bridge(registry, configuration))
     var upstreams: UpstreamDirectory?
     if !configuration.upstreams.isEmpty {
@@ -94,7 +93,7 @@ public final class Gateway: Sendable {
     self.upstreams = upstreams
     self.hostedServices = Set(methods.compactMap { UpstreamDirectory.service(of: $0.path) })
     self.catalog.replace(
-      with: try Self.catalogContents(descriptorSets, registry, hosted: self.hostedServices, upstreams: upstreams))
+      with: try Self.catalogContents(registry, hosted: self.hostedServices, upstreams: upstreams))
     for cluster in upstreams?.all ?? [] {
       cluster.health.observe { [health] in health.changed() }
     }
@@ -180,29 +179,28 @@ public final class Gateway: Sendable {
   /// hosted services' and `--descriptor-set`'s, replacing what an earlier call added. Calls in
   /// flight keep the descriptors they started with.
   public func useDescriptors(_ fileDescriptorSets: [[UInt8]]) throws {
-    let descriptorSets = Self.descriptorSets(self.configuration, extra: fileDescriptorSets)
-    let registry = try DescriptorRegistry(fileDescriptorSets: descriptorSets)
+    let registry = try Self.registry(self.configuration, extra: fileDescriptorSets)
     self.bridges.replace(with: Self.bridge(registry, self.configuration))
     self.upstreams?.update(registry: registry)
     self.catalog.replace(
-      with: try Self.catalogContents(descriptorSets, registry, hosted: self.hostedServices, upstreams: self.upstreams))
+      with: try Self.catalogContents(registry, hosted: self.hostedServices, upstreams: self.upstreams))
     self.health.changed()
   }
 
-  private static func descriptorSets(_ configuration: GatewayConfiguration, extra: [[UInt8]]) -> [[UInt8]] {
-    [SluiceDescriptors.fileDescriptorSet] + configuration.descriptorSets + extra
+  private static func registry(_ configuration: GatewayConfiguration, extra: [[UInt8]]) throws -> DescriptorRegistry {
+    try DescriptorRegistry(
+      fileDescriptorSets: [SluiceDescriptors.fileDescriptorSet] + configuration.descriptorSets + extra)
   }
 
   /// What reflection and health report: the hosted services, and the upstream ones Sluice can name.
   private static func catalogContents(
-    _ descriptorSets: [[UInt8]],
     _ registry: DescriptorRegistry,
     hosted: Set<String>,
     upstreams: UpstreamDirectory?
   ) throws -> ServiceCatalog.Contents {
     let proxied = upstreams?.services(in: registry) ?? [:]
     return ServiceCatalog.Contents(
-      index: try DescriptorIndex(fileDescriptorSets: descriptorSets),
+      index: try DescriptorIndex(registry),
       services: hosted.union(proxied.keys).sorted(),
       upstreams: proxied.filter { !hosted.contains($0.key) }
     )

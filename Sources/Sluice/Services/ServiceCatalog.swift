@@ -1,4 +1,5 @@
 internal import NIOConcurrencyHelpers
+internal import SluiceCodec
 internal import SwiftProtobuf
 
 #if canImport(FoundationEssentials)
@@ -34,9 +35,8 @@ final class ServiceCatalog: Sendable {
   }
 }
 
-/// The files of a set of FileDescriptorSets by name, and which file declares each symbol (message,
-/// enum, service, method, field, extension: by full name), for `grpc.reflection`. A file that more
-/// than one set holds is taken from the first, as `DescriptorRegistry` takes it.
+/// The files of a `DescriptorRegistry` by name, and which file declares each symbol (message,
+/// enum, service, method, field, extension: by full name), for `grpc.reflection`.
 struct DescriptorIndex: Sendable {
   struct File: Sendable {
     /// The serialized `FileDescriptorProto`, as reflection sends it.
@@ -52,13 +52,11 @@ struct DescriptorIndex: Sendable {
   /// An index of nothing.
   init() {}
 
-  init(fileDescriptorSets: [[UInt8]]) throws {
-    for bytes in fileDescriptorSets {
-      let set = try Google_Protobuf_FileDescriptorSet(serializedBytes: bytes)
-      for file in set.file where self.files[file.name] == nil {
-        self.files[file.name] = File(bytes: try file.serializedBytes(), dependencies: file.dependency)
-        self.add(file)
-      }
+  /// The registry's files (it has taken each name once).
+  init(_ registry: DescriptorRegistry) throws {
+    for file in registry.files {
+      self.files[file.name] = File(bytes: try file.serializedBytes(), dependencies: file.dependency)
+      self.add(file)
     }
   }
 

@@ -18,13 +18,7 @@ struct ClientDescriptors {
       throw CallStatus(.invalidArgument, "the descriptors do not load: \(error.message)")
     }
     self.codec = JSONCodec(registry: registry)
-    var files: [Google_Protobuf_FileDescriptorProto] = []
-    var names: Set<String> = []
-    for bytes in fileDescriptorSets {
-      let set = try Google_Protobuf_FileDescriptorSet(serializedBytes: bytes)
-      for file in set.file where names.insert(file.name).inserted { files.append(file) }
-    }
-    self.files = files
+    self.files = registry.files
     self.services = services?.sorted() ?? Array(Set(registry.methods.map(\.serviceName))).sorted()
   }
 

@@ -1,3 +1,4 @@
+import SluiceCodec
 import SwiftProtobuf
 import Testing
 
@@ -64,7 +65,7 @@ struct DescriptorIndexTests {
 
   @Test("Every kind of symbol is found in the file that declares it")
   func symbols() throws {
-    let index = try DescriptorIndex(fileDescriptorSets: self.sets())
+    let index = try DescriptorIndex(DescriptorRegistry(fileDescriptorSets: self.sets()))
     for symbol in ["base.Base", "base.Base.id", "base.Base.Inner", "base.Base.Kind", "base"] {
       #expect(index.file(declaring: symbol) == "base.proto", "\(symbol)")
     }
@@ -81,7 +82,7 @@ struct DescriptorIndexTests {
 
   @Test("A file goes with its imports, and an import goes once per stream")
   func imports() throws {
-    let index = try DescriptorIndex(fileDescriptorSets: self.sets())
+    let index = try DescriptorIndex(DescriptorRegistry(fileDescriptorSets: self.sets()))
     var sent: Set<String> = []
     let first = try #require(index.fileAndImports("api.proto", leavingOut: &sent))
     let names = try first.map { try Google_Protobuf_FileDescriptorProto(serializedBytes: $0).name }
