@@ -53,7 +53,7 @@ struct CallCommand: AsyncParsableCommand {
       requests = StandardInputLines.stream()
     }
     let call = CallRequest(
-      connection: self.connection, method: self.method, requests: requests, timeout: self.timeout,
+      connection: self.connection, method: MethodName(self.method), requests: requests, timeout: self.timeout,
       verbose: self.verbose)
     let outcome: CallStatus
     do {

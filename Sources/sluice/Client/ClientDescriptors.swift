@@ -22,21 +22,13 @@ struct ClientDescriptors {
     self.services = services?.sorted() ?? Array(Set(registry.methods.map(\.serviceName))).sorted()
   }
 
-  /// The method named `pkg.Service/Method` (or `pkg.Service.Method`, as grpcurl also takes it).
-  func method(_ name: String) throws -> SluiceCodec.MethodDescriptor {
-    let path = Self.path(name)
-    guard let method = self.codec.registry.method(path: path) else {
-      throw CallStatus(.unimplemented, "no method \(name) in the descriptors (sluice list ADDR SERVICE lists them)")
+  /// The method `name` names.
+  func method(_ name: MethodName) throws -> SluiceCodec.MethodDescriptor {
+    guard let method = self.codec.registry.method(path: name.path) else {
+      throw CallStatus(
+        .unimplemented, "no method \(name.text) in the descriptors (sluice list ADDR SERVICE lists them)")
     }
     return method
-  }
-
-  /// `/pkg.Service/Method` from `pkg.Service/Method`, `/pkg.Service/Method` or `pkg.Service.Method`.
-  static func path(_ name: String) -> String {
-    let trimmed = name.hasPrefix("/") ? String(name.dropFirst()) : name
-    if trimmed.contains("/") { return "/" + trimmed }
-    guard let dot = trimmed.lastIndex(of: ".") else { return "/" + trimmed }
-    return "/" + trimmed[..<dot] + "/" + trimmed[trimmed.index(after: dot)...]
   }
 
   /// The methods of `service` as `pkg.Service.Method`, or nil when there is no such service.

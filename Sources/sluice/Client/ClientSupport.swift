@@ -89,16 +89,78 @@ struct ConnectionOptions: ParsableArguments {
   }
 }
 
+/// A method as the commands take it: `pkg.Service/Method`, `/pkg.Service/Method` or
+/// `pkg.Service.Method` (grpcurl's spelling).
+struct MethodName {
+  /// As given.
+  let text: String
+  /// `pkg.Service`, or nil when the name has neither `/` nor `.`.
+  let service: String?
+  let method: String
+
+  init(_ text: String) {
+    self.text = text
+    let trimmed = text.hasPrefix("/") ? String(text.dropFirst()) : text
+    if let slash = trimmed.firstIndex(of: "/") {
+      self.service = String(trimmed[..<slash])
+      self.method = String(trimmed[trimmed.index(after: slash)...])
+    } else if let dot = trimmed.lastIndex(of: ".") {
+      self.service = String(trimmed[..<dot])
+      self.method = String(trimmed[trimmed.index(after: dot)...])
+    } else {
+      self.service = nil
+      self.method = trimmed
+    }
+  }
+
+  /// `/pkg.Service/Method`, as gRPC and the gateway's JSON paths name it.
+  var path: String {
+    self.service.map { "/\($0)/\(self.method)" } ?? "/\(self.method)"
+  }
+}
+
 /// One `sluice call`, as each transport (`GRPCCall`, `WebSocketCall`, `HTTPCallClient`) takes it.
 struct CallRequest {
   var connection: ConnectionOptions
-  /// `pkg.Service/Method` (or `pkg.Service.Method`).
-  var method: String
+  var method: MethodName
   /// The request messages as JSON lines, as they are read.
   var requests: AsyncStream<String>
   var timeout: TimeoutValue?
   /// `-v`: the response headers and trailers go to stderr.
   var verbose: Bool
+}
+
+/// What `--via ws` and `--via http` share: the request headers a gateway reads as metadata, and
+/// its control objects (PROTOCOL.md: `$headers`, `$end`) in WebSocket frames and NDJSON lines.
+enum GatewayJSON {
+  /// `-H` values as the gateway reads them (`grpc-metadata-<key>`, `Authorization`), and
+  /// `--timeout` as `grpc-timeout`.
+  static func headers(_ connection: ConnectionOptions, timeout: TimeoutValue?) throws -> [(String, String)] {
+    var headers = try connection.metadata().map { key, value in
+      (key == "authorization" ? "Authorization" : "grpc-metadata-\(key)", value)
+    }
+    if let timeout { headers.append(("grpc-timeout", timeout.grpcTimeout)) }
+    return headers
+  }
+
+  /// The object of a control frame or line (its first key starts with `$`), or nil for a message.
+  static func control(_ text: String) -> [String: Any]? {
+    guard text.hasPrefix(#"{"$"#) else { return nil }
+    return (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
+  }
+
+  /// The status a `$end` object holds; with `-v` its trailers go to stderr.
+  static func status(ofEnd end: [String: Any], verbose: Bool) -> CallStatus {
+    if verbose, let trailers = end["trailers"] as? [String: Any] { Self.print("trailers", trailers) }
+    return CallStatus(code: (end["code"] as? Int) ?? 2, (end["message"] as? String) ?? "")
+  }
+
+  /// Metadata as JSON shows it (`{"k":["v"]}`), one `what: key: value` line per value, on stderr.
+  static func print(_ what: String, _ metadata: [String: Any]) {
+    for (key, values) in metadata.sorted(by: { $0.key < $1.key }) {
+      for value in (values as? [Any]) ?? [values] { ClientOutput.note("\(what): \(key): \(value)") }
+    }
+  }
 }
 
 /// A gRPC status as the client reports it: the exit code is the code, and the status goes to

@@ -14,7 +14,7 @@ enum GRPCCall {
     let (connection, name, requests, timeout, verbose) = (
       call.connection, call.method, call.requests, call.timeout, call.verbose
     )
-    let descriptors = try await connection.descriptors(for: Self.service(of: name))
+    let descriptors = try await connection.descriptors(for: name.service)
     let method = try descriptors.method(name)
     let codec = descriptors.codec
     let target = try connection.target()
@@ -57,10 +57,7 @@ enum GRPCCall {
         if !method.kind.clientStreams { break }
       }
     }
-    let path = ClientDescriptors.path(name).dropFirst()
-    let slash = path.firstIndex(of: "/") ?? path.endIndex
-    let descriptor = GRPCCore.MethodDescriptor(
-      fullyQualifiedService: String(path[..<slash]), method: String(path[path.index(after: slash)...]))
+    let descriptor = GRPCCore.MethodDescriptor(fullyQualifiedService: name.service ?? "", method: name.method)
     do {
       try await withGRPCClient(transport: transport) { client in
         try await client.bidirectionalStreaming(
@@ -101,11 +98,6 @@ enum GRPCCall {
         ? .ipv6(host: target.host, port: target.port) : .ipv4(host: target.host, port: target.port)
     }
     return .dns(host: target.host, port: target.port)
-  }
-
-  private static func service(of name: String) -> String? {
-    let path = ClientDescriptors.path(name).dropFirst()
-    return path.firstIndex(of: "/").map { String(path[..<$0]) }
   }
 
   private static func print(_ what: String, _ metadata: Metadata) {

@@ -26,7 +26,7 @@ enum HTTPCallClient {
     let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     do {
       let outcome = try await Self.call(
-        client, target: target, connection: connection, path: ClientDescriptors.path(name), requests: requests,
+        client, target: target, connection: connection, path: name.path, requests: requests,
         timeout: timeout, verbose: verbose)
       try await client.shutdown()
       return outcome
@@ -49,10 +49,7 @@ enum HTTPCallClient {
     var request = HTTPClientRequest(url: "\(connection.tls ? "https" : "http")://\(target)\(path)")
     request.method = .POST
     request.headers.add(name: "Content-Type", value: "application/x-ndjson")
-    for (key, value) in try connection.metadata() {
-      request.headers.add(name: key == "authorization" ? "Authorization" : "grpc-metadata-\(key)", value: value)
-    }
-    if let timeout { request.headers.add(name: "grpc-timeout", value: timeout.grpcTimeout) }
+    request.headers.add(contentsOf: try GatewayJSON.headers(connection, timeout: timeout))
     request.body = .stream(requests.map { ByteBuffer(string: $0 + "\n") }, length: .unknown)
     let response = try await client.execute(request, timeout: .hours(24 * 365))
     if verbose {
@@ -86,18 +83,10 @@ enum HTTPCallClient {
 
   /// Prints a line, or returns the status of the `$end` line.
   private static func end(_ line: String, verbose: Bool) -> CallStatus? {
-    guard line.hasPrefix(#"{"$end""#),
-      let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-      let end = object["$end"] as? [String: Any]
-    else {
-      if !line.isEmpty { ClientOutput.line(line) }
-      return nil
+    if let end = GatewayJSON.control(line)?["$end"] as? [String: Any] {
+      return GatewayJSON.status(ofEnd: end, verbose: verbose)
     }
-    if verbose, let trailers = end["trailers"] as? [String: Any] {
-      for (key, values) in trailers.sorted(by: { $0.key < $1.key }) {
-        for value in (values as? [Any]) ?? [values] { ClientOutput.note("trailers: \(key): \(value)") }
-      }
-    }
-    return CallStatus(code: (end["code"] as? Int) ?? 2, (end["message"] as? String) ?? "")
+    if !line.isEmpty { ClientOutput.line(line) }
+    return nil
   }
 }

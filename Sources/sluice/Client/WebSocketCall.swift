@@ -22,12 +22,9 @@ enum WebSocketCall {
       call.connection, call.method, call.requests, call.timeout, call.verbose
     )
     let target = try connection.target()
-    let path = ClientDescriptors.path(name)
+    let path = name.path
     var headers = HTTPHeaders([("Host", target.description), ("Content-Length", "0")])
-    for (key, value) in try connection.metadata() {
-      headers.add(name: key == "authorization" ? "Authorization" : "grpc-metadata-\(key)", value: value)
-    }
-    if let timeout { headers.add(name: "grpc-timeout", value: timeout.grpcTimeout) }
+    headers.add(contentsOf: try GatewayJSON.headers(connection, timeout: timeout))
     let tls = try connection.tls ? ClientTLS.context(ca: connection.ca) : nil
     let upgrade: EventLoopFuture<Upgrade>
     do {
@@ -150,28 +147,19 @@ enum WebSocketCall {
   /// Prints a frame: a message to stdout, `$headers` to stderr with `-v`; returns the status of a
   /// `$end`.
   private static func end(_ text: String, verbose: Bool) -> CallStatus? {
-    guard text.hasPrefix(#"{"$"#),
-      let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
-    else {
+    guard let object = GatewayJSON.control(text) else {
       ClientOutput.line(text)
       return nil
     }
     if let end = object["$end"] as? [String: Any] {
-      if verbose, let trailers = end["trailers"] as? [String: Any] { Self.print("trailers", trailers) }
-      return CallStatus(code: (end["code"] as? Int) ?? 2, (end["message"] as? String) ?? "")
+      return GatewayJSON.status(ofEnd: end, verbose: verbose)
     }
     if let headers = object["$headers"] as? [String: Any] {
-      if verbose { Self.print("headers", headers) }
+      if verbose { GatewayJSON.print("headers", headers) }
       return nil
     }
     ClientOutput.line(text)
     return nil
-  }
-
-  private static func print(_ what: String, _ metadata: [String: Any]) {
-    for (key, values) in metadata.sorted(by: { $0.key < $1.key }) {
-      for value in (values as? [Any]) ?? [values] { ClientOutput.note("\(what): \(key): \(value)") }
-    }
   }
 
   private static func text(_ text: String) -> WebSocketFrame {
