@@ -52,8 +52,8 @@ final class RPCEngine: Sendable {
   /// Routes a call and lets it in, or refuses it: `UNIMPLEMENTED` for an unknown path,
   /// `RESOURCE_EXHAUSTED` past `--max-concurrent-rpcs`, `UNAUTHENTICATED` without a valid bearer
   /// token when the method asks for one (`authorization` is the request's `authorization`
-  /// metadata). The log line of the call carries the trace id of its `traceparent`. A refused call that was
-  /// routed is counted and logged as ended here.
+  /// metadata). The call's log line carries the trace id of `traceParent`. A refused call that
+  /// was routed is counted and logged as ended here.
   func admit(
     path: String,
     authorization: String?,
@@ -104,7 +104,7 @@ final class RPCEngine: Sendable {
   ) -> Result<Started, RPCError> {
     self.admit(
       path: path, authorization: metadata.first(name: "authorization"),
-      traceParent: metadata.first(name: "traceparent"), transport: transport
+      traceParent: self.monitor.logsCalls ? metadata.first(name: "traceparent") : nil, transport: transport
     ).map { admission in
       var admission = admission
       admission.trace = self.tracing?.start(method: admission.method, metadata: metadata, transport: transport)

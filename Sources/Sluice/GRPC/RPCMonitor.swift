@@ -10,6 +10,9 @@ public final class RPCMonitor: Sendable {
   private let active: Mutex<[String: Int]>
   private let metrics: GatewayMetrics
   private let logger: Logger
+  /// Whether the per-RPC line is written (the log level is info or lower): only then does a call's
+  /// `traceparent` need to be read.
+  let logsCalls: Bool
 
   /// Creates a monitor.
   /// - Parameters:
@@ -19,6 +22,7 @@ public final class RPCMonitor: Sendable {
     self.active = Mutex([:])
     self.metrics = metrics
     self.logger = logger
+    self.logsCalls = logger.logLevel <= .info
   }
 
   /// The number of RPCs in flight, for all methods or for one (`proto.StreamService/List`).
