@@ -48,7 +48,6 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, GRPCStreamConnection, T
     self.targetWindow = targetWindow
     self.activity = activity
     self.turn = ConnectionTurn(eventLoop: channel.eventLoop)
-    self.turn.attach(self)
   }
 
   // MARK: - For the streams
@@ -116,6 +115,7 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, GRPCStreamConnection, T
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
+    self.turn.attach(self)
   }
 
   /// HTTP/2 starts every connection's window at 65,535 bytes whatever the settings say: one
@@ -135,6 +135,7 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, GRPCStreamConnection, T
   func handlerRemoved(context: ChannelHandlerContext) {
     self.closeAll()
     self.context = nil
+    self.turn.detach()
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {

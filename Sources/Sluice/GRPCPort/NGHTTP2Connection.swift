@@ -84,7 +84,6 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
     self.settings = settings
     self.remoteAddress = channel.remoteAddress
     self.turn = ConnectionTurn(eventLoop: channel.eventLoop)
-    self.turn.attach(self)
   }
 
   deinit {
@@ -188,6 +187,7 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
+    self.turn.attach(self)
     var callbacks: OpaquePointer?
     guard nghttp2_session_callbacks_new(&callbacks) == 0 else {
       context.close(promise: nil)
@@ -249,6 +249,7 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
     if let session = self.session { nghttp2_session_del(session) }
     self.session = nil
     self.context = nil
+    self.turn.detach()
   }
 
   func channelActive(context: ChannelHandlerContext) {

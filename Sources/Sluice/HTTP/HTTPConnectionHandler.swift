@@ -120,6 +120,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
   func handlerRemoved(context: ChannelHandlerContext) {
     self.gone()
     self.context = nil
+    self.turn.detach()
   }
 
   func channelInactive(context: ChannelHandlerContext) {

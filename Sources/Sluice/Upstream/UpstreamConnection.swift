@@ -80,7 +80,6 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
     self.eventLoop = eventLoop
     self.logger = logger
     self.turn = ConnectionTurn(eventLoop: eventLoop)
-    self.turn.attach(self)
   }
 
   deinit {
@@ -185,6 +184,7 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
+    self.turn.attach(self)
     var callbacks: OpaquePointer?
     guard nghttp2_session_callbacks_new(&callbacks) == 0 else { return self.fail("nghttp2 could not start") }
     defer { nghttp2_session_callbacks_del(callbacks) }
@@ -213,6 +213,7 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
     if let session = self.session { nghttp2_session_del(session) }
     self.session = nil
     self.context = nil
+    self.turn.detach()
   }
 
   func channelActive(context: ChannelHandlerContext) {

@@ -123,6 +123,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
   func handlerRemoved(context: ChannelHandlerContext) {
     self.clientGone()
     self.context = nil
+    self.turn.detach()
   }
 
   func channelInactive(context: ChannelHandlerContext) {
