@@ -363,7 +363,7 @@ struct ServeCommand: AsyncParsableCommand {
     if self.printConfig {
       var text = "# sluice \(SluiceCommand.version): the effective configuration (--config < SLUICE_* < flags)\n"
       for (key, _, value) in ConfigurationSources.keys { text += value(self).line(key) + "\n" }
-      FileHandle.standardOutput.write(Data(text.utf8))
+      ClientOutput.standardOutput(text)
       return
     }
     let level = self.logLevel

@@ -49,7 +49,7 @@ struct SluiceCommand: AsyncParsableCommand {
       let message = fullMessage(for: error)
       guard code != .success, !(error is ExitCode), origins.annotate(message) != message else { exit(withError: error) }
       // A value from the file or the environment is refused: say where it was set.
-      FileHandle.standardError.write(Data((origins.annotate(message) + "\n").utf8))
+      ClientOutput.standardError(origins.annotate(message) + "\n")
       Foundation.exit(code.rawValue)
     }
   }

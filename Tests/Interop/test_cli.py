@@ -149,6 +149,28 @@ def test_timeout_ends_a_slow_stream_with_deadline_exceeded(start_sluice, via):
     assert 1 <= len(values) < 7 and values == list(range(1, 1 + len(values))), out
 
 
+@pytest.mark.parametrize("via", VIAS)
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(start_sluice, via):
+    """`sluice call … | head -1`: SwiftNIO ignores SIGPIPE, so the next write to the closed pipe fails
+    with EPIPE. The command ends at once with 141 (what a shell shows for a process SIGPIPE ended),
+    without a trap or a backtrace, and the gateway goes on serving."""
+    slow = start_sluice("--pace-ms", "20", "--list-count", "1000")
+    proc = subprocess.Popen([BINARY, "call", "--via", via, address(slow, via), "proto.StreamService/List", "-d",
+                             '{"pt":{"value":1}}'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    first = json.loads(proc.stdout.readline())
+    assert first["pt"]["value"] == 1, first
+    proc.stdout.close()
+    try:
+        code = proc.wait(timeout=15)
+    finally:
+        proc.kill()
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert code == 141 and stderr == "", (code, stderr)
+    again = sluice_cli("call", "--via", via, address(slow, via), "hello.UserService/SayHi", "-d", '{"name":"ada"}')
+    assert again.returncode == 0 and lines(again.stdout)[0]["result"].startswith("hi ada"), again
+
+
 def test_bad_flags_are_usage_errors(gateway):
     out = sluice_cli("call", gateway.grpc_target, "hello.UserService/SayHi", "-H", "no colon", "-d", "{}")
     assert out.returncode == 64 and "is not 'key: value'" in out.stderr, out

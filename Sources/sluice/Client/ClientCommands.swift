@@ -113,7 +113,7 @@ struct DescribeCommand: AsyncParsableCommand {
       guard let text = descriptors.describe(self.symbol) else {
         throw CallStatus(.notFound, "no symbol \(self.symbol)")
       }
-      FileHandle.standardOutput.write(Data(text.utf8))
+      ClientOutput.standardOutput(text)
     }
   }
 }

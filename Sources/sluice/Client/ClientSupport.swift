@@ -195,14 +195,43 @@ enum StatusNames {
 
 /// Writes what a command prints: messages to stdout, one per line, flushed as each arrives (a
 /// pipe sees every line at once); the status and `-v`'s headers and trailers to stderr.
+///
+/// Writes go through the throwing `FileHandle.write(contentsOf:)`: the older `write(_:)` traps on
+/// any error, and SwiftNIO ignores SIGPIPE process-wide, so a reader that closes the pipe
+/// (`sluice call … | head -1`) makes the write fail with EPIPE rather than end the process.
 enum ClientOutput {
+  /// The exit code when standard output's reader has gone: the shell's code for a process
+  /// SIGPIPE ended, which is how `cat` or `grep` end in the same place.
+  static let closedOutputExitCode: Int32 = 141
+
   static func line(_ text: String) {
-    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    Self.standardOutput(text + "\n")
+  }
+
+  /// Writes `text` to stdout. When that fails the command cannot go on: it ends at once, quietly
+  /// with `closedOutputExitCode` for a closed pipe, with a note and EX_IOERR (74) for another
+  /// error.
+  static func standardOutput(_ text: String) {
+    do {
+      try FileHandle.standardOutput.write(contentsOf: Data(text.utf8))
+    } catch {
+      let posix = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError
+      if posix?.domain == NSPOSIXErrorDomain, posix?.code == Int(EPIPE) {
+        Foundation.exit(Self.closedOutputExitCode)
+      }
+      Self.standardError("sluice: cannot write to standard output: \(posix ?? error as NSError)\n")
+      Foundation.exit(74)
+    }
+  }
+
+  /// Writes `text` to stderr; a failure is ignored (there is nowhere left to report it).
+  static func standardError(_ text: String) {
+    try? FileHandle.standardError.write(contentsOf: Data(text.utf8))
   }
 
   static func status(_ code: Int, _ message: String) {
     let text = message.isEmpty ? StatusNames.name(of: code) : "\(StatusNames.name(of: code)): \(message)"
-    FileHandle.standardError.write(Data((text + "\n").utf8))
+    Self.standardError(text + "\n")
   }
 
   /// Runs a command's `body`; a status it throws goes to stderr and becomes the exit code.
@@ -216,7 +245,7 @@ enum ClientOutput {
   }
 
   static func note(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
+    Self.standardError(text + "\n")
   }
 }
 
