@@ -171,6 +171,30 @@ def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(start_sluice, vi
     assert again.returncode == 0 and lines(again.stdout)[0]["result"].startswith("hi ada"), again
 
 
+@pytest.mark.parametrize("via", VIAS)
+def test_a_refused_connection_is_unavailable(via):
+    with __import__("socket").socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = sluice_cli("call", "--via", via, "--timeout", "20s", f"127.0.0.1:{port}", "hello.UserService/SayHi",
+                     "-d", '{"name":"ada"}')
+    assert out.returncode == 14 and out.stderr.startswith("UNAVAILABLE: "), out
+
+
+@pytest.mark.parametrize("via", ["ws", "http"])
+def test_timeout_ends_a_call_to_a_server_that_never_answers(via):
+    """A server that accepts the connection and says nothing: the gateway's grpc-timeout never
+    reaches anyone, so the command keeps --timeout itself and ends with DEADLINE_EXCEEDED."""
+    import socket
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        port = silent.getsockname()[1]
+        out = sluice_cli("call", "--via", via, "--timeout", "1s", f"127.0.0.1:{port}", "hello.UserService/SayHi",
+                         "-d", '{"name":"ada"}')
+    assert out.returncode == 4 and out.stderr.startswith("DEADLINE_EXCEEDED: no status within --timeout"), out
+
+
 def test_bad_flags_are_usage_errors(gateway):
     out = sluice_cli("call", gateway.grpc_target, "hello.UserService/SayHi", "-H", "no colon", "-d", "{}")
     assert out.returncode == 64 and "is not 'key: value'" in out.stderr, out

@@ -35,7 +35,10 @@ struct CallCommand: AsyncParsableCommand {
     help: "The request: one JSON object, or several, one per line (NDJSON). Without it, stdin.")
   var data: String?
 
-  @Option(help: "The call's deadline: 500ms, 5s, 2m (seconds without a unit); it goes to the server as grpc-timeout.")
+  @Option(
+    help:
+      "The call's deadline: 500ms, 5s, 2m (seconds without a unit); sent as grpc-timeout, and kept here for a server that does not answer."
+  )
   var timeout: TimeoutValue?
 
   @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Print the response headers and trailers to stderr.")
@@ -59,8 +62,8 @@ struct CallCommand: AsyncParsableCommand {
     do {
       switch self.via {
       case .grpc: outcome = try await GRPCCall.run(call)
-      case .ws: outcome = try await WebSocketCall.run(call)
-      case .http: outcome = try await HTTPCallClient.run(call)
+      case .ws: outcome = try await CallDeadline.keep(self.timeout) { try await WebSocketCall.run(call) }
+      case .http: outcome = try await CallDeadline.keep(self.timeout) { try await HTTPCallClient.run(call) }
       }
     } catch let failure as CallStatus {
       outcome = failure

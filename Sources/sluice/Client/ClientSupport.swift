@@ -3,6 +3,7 @@ internal import Foundation
 internal import GRPCCore
 internal import Logging
 import Sluice
+internal import Synchronization
 
 /// The options `call`, `list` and `describe` share: where the server is and how to reach it.
 struct ConnectionOptions: ParsableArguments {
@@ -264,6 +265,34 @@ enum StandardInputLines {
     }
     thread.start()
     return stream
+  }
+}
+
+/// `--timeout` kept on the client's side for `--via ws|http`. The gateway ends a call at its
+/// `grpc-timeout`, but only once it has the call: a gateway that refuses the connection makes
+/// async-http-client retry until its own 10-second connect timeout, and a server that accepts and
+/// never answers would hold the command for good. grpc-swift keeps the deadline itself for
+/// `--via grpc`.
+enum CallDeadline {
+  /// The outcome of `body`, or DEADLINE_EXCEEDED once `timeout` has passed (the call is then
+  /// cancelled, and the command ends without waiting for it).
+  static func keep(
+    _ timeout: TimeoutValue?,
+    _ body: sending @escaping () async throws -> CallStatus
+  ) async throws -> CallStatus {
+    guard let timeout else { return try await body() }
+    let (outcomes, sink) = AsyncStream.makeStream(of: Result<CallStatus, any Error>.self)
+    let call = Task {
+      do { sink.yield(.success(try await body())) } catch { sink.yield(.failure(error)) }
+    }
+    let timer = Task {
+      try await Task.sleep(for: timeout.duration)
+      call.cancel()
+      sink.yield(.success(CallStatus(.deadlineExceeded, "no status within --timeout \(timeout.duration)")))
+    }
+    defer { timer.cancel() }
+    for await outcome in outcomes { return try outcome.get() }
+    return CallStatus(.cancelled, "the command was cancelled")
   }
 }
 

@@ -18,6 +18,9 @@ enum HTTPCallClient {
     )
     let target = try connection.target()
     var configuration = HTTPClient.Configuration()
+    // One call from a command line: a refused connection is UNAVAILABLE at once, as for --via grpc
+    // and ws, not after the pool's retries for its 10-second connect timeout.
+    configuration.connectionPool.retryConnectionEstablishment = false
     if connection.tls {
       var tls = TLSConfiguration.makeClientConfiguration()
       if let ca = connection.ca { tls.trustRoots = .file(ca) }
