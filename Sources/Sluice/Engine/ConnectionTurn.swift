@@ -43,8 +43,8 @@ final class ConnectionTurn {
   /// The connection left its pipeline (`handlerRemoved`): nothing is flushed any more, and the
   /// reference cycle between it and its turn is broken.
   func detach() {
+    self.reset()
     self.owner = nil
-    self.batching.removeAll()
     self.firsts.removeAll()
   }
 
