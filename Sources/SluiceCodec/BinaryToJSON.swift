@@ -111,13 +111,13 @@ struct BinaryToJSON {
       default:  // 3: a group; its content ends before the end-group tag
         let start = reader.position
         try reader.skip(wireType: 3, number: number, depth: depth, maximumDepth: maximumDepth)
-        let endTagLength = varintBytes(UInt64(UInt32(bitPattern: number)) << 3 | 4).count
+        let endTagLength = varintBytes(tagValue(number: number, wireType: 4)).count
         entry.value = UInt64(start)
         entry.length = reader.position - endTagLength - start
       }
       if Int32(index) < lastField { sorted = false }
       lastField = Int32(index)
-      if field.oneofIndex >= 0 && oneofCurrent[field.oneofIndex] != Int32(index) {
+      if oneofCurrent.indices.contains(field.oneofIndex) && oneofCurrent[field.oneofIndex] != Int32(index) {
         if oneofCurrent[field.oneofIndex] >= 0 { oneofSwitched = true }
         oneofCurrent[field.oneofIndex] = Int32(index)
         oneofStart[field.oneofIndex] = entries.count
@@ -129,7 +129,9 @@ struct BinaryToJSON {
       var kept: [WireEntry] = []
       for (position, entry) in entries.enumerated() {
         let oneof = layout.fields[Int(entry.field)].oneofIndex
-        if oneof >= 0 && (oneofCurrent[oneof] != entry.field || position < oneofStart[oneof]) {
+        if oneofCurrent.indices.contains(oneof)
+          && (oneofCurrent[oneof] != entry.field || position < oneofStart[oneof])
+        {
           try validate(buffer, entry, field: layout.fields[Int(entry.field)])
           continue
         }

@@ -1,6 +1,10 @@
 internal import SwiftProtobuf
 
 /// Turns the descriptor protos into resolved, index-linked layouts.
+///
+/// Run it on files that `DescriptorValidator` accepted. It does not trap on others either: a
+/// number outside the dense table goes to the sparse one, an out-of-range oneof index is no
+/// oneof, and tags are computed without overflow.
 struct DescriptorPoolBuilder {
   private struct PendingMessage {
     var fullName: String
@@ -66,19 +70,23 @@ struct DescriptorPoolBuilder {
       fields.append(try layout(of: field, in: pending))
     }
     var fieldsByName: [String: Int] = [:]
-    var denseNumbers = [Int32](repeating: -1, count: Int(min((fields.last?.number ?? 0) + 1, MessageLayout.denseLimit)))
+    // Sized by the largest number that fits the dense table (every such number is below 256).
+    let denseCount = fields.reduce(0) { count, field in
+      MessageLayout.isDense(field.number) ? max(count, Int(field.number) + 1) : count
+    }
+    var denseNumbers = [Int32](repeating: -1, count: denseCount)
     var sparseNumbers: [Int32: Int] = [:]
     for (index, field) in fields.enumerated() {
       fieldsByName[field.jsonName] = index
       fieldsByName[field.name] = index
-      if field.number < MessageLayout.denseLimit {
-        denseNumbers[Int(field.number)] = Int32(index)
+      if MessageLayout.isDense(field.number) {
+        denseNumbers[Int(field.number)] = Int32(truncatingIfNeeded: index)
       } else {
         sparseNumbers[field.number] = index
       }
     }
     var wellKnown = WellKnownType(fullName: pending.fullName)
-    if let expected = wellKnown, !Self.hasExpectedShape(expected, fields) {
+    if let expected = wellKnown, !hasExpectedShape(expected, fields) {
       wellKnown = nil  // a look-alike with other fields: treat it as an ordinary message
     }
     return MessageLayout(
@@ -87,25 +95,43 @@ struct DescriptorPoolBuilder {
       wellKnown: wellKnown, isMapEntry: proto.options.mapEntry)
   }
 
-  /// The special JSON code indexes fields directly, so a well-known type must have its usual shape.
-  private static func hasExpectedShape(_ wellKnown: WellKnownType, _ fields: [FieldLayout]) -> Bool {
+  /// The special JSON code indexes fields directly and reads and writes them with their usual
+  /// wire types (an Any's type URL is sliced out of the input), so a well-known type must have
+  /// its usual shape: fields, kinds and labels.
+  private func hasExpectedShape(_ wellKnown: WellKnownType, _ fields: [FieldLayout]) -> Bool {
     let numbers = fields.map(\.number)
+    let kinds = fields.map(\.kind)
+    let singular = !fields.contains(where: \.isRepeated)
     switch wellKnown {
-    case .any, .timestamp, .duration: return numbers == [1, 2]
-    case .fieldMask: return numbers == [1] && fields[0].kind == .string && fields[0].isRepeated
-    case .structValue: return numbers == [1] && fields[0].isMap
-    case .listValue: return numbers == [1] && fields[0].kind == .message && fields[0].isRepeated
-    case .value: return numbers == [1, 2, 3, 4, 5, 6] && fields[4].kind == .message && fields[5].kind == .message
+    case .any: return numbers == [1, 2] && kinds == [.string, .bytes] && singular
+    case .timestamp, .duration: return numbers == [1, 2] && kinds == [.int64, .int32] && singular
+    case .fieldMask: return numbers == [1] && kinds == [.string] && fields[0].isRepeated
+    case .structValue:
+      guard numbers == [1], fields[0].isMap, pendingMessages.indices.contains(fields[0].messageIndex) else {
+        return false
+      }
+      let entry = pendingMessages[fields[0].messageIndex].proto.field.sorted { $0.number < $1.number }
+      return entry.map(\.type) == [.string, .message]
+    case .listValue: return numbers == [1] && kinds == [.message] && fields[0].isRepeated
+    case .value:
+      return numbers == [1, 2, 3, 4, 5, 6] && kinds == [.enumeration, .double, .string, .bool, .message, .message]
+        && singular
     case .empty: return true
-    default: return numbers == [1] && !fields[0].isRepeated && fields[0].kind != .message
+    default: return numbers == [1] && singular && kinds[0] != .message && kinds[0] != .group
     }
   }
 
   private func layout(
     of field: Google_Protobuf_FieldDescriptorProto, in pending: PendingMessage
   ) throws(CodecError) -> FieldLayout {
+    let typeName = String(field.typeName.drop(while: { $0 == "." }))
+    var type = field.type
+    if !field.hasType && !typeName.isEmpty {
+      // descriptor.proto allows a type_name alone: the type is then whatever it names.
+      type = messageIndexByName[typeName] != nil ? .message : .enum
+    }
     let kind: FieldKind
-    switch field.type {
+    switch type {
     case .double: kind = .double
     case .float: kind = .float
     case .int64: kind = .int64
@@ -127,7 +153,6 @@ struct DescriptorPoolBuilder {
     @unknown default:
       throw CodecError(code: .invalidDescriptor, reason: "field \(pending.fullName).\(field.name) has an unknown type")
     }
-    let typeName = String(field.typeName.drop(while: { $0 == "." }))
     var messageIndex = -1
     var enumIndex = -1
     if kind == .message || kind == .group {
@@ -155,13 +180,14 @@ struct DescriptorPoolBuilder {
       !isRepeated
       && (kind == .message || kind == .group || field.hasOneofIndex || field.proto3Optional || !pending.isProto3)
     let jsonName = field.hasJsonName ? field.jsonName : Self.lowerCamelCase(field.name)
-    let number = UInt64(UInt32(bitPattern: field.number))
+    let oneofIndex = Int(field.oneofIndex)
     return FieldLayout(
       name: field.name, jsonName: jsonName, number: field.number, kind: kind, isRepeated: isRepeated,
       isMap: isMap, isPacked: isPacked, hasPresence: hasPresence,
-      oneofIndex: field.hasOneofIndex ? Int(field.oneofIndex) : -1, messageIndex: messageIndex,
-      enumIndex: enumIndex, tag: varintBytes(number << 3 | UInt64(kind.wireType)),
-      packedTag: varintBytes(number << 3 | 2), jsonKey: Array("\"\(jsonName)\":".utf8),
+      oneofIndex: field.hasOneofIndex && pending.proto.oneofDecl.indices.contains(oneofIndex) ? oneofIndex : -1,
+      messageIndex: messageIndex, enumIndex: enumIndex,
+      tag: varintBytes(tagValue(number: field.number, wireType: kind.wireType)),
+      packedTag: varintBytes(tagValue(number: field.number, wireType: 2)), jsonKey: Array("\"\(jsonName)\":".utf8),
       protoKey: Array("\"\(field.name)\":".utf8), validatesUTF8: kind == .string && pending.isProto3)
   }
 

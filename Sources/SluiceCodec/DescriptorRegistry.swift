@@ -13,10 +13,15 @@ public struct DescriptorRegistry: Sendable {
   public let files: [Google_Protobuf_FileDescriptorProto]
   private let methodsByPath: [String: MethodDescriptor]
 
-  /// Loads a serialized FileDescriptorSet.
+  /// Loads a serialized FileDescriptorSet, checking it whole first: descriptors are untrusted
+  /// input (server reflection, `--descriptor-set` files).
   /// - Parameter fileDescriptorSet: The bytes of a `google.protobuf.FileDescriptorSet`.
-  /// - Throws: ``CodecError`` with code `invalidDescriptor` when the bytes do not parse, or
-  ///   `unknownType` when a referenced type is missing from the set.
+  /// - Throws: ``CodecError`` with code `unknownType` when a referenced type is missing from the
+  ///   set, or `invalidDescriptor` when the bytes do not parse or describe something protobuf does
+  ///   not allow (a field number outside 1...536870911 or in 19000...19999, an out-of-range
+  ///   oneof index, a duplicate field, a malformed map entry or name, types nested deeper than
+  ///   64 levels, ...). The message names the file, the type and the field:
+  ///   `descriptor set: file "x.proto": message "pkg.M" field "f": number 0 is outside 1...536870911`.
   public init(fileDescriptorSet: [UInt8]) throws(CodecError) {
     try self.init(fileDescriptorSets: [fileDescriptorSet])
   }
@@ -41,6 +46,7 @@ public struct DescriptorRegistry: Sendable {
   }
 
   private init(files: [Google_Protobuf_FileDescriptorProto]) throws(CodecError) {
+    try DescriptorValidator.validate(files)
     var set = Google_Protobuf_FileDescriptorSet()
     set.file = files
     let pool = try DescriptorPoolBuilder(files: set.file).build()

@@ -78,7 +78,7 @@ struct JSONToBinary {
       // null means "default", except for google.protobuf.Value (and NullValue), where it is a value.
       guard !field.isRepeated, isNullable(field) else { return }
     }
-    if field.oneofIndex >= 0 {
+    if oneofMembers.indices.contains(field.oneofIndex) {
       let other = oneofMembers[field.oneofIndex]
       if other >= 0 {
         throw .init(
@@ -119,7 +119,7 @@ struct JSONToBinary {
     case .group:
       writer.appendTag(field.tag)
       try encodeMessage(value, messageIndex: field.messageIndex)
-      writer.appendVarint(UInt64(UInt32(bitPattern: field.number)) << 3 | 4)
+      writer.appendVarint(tagValue(number: field.number, wireType: 4))
     default:
       let scalar = try self.scalar(value, field: field)
       guard alwaysWrite || !scalar.isDefault, !scalar.isSkipped else { return }

@@ -81,7 +81,7 @@ final class FieldLayout: Sendable {
   let isPacked: Bool
   /// Singular field whose presence is tracked (message, oneof member, `optional`, proto2).
   let hasPresence: Bool
-  /// Index into the message's oneofs, or -1.
+  /// Index into the message's oneofs (always in range), or -1.
   let oneofIndex: Int
   /// Index of the message type in the pool, or -1.
   let messageIndex: Int
@@ -153,9 +153,15 @@ final class MessageLayout: Sendable {
 
   static let denseLimit: Int32 = 256
 
+  /// True for the numbers `denseNumbers` holds (the others are in `sparseNumbers`).
+  @inline(__always)
+  static func isDense(_ number: Int32) -> Bool {
+    number >= 0 && number < denseLimit
+  }
+
   @inline(__always)
   func fieldIndex(number: Int32) -> Int? {
-    if number < MessageLayout.denseLimit {
+    if MessageLayout.isDense(number) {
       let index = denseNumbers.count > Int(number) ? Int(denseNumbers[Int(number)]) : -1
       return index >= 0 ? index : nil
     }

@@ -56,6 +56,13 @@ struct BinaryWriter {
   }
 }
 
+/// The varint value of a tag: field number and wire type. It cannot overflow, whatever the
+/// number: 32 bits shifted by 3 fit in 64 (a valid number has at most 29 bits).
+@inline(__always)
+func tagValue(number: Int32, wireType: UInt8) -> UInt64 {
+  UInt64(UInt32(bitPattern: number)) << 3 | UInt64(wireType & 7)
+}
+
 /// Reads protobuf wire-format data, checking every bound.
 struct WireReader {
   let base: UnsafeBufferPointer<UInt8>

@@ -477,20 +477,14 @@ actor ReflectedDescriptors {
   var hasMissing: Bool { self.routes.contains { self.sets[$0.service] == nil } }
 
   /// Asks every upstream (or those that have not answered yet) and gives the gateway the result;
-  /// an upstream that cannot be asked keeps what it described before.
+  /// an upstream that cannot be asked, or whose descriptors do not load, keeps what it described
+  /// before (and one that never described any is asked again).
   func refresh(onlyMissing: Bool) async {
     for route in self.routes where !onlyMissing || self.sets[route.service] == nil {
       let addresses = route.addresses.map { $0.description }.joined(separator: ",")
+      let description: UpstreamReflection.Description
       do {
-        let description = try await UpstreamReflection.describe(route, tls: self.tls, logger: self.logger)
-        self.sets[route.service] = description.fileDescriptorSet
-        self.logger.info(
-          "Upstream reflection",
-          metadata: [
-            "sluice.upstream.service": "\(route.service)", "sluice.upstream.addresses": "\(addresses)",
-            "sluice.reflection.version": "\(description.version)",
-            "sluice.reflection.services": "\(description.services.joined(separator: ","))",
-          ])
+        description = try await UpstreamReflection.describe(route, tls: self.tls, logger: self.logger)
       } catch {
         self.logger.warning(
           "Upstream reflection failed; JSON calls to its services need descriptors (asked again every 10 s)",
@@ -498,12 +492,31 @@ actor ReflectedDescriptors {
             "sluice.upstream.service": "\(route.service)", "sluice.upstream.addresses": "\(addresses)",
             "sluice.error": "\(error)",
           ])
+        continue
       }
-    }
-    do {
-      try self.gateway.useDescriptors(self.routes.compactMap { self.sets[$0.service] })
-    } catch {
-      logger.error("The upstreams' descriptors do not load", metadata: ["sluice.error": "\(error)"])
+      // Loaded (so validated) before it is kept: a set the gateway refuses neither replaces what
+      // this upstream described before nor keeps the other upstreams' descriptors from loading.
+      var sets = self.sets
+      sets[route.service] = description.fileDescriptorSet
+      do {
+        try self.gateway.useDescriptors(self.routes.compactMap { sets[$0.service] })
+      } catch {
+        self.logger.error(
+          "The upstream's descriptors do not load; the gateway keeps those it had",
+          metadata: [
+            "sluice.upstream.service": "\(route.service)", "sluice.upstream.addresses": "\(addresses)",
+            "sluice.error": "\(error)",
+          ])
+        continue
+      }
+      self.sets = sets
+      self.logger.info(
+        "Upstream reflection",
+        metadata: [
+          "sluice.upstream.service": "\(route.service)", "sluice.upstream.addresses": "\(addresses)",
+          "sluice.reflection.version": "\(description.version)",
+          "sluice.reflection.services": "\(description.services.joined(separator: ","))",
+        ])
     }
   }
 }
