@@ -29,7 +29,7 @@ enum ConfigurationSources {
     ("drain-timeout", .double, { .number($0.drainTimeout) }),
     ("shutdown-delay", .double, { .number($0.shutdownDelay) }),
     ("max-message-bytes", .int, { .number($0.maxMessageBytes) }),
-    ("allowed-origin", .strings, { .strings($0.allowedOrigins) }),
+    ("allowed-origin", .strings, { .urls($0.allowedOrigins) }),
     ("require-bearer", .string, { .redacted($0.requireBearer) }),
     ("bearer-cookie", .string, { .optional($0.bearerCookie) }),
     ("ws-ping-interval", .double, { .number($0.wsPingInterval) }),
@@ -65,7 +65,7 @@ enum ConfigurationSources {
     ("upstream-ca", .string, { .optional($0.upstreamCa) }),
     ("upstream-server-name", .string, { .optional($0.upstreamServerName) }),
     ("hosted", .string, { .string($0.hosted.rawValue) }),
-    ("otlp-endpoint", .string, { .optional($0.otlpEndpoint) }),
+    ("otlp-endpoint", .string, { .url($0.otlpEndpoint) }),
     ("otlp-protocol", .string, { .string($0.otlpProtocol.rawValue) }),
     ("log-level", .string, { .string($0.logLevel.rawValue) }),
   ]
@@ -243,6 +243,10 @@ enum ConfigText {
   case strings([String])
   /// `--require-bearer`: where the tokens are, never the tokens.
   case redacted(String?)
+  /// A URL (`--otlp-endpoint`) or a list of them (`--allowed-origin`), shown without a password:
+  /// the userinfo of each (`http://user:password@host`) is shown as `REDACTED@`.
+  case url(String?)
+  case urls([String])
 
   /// The value as YAML, or nil when it is not set (an optional flag not given).
   var yaml: String? {
@@ -253,6 +257,10 @@ enum ConfigText {
     case .bool(let on): on ? "true" : "false"
     case .strings(let texts): "[" + texts.map(Self.quoted).joined(separator: ", ") + "]"
     case .redacted(let source): source.map { Self.quoted($0) + "  # the tokens themselves are not shown" }
+    case .url(let text): text.map { Self.quoted(Self.withoutUserinfo($0)) + Self.userinfoNote([$0]) }
+    case .urls(let texts):
+      "[" + texts.map { Self.quoted(Self.withoutUserinfo($0)) }.joined(separator: ", ") + "]"
+        + Self.userinfoNote(texts)
     }
   }
 
@@ -260,6 +268,19 @@ enum ConfigText {
   /// back as the same configuration.
   func line(_ key: String) -> String {
     self.yaml.map { "\(key): \($0)" } ?? "# \(key): (not set)"
+  }
+
+  /// `url` with its userinfo (what comes before `@` in the authority, RFC 3986 3.2.1) as `REDACTED`.
+  private static func withoutUserinfo(_ url: String) -> String {
+    guard let schemeEnd = url.range(of: "://")?.upperBound else { return url }
+    let authority = url[schemeEnd...].prefix { !"/?#\\".contains($0) }
+    guard let at = authority.lastIndex(of: "@") else { return url }
+    return String(url[..<schemeEnd]) + "REDACTED" + url[at...]
+  }
+
+  /// A YAML comment saying that userinfo is not shown, when one of `urls` has any; else nothing.
+  private static func userinfoNote(_ urls: [String]) -> String {
+    urls.allSatisfy { Self.withoutUserinfo($0) == $0 } ? "" : "  # user:password@ is not shown (REDACTED@)"
   }
 
   /// A YAML double-quoted string (JSON's escaping is valid in it).

@@ -238,7 +238,10 @@ struct ServeCommand: AsyncParsableCommand {
   )
   var config: String?
 
-  @Flag(help: "Print the effective configuration (file < environment < flags) as YAML and exit; tokens are not shown.")
+  @Flag(
+    help:
+      "Print the effective configuration (file < environment < flags) as YAML and exit; tokens and URL passwords are not shown."
+  )
   var printConfig = false
 
   /// The accepted range of every numeric flag: out-of-range values stop sluice at start with the

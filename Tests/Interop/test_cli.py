@@ -2,10 +2,13 @@
 against a running gateway over each --via (native gRPC, WebSocket/JSON, HTTP JSON), and against a
 gRPC server we did not write (grpcio, with grpcio-reflection), through reflection and through
 --descriptor-set. Output is read from the real stdout and stderr; the exit code is the status."""
+import http.server
 import json
 import os
 import select
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -260,3 +263,258 @@ def test_list_and_describe_from_a_descriptor_set_need_no_server(lab):  # noqa: F
     ), method
     enum = sluice_cli("describe", "--descriptor-set", str(lab.protoset), "127.0.0.1:9", "upstream.lab.Mood")
     assert "GRUMPY = 2;" in enum.stdout, enum
+
+
+# MARK: - a hostile server: what it sends reaches the terminal escaped
+
+ESC, BEL, DEL, CSI = "\x1b", "\x07", "\x7f", "\x9b"
+# Never on stdout or stderr as they are: ESC, BEL (ends an OSC), CR, DEL, and C1's CSI in UTF-8.
+RAW_CONTROLS = [b"\x1b", b"\x07", b"\r", b"\x7f", b"\xc2\x9b"]
+SHADY = f"evil.{ESC}[31mShady"
+NOTE = f"evil.{ESC}]0;owned{BEL}Note"
+FAILURE = f"{ESC}[31mred{ESC}]0;owned{BEL} {DEL}{CSI}2J\nOK"
+ECHOED = f"{ESC}[31m {DEL} {CSI}2J \t end"
+
+
+def raw_cli(*args, timeout=30):
+    """sluice_cli with stdout and stderr as bytes (text mode would turn a raw CR into a newline)."""
+    out = subprocess.run([BINARY, *args], capture_output=True, timeout=timeout, env=ENV)
+    for stream in (out.stdout, out.stderr):
+        assert not [c for c in RAW_CONTROLS if c in stream], out
+    return subprocess.CompletedProcess(out.args, out.returncode, out.stdout.decode(), out.stderr.decode())
+
+
+def hostile_files():
+    """evil.Hostile (Fail and Echo, of evil.Msg); and a file whose service, method, message and field
+    names hold escape sequences, which the client refuses to load (names must be identifiers)."""
+    from google.protobuf import descriptor_pb2
+
+    string = descriptor_pb2.FieldDescriptorProto
+    sane = descriptor_pb2.FileDescriptorProto(name="hostile.proto", package="evil", syntax="proto3")
+    sane.message_type.add(name="Msg").field.add(
+        name="text", json_name="text", number=1, type=string.TYPE_STRING, label=string.LABEL_OPTIONAL)
+    service = sane.service.add(name="Hostile")
+    for method in ("Fail", "Echo"):
+        service.method.add(name=method, input_type=".evil.Msg", output_type=".evil.Msg")
+    shady = descriptor_pb2.FileDescriptorProto(
+        name="shady.proto", package="evil", syntax="proto3", dependency=["hostile.proto"])
+    shady.message_type.add(name=NOTE.removeprefix("evil.")).field.add(
+        name=f"x{ESC}[2J", json_name="x", number=1, type=string.TYPE_STRING, label=string.LABEL_OPTIONAL)
+    shady.service.add(name=SHADY.removeprefix("evil.")).method.add(
+        name=f"Go{ESC}[5m", input_type=".evil.Msg", output_type="." + NOTE)
+    return sane, shady
+
+
+def protoset(path, *files):
+    from google.protobuf import descriptor_pb2
+
+    path.write_bytes(descriptor_pb2.FileDescriptorSet(file=files).SerializeToString())
+    return str(path)
+
+
+def msg(text):
+    """An evil.Msg, serialized by hand: field 1, a string."""
+    data = text.encode()
+    assert len(data) < 128
+    return bytes([0x0A, len(data)]) + data
+
+
+@pytest.fixture(scope="module")
+def hostile():
+    """A grpcio server whose reflection lists a service name with an escape sequence (and describes
+    only evil.Hostile), whose evil.Hostile/Fail fails with escape sequences in its status message,
+    and whose Echo answers with control characters in a string (the JSON codec escapes C0 but leaves
+    DEL and C1, as JSON allows)."""
+    from concurrent import futures
+
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    sane, _ = hostile_files()
+    by_symbol = {"evil.Hostile": [sane]}
+    by_name = {"hostile.proto": sane}
+
+    def reflection(requests, context):
+        for request in requests:
+            response = reflection_pb2.ServerReflectionResponse(original_request=request)
+            kind = request.WhichOneof("message_request")
+            if kind == "list_services":
+                for name in ("evil.Hostile", SHADY):
+                    response.list_services_response.service.add(name=name)
+            elif kind == "file_containing_symbol" and request.file_containing_symbol in by_symbol:
+                files = by_symbol[request.file_containing_symbol]
+                response.file_descriptor_response.file_descriptor_proto.extend(f.SerializeToString() for f in files)
+            elif kind == "file_by_filename" and request.file_by_filename in by_name:
+                response.file_descriptor_response.file_descriptor_proto.append(
+                    by_name[request.file_by_filename].SerializeToString())
+            else:
+                response.error_response.error_code = grpc.StatusCode.NOT_FOUND.value[0]
+            yield response
+
+    def fail(request, context):
+        context.abort(grpc.StatusCode.PERMISSION_DENIED, FAILURE)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server.add_generic_rpc_handlers([
+        grpc.method_handlers_generic_handler("evil.Hostile", {
+            "Fail": grpc.unary_unary_rpc_method_handler(fail),
+            "Echo": grpc.unary_unary_rpc_method_handler(lambda request, context: msg(ECHOED)),
+        }),
+        *(grpc.method_handlers_generic_handler(f"grpc.reflection.{version}.ServerReflection", {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                reflection, request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString),
+        }) for version in ("v1", "v1alpha")),
+    ])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    server.address = f"127.0.0.1:{port}"
+    yield server
+    server.stop(None)
+
+
+def test_names_from_a_hostile_server_are_escaped(hostile, tmp_path):
+    listed = raw_cli("list", hostile.address)
+    assert listed.returncode == 0 and sorted(listed.stdout.split()) == ["evil.Hostile", "evil.\\u001b[31mShady"], listed
+    methods = raw_cli("list", hostile.address, SHADY)
+    assert methods.returncode == 5 and methods.stderr == "NOT_FOUND: no service evil.\\u001b[31mShady\n", methods
+    described = raw_cli("describe", hostile.address, "evil.Hostile")
+    assert "rpc Fail ( .evil.Msg ) returns ( .evil.Msg );" in described.stdout, described
+    # Descriptors whose names are not identifiers do not load; the error names them, escaped.
+    shady = protoset(tmp_path / "shady.protoset", *hostile_files())
+    refused = raw_cli("describe", "--descriptor-set", shady, "127.0.0.1:9", SHADY)
+    assert refused.returncode == 3 and "the descriptors do not load" in refused.stderr, refused
+    assert "\\u001b" in refused.stderr or "\\u{1B}" in refused.stderr, refused
+
+
+def test_a_hostile_servers_status_message_and_json_are_escaped(hostile):
+    failed = raw_cli("call", hostile.address, "evil.Hostile/Fail", "-d", "{}", "-v")
+    assert failed.returncode == 7, failed
+    assert failed.stderr.endswith(
+        "PERMISSION_DENIED: \\u001b[31mred\\u001b]0;owned\\u0007 \\u007f\\u009b2J\\u000aOK\n"), failed
+    # JSON lines escape them in JSON's own way: the line still parses to the server's text.
+    echoed = raw_cli("call", hostile.address, "evil.Hostile/Echo", "-d", '{"text":"hi"}')
+    assert echoed.returncode == 0 and lines(echoed.stdout) == [{"text": ECHOED}], echoed
+
+
+class RawGRPCServer:
+    """A gRPC server written on h2: grpcio's core refuses to send control characters in metadata,
+    which HTTP/2 allows (RFC 9113 forbids only NUL, CR and LF) and a hostile server sends. Every
+    call gets response headers and trailers with escape sequences in their values."""
+
+    def __init__(self):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(connection,), daemon=True).start()
+
+    def serve(self, connection):
+        import h2.config
+        import h2.connection
+        import h2.events
+
+        config = h2.config.H2Configuration(
+            client_side=False, validate_outbound_headers=False, normalize_outbound_headers=False)
+        session = h2.connection.H2Connection(config=config)
+        session.initiate_connection()
+        with connection:
+            connection.sendall(session.data_to_send())
+            while data := connection.recv(65536):
+                for event in session.receive_data(data):
+                    if isinstance(event, h2.events.DataReceived):
+                        session.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    elif isinstance(event, h2.events.StreamEnded):
+                        session.send_headers(event.stream_id, [
+                            (":status", "200"), ("content-type", "application/grpc"),
+                            ("x-evil-header", f"{ESC}[31mheader{DEL}{CSI}"),
+                        ])
+                        session.send_headers(event.stream_id, [
+                            ("grpc-status", "7"), ("grpc-message", "%1B%5B31mdenied"),
+                            ("x-evil-trailer", f"{ESC}]0;owned{BEL}"),
+                        ], end_stream=True)
+                connection.sendall(session.data_to_send())
+
+    def close(self):
+        self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+
+
+def test_headers_and_trailers_from_a_hostile_server_are_escaped(tmp_path):
+    descriptors = protoset(tmp_path / "hostile.protoset", hostile_files()[0])
+    server = RawGRPCServer()
+    try:
+        out = raw_cli("call", "--descriptor-set", descriptors, server.address, "evil.Hostile/Fail", "-d", "{}", "-v")
+    finally:
+        server.close()
+    assert out.returncode == 7, out
+    assert "headers: x-evil-header: \\u001b[31mheader\\u007f\\u009b\n" in out.stderr, out
+    assert "trailers: x-evil-trailer: \\u001b]0;owned\\u0007\n" in out.stderr, out
+    assert out.stderr.endswith("PERMISSION_DENIED: \\u001b[31mdenied\n"), out
+
+
+# What a hostile "gateway" answers on --via ws (frames) and --via http (NDJSON lines): a message with
+# DEL and CSI in a string (valid JSON), a line that is no JSON at all, and a $end whose message and
+# trailers hold escape sequences once decoded.
+HOSTILE_LINES = [
+    json.dumps({"text": ECHOED}, ensure_ascii=False),
+    f"{ESC}[2J{ESC}]0;owned{BEL}not JSON{CSI}",
+    json.dumps({"$end": {"code": 7, "message": f"{ESC}[31mbad", "trailers": {"x-evil": [f"{ESC}]0;owned{BEL}"]}}}),
+]
+
+
+class HostileGateway(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        # The request is NDJSON sent as it is read (chunked): read it whole, then answer.
+        while size := int(self.rfile.readline().split(b";")[0], 16):
+            self.rfile.read(size + 2)
+        self.rfile.readline()
+        body = "".join(line + "\n" for line in HOSTILE_LINES).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def hostile_websocket(connection):
+    for frame in connection:
+        if json.loads(frame) == {"$end": True}:
+            break
+    connection.send(json.dumps({"$headers": {"x-evil": [f"{ESC}[31mhead"]}}))
+    for line in HOSTILE_LINES:
+        connection.send(line)
+
+
+@pytest.mark.parametrize("via", ["ws", "http"])
+def test_what_a_hostile_gateway_sends_is_escaped(via):
+    from websockets.sync.server import serve
+
+    server = (serve(hostile_websocket, "127.0.0.1", 0) if via == "ws"
+              else http.server.ThreadingHTTPServer(("127.0.0.1", 0), HostileGateway))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.socket.getsockname()[1]
+        out = raw_cli("call", "--via", via, f"127.0.0.1:{port}", "evil.Hostile/Echo", "-d", '{"text":"hi"}', "-v")
+    finally:
+        server.shutdown()
+    assert out.returncode == 7, out
+    first, second = out.stdout.splitlines()
+    assert json.loads(first) == {"text": ECHOED}, out
+    assert second == "\\u001b[2J\\u001b]0;owned\\u0007not JSON\\u009b", out
+    assert "trailers: x-evil: \\u001b]0;owned\\u0007\n" in out.stderr, out
+    assert out.stderr.endswith("PERMISSION_DENIED: \\u001b[31mbad\n"), out
+    if via == "ws":
+        assert "headers: x-evil: \\u001b[31mhead\n" in out.stderr, out

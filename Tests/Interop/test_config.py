@@ -134,6 +134,28 @@ def test_print_config_never_shows_tokens_and_reads_back(tmp_path):
     assert run("--config", str(again), "--print-config").stdout == printed.stdout
 
 
+def test_print_config_never_shows_the_password_of_a_url(tmp_path):
+    printed = run("--print-config", "--otlp-endpoint", "http://user:secret@127.0.0.1:4318",
+                  "--allowed-origin", "https://ops:hunter2@a.example", "--allowed-origin", "https://b.example")
+    assert printed.returncode == 0, printed
+    assert "secret" not in printed.stdout and "hunter2" not in printed.stdout, printed
+    assert 'otlp-endpoint: "http://REDACTED@127.0.0.1:4318"  # user:password@ is not shown' in printed.stdout, printed
+    values = effective("--otlp-endpoint", "http://user:secret@127.0.0.1:4318",
+                       "--allowed-origin", "https://ops:hunter2@a.example", "--allowed-origin", "https://b.example")
+    assert values["allowed-origin"] == ["https://REDACTED@a.example", "https://b.example"], values
+    # From the environment and the file too, and with an @ in the password (percent-encoded or not).
+    from_env = run("--print-config", env={"SLUICE_OTLP_ENDPOINT": "https://u:pa@zz%40w0rd@collector.example/v1/traces"})
+    assert "pa@zz" not in from_env.stdout and "w0rd" not in from_env.stdout, from_env
+    assert 'otlp-endpoint: "https://REDACTED@collector.example/v1/traces"' in from_env.stdout, from_env
+    config = tmp_path / "sluice.yaml"
+    config.write_text("otlp-endpoint: http://filed:t0p-s3cret@127.0.0.1:4318\n")
+    from_file = run("--config", str(config), "--print-config")
+    assert from_file.returncode == 0 and "t0p-s3cret" not in from_file.stdout, from_file
+    # An @ after the host (path, query) is no userinfo: the URL is printed as given, without a note.
+    plain = run("--print-config", "--otlp-endpoint", "http://127.0.0.1:4318/v1/traces?to=a@b")
+    assert 'otlp-endpoint: "http://127.0.0.1:4318/v1/traces?to=a@b"\n' in plain.stdout, plain
+
+
 def test_every_serve_flag_has_a_configuration_key():
     out = run("serve", "--experimental-dump-help")
     flags = {

@@ -116,7 +116,9 @@ struct DescribeCommand: AsyncParsableCommand {
       guard let text = descriptors.describe(self.symbol) else {
         throw CallStatus(.notFound, "no symbol \(self.symbol)")
       }
-      ClientOutput.standardOutput(text)
+      // The names are the server's: every line is escaped (a name never holds a line break, as
+      // the descriptors load only with identifiers for names).
+      for line in text.split(separator: "\n") { ClientOutput.line(String(line)) }
     }
   }
 }

@@ -195,7 +195,8 @@ enum StatusNames {
 }
 
 /// Writes what a command prints: messages to stdout, one per line, flushed as each arrives (a
-/// pipe sees every line at once); the status and `-v`'s headers and trailers to stderr.
+/// pipe sees every line at once); the status and `-v`'s headers and trailers to stderr. Every line
+/// goes through `escaped(_:)`: most of what is printed comes from the server.
 ///
 /// Writes go through the throwing `FileHandle.write(contentsOf:)`: the older `write(_:)` traps on
 /// any error, and SwiftNIO ignores SIGPIPE process-wide, so a reader that closes the pipe
@@ -206,7 +207,30 @@ enum ClientOutput {
   static let closedOutputExitCode: Int32 = 141
 
   static func line(_ text: String) {
-    Self.standardOutput(text + "\n")
+    Self.standardOutput(Self.escaped(text) + "\n")
+  }
+
+  /// `text` with each character a terminal acts on instead of showing it (C0 controls but tab,
+  /// DEL and C1 controls: ESC, CSI, OSC, a carriage return…) written as a visible `\u001b`, so
+  /// that a server's names, messages and metadata cannot recolour, retitle or rewrite the
+  /// terminal, nor add lines of their own. The escape is JSON's: in a compact JSON line these
+  /// characters can only be inside strings, where it keeps the line valid JSON of the same value
+  /// (the codec writes DEL and C1 unescaped, as JSON allows).
+  static func escaped(_ text: some StringProtocol) -> String {
+    func isControl(_ scalar: Unicode.Scalar) -> Bool {
+      (scalar.value < 0x20 && scalar != "\t") || (0x7F...0x9F).contains(scalar.value)
+    }
+    guard text.unicodeScalars.contains(where: isControl) else { return String(text) }
+    var escaped = ""
+    for scalar in text.unicodeScalars {
+      guard isControl(scalar) else {
+        escaped.unicodeScalars.append(scalar)
+        continue
+      }
+      let hex = String(scalar.value, radix: 16)
+      escaped += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+    }
+    return escaped
   }
 
   /// Writes `text` to stdout. When that fails the command cannot go on: it ends at once, quietly
@@ -232,7 +256,7 @@ enum ClientOutput {
 
   static func status(_ code: Int, _ message: String) {
     let text = message.isEmpty ? StatusNames.name(of: code) : "\(StatusNames.name(of: code)): \(message)"
-    Self.standardError(text + "\n")
+    Self.note(text)
   }
 
   /// Runs a command's `body`; a status it throws goes to stderr and becomes the exit code.
@@ -245,8 +269,9 @@ enum ClientOutput {
     }
   }
 
+  /// Writes one line to stderr, escaped.
   static func note(_ text: String) {
-    Self.standardError(text + "\n")
+    Self.standardError(Self.escaped(text) + "\n")
   }
 }
 
