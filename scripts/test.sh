@@ -65,10 +65,3 @@ scripts/build-go-peers.sh
 step "interop tests (pytest)"
 export SLUICE_BIN="$(swift build -c release --show-bin-path)/sluice"
 python3 -m pytest -q -p no:cacheprovider Tests/Interop
-
-# The native port's HTTP/2 is libnghttp2 unless --grpc-http2 swift-nio: the native-port suites
-# run again on swift-nio-http2, so that both stay correct.
-step "native-port interop tests on --grpc-http2 swift-nio"
-SLUICE_GRPC_HTTP2=swift-nio python3 -m pytest -q -p no:cacheprovider Tests/Interop/test_grpc_engine.py \
-  Tests/Interop/test_grpc_interop.py Tests/Interop/test_grpc_flow_control.py Tests/Interop/test_grpcio.py \
-  Tests/Interop/test_one_port.py Tests/Interop/test_upstream.py Tests/Interop/test_health_reflection.py

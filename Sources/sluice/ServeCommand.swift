@@ -77,6 +77,14 @@ struct ServeCommand: AsyncParsableCommand {
   )
   var bearerCookie: String?
 
+  @Flag(
+    help: ArgumentHelp(
+      "Pass the verified authorization header on to services and upstreams (needs --require-bearer).",
+      discussion: "By default the token the gateway checked stops at the gateway."
+    )
+  )
+  var forwardBearer = false
+
   @Option(
     help: "Seconds of quiet before a WebSocket peer is pinged; one silent interval after the ping drops it. 0 disables."
   )
@@ -150,9 +158,6 @@ struct ServeCommand: AsyncParsableCommand {
 
   @Option(help: "SETTINGS_MAX_HEADER_LIST_SIZE on the gRPC port: the largest request metadata, in bytes.")
   var grpcMaxHeaderListSize = GatewayConfiguration.GRPCPort.defaults.maxHeaderListSize
-
-  @Option(help: "The gRPC port's HTTP/2: swift-nio (swift-nio-http2) or nghttp2 (libnghttp2).")
-  var grpcHttp2 = GatewayConfiguration.GRPCPort.defaults.http2
 
   @Option(help: "A PEM certificate chain: serve TLS on both ports (https/wss, and gRPC with ALPN h2).")
   var tlsCert: String?
@@ -306,6 +311,9 @@ struct ServeCommand: AsyncParsableCommand {
     if self.hosted == .none && self.upstream.isEmpty {
       throw ValidationError("--hosted none serves nothing without --upstream.")
     }
+    if self.forwardBearer, self.requireBearer == nil {
+      throw ValidationError("--forward-bearer needs --require-bearer.")
+    }
     if let cookie = self.bearerCookie {
       guard self.requireBearer != nil else { throw ValidationError("--bearer-cookie needs --require-bearer.") }
       guard !cookie.isEmpty, !cookie.contains(where: { ";=, \t".contains($0) }) else {
@@ -410,10 +418,10 @@ struct ServeCommand: AsyncParsableCommand {
           ? Self.duration(seconds: self.grpcMaxConnectionAgeGrace) : nil,
         initialWindowSize: self.grpcInitialWindowSize,
         maxFrameSize: self.grpcMaxFrameSize,
-        maxHeaderListSize: self.grpcMaxHeaderListSize,
-        http2: self.grpcHttp2
+        maxHeaderListSize: self.grpcMaxHeaderListSize
       ),
       echoMetadata: self.echoMetadata,
+      forwardBearer: self.forwardBearer,
       interopService: self.interopService,
       tls: self.tlsCert.map { .init(certificateChainPath: $0, privateKeyPath: self.tlsKey ?? "") },
       hostsSeed: self.hosted == .seed,
@@ -532,7 +540,6 @@ extension ServeCommand {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
-extension GatewayConfiguration.GRPCPort.HTTP2Library: ExpressibleByArgument {}
 
 /// `--otlp-protocol`.
 enum OTLPProtocol: String, ExpressibleByArgument, CaseIterable {

@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-# SLUICE_GRPC_HTTP2=swift-nio|nghttp2 runs every test on that HTTP/2 under the native port.
-HTTP2 = ["--grpc-http2", os.environ["SLUICE_GRPC_HTTP2"]] if os.environ.get("SLUICE_GRPC_HTTP2") else []
 GRPC_ADDRESS = re.compile(r"sluice\.grpc\.address=\S*:(\d+)")
 HTTP_ADDRESS = re.compile(r"sluice\.http\.address=\S*:(\d+)")
 
@@ -67,7 +65,7 @@ class Sluice:
         env = dict(os.environ, SWIFT_BACKTRACE="enable=no")
         self.process = subprocess.Popen(
             # Later flags override earlier ones, so `extra` may change any default here.
-            [binary, "--host", "127.0.0.1", "--grpc-port", "0", "--http-port", "0", "--pace-ms", "0", *HTTP2, *extra],
+            [binary, "--host", "127.0.0.1", "--grpc-port", "0", "--http-port", "0", "--pace-ms", "0", *extra],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=cwd,
         )
         self.log = []

@@ -370,7 +370,7 @@ def h2_events(sock, conn, until, timeout=10):
 
 
 def test_the_grpc_port_advertises_max_concurrent_streams(start_sluice):
-    for flag, want in [(None, 2**32 - 1), ("77", 77)]:
+    for flag, want in [(None, 1000), ("77", 77)]:
         s = start_sluice(*(["--grpc-max-concurrent-streams", flag] if flag else []))
         sock, conn = h2_connect(s.grpc_port)
         with sock:

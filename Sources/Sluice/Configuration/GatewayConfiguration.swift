@@ -111,14 +111,19 @@ public struct GatewayConfiguration: Sendable {
   /// A debugging aid: every RPC's response headers repeat its request metadata as `echo-<key>`.
   public var echoMetadata: Bool
 
+  /// With bearer tokens: whether the `authorization` the gateway verified goes on to services
+  /// and upstreams (it does not by default, as Envoy's `jwt_authn` with `forward: false`).
+  public var forwardBearer: Bool
+
   /// Whether the native port also hosts `grpc.testing.TestService`, the service of gRPC's
   /// cross-language interop tests (for checking the gateway with gRPC's interop clients).
   public var interopService: Bool
 
   /// The native gRPC port's HTTP/2 and connection management settings.
   public struct GRPCPort: Sendable {
-    /// `SETTINGS_MAX_CONCURRENT_STREAMS`, advertised on every connection (grpc-go's server:
-    /// 2^32 − 1; `--max-concurrent-rpcs` still bounds the gateway as a whole).
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`, advertised on every connection: how many RPCs one
+    /// connection may run at once, so that no connection takes more than its share of
+    /// `--max-concurrent-rpcs`. A client that opens more gets the extra streams refused.
     public var maxConcurrentStreams: Int
     /// A connection with no open stream for this long gets GOAWAY and is closed; nil never.
     public var maxConnectionIdle: Duration?
@@ -134,17 +139,6 @@ public struct GatewayConfiguration: Sendable {
     public var maxFrameSize: Int
     /// `SETTINGS_MAX_HEADER_LIST_SIZE`: the largest request header block (metadata) accepted.
     public var maxHeaderListSize: Int
-    /// The HTTP/2 implementation under the port.
-    public var http2: HTTP2Library
-
-    /// The HTTP/2 implementations the native port runs on.
-    public enum HTTP2Library: String, Sendable, CaseIterable {
-      /// libnghttp2 (C, Debian's libnghttp2-dev), the default: measured, its HTTP/2 costs a
-      /// seventh of swift-nio-http2's CPU per call (docs/PERFORMANCE.md).
-      case nghttp2
-      /// swift-nio-http2's `NIOHTTP2Handler`.
-      case swiftNIO = "swift-nio"
-    }
 
     /// Creates the settings; `defaults` has every value `sluice` runs with.
     public init(
@@ -154,8 +148,7 @@ public struct GatewayConfiguration: Sendable {
       maxConnectionAgeGrace: Duration?,
       initialWindowSize: Int = 1 << 20,
       maxFrameSize: Int = 1 << 14,
-      maxHeaderListSize: Int = 16 << 10,
-      http2: HTTP2Library = .nghttp2
+      maxHeaderListSize: Int = 16 << 10
     ) {
       self.maxConcurrentStreams = maxConcurrentStreams
       self.maxConnectionIdle = maxConnectionIdle
@@ -164,13 +157,12 @@ public struct GatewayConfiguration: Sendable {
       self.initialWindowSize = initialWindowSize
       self.maxFrameSize = maxFrameSize
       self.maxHeaderListSize = maxHeaderListSize
-      self.http2 = http2
     }
 
     /// The defaults: grpc-go's stream limit, 5 minutes of idleness, no age limit, a 1 MiB window,
     /// HTTP/2's default frame size and 16 KiB of metadata.
     public static let defaults = GRPCPort(
-      maxConcurrentStreams: Int(UInt32.max),
+      maxConcurrentStreams: 1000,
       maxConnectionIdle: .seconds(300),
       maxConnectionAge: nil,
       maxConnectionAgeGrace: nil
@@ -254,6 +246,7 @@ public struct GatewayConfiguration: Sendable {
     allowGetCalls: Bool = true,
     grpc: GRPCPort = .defaults,
     echoMetadata: Bool = false,
+    forwardBearer: Bool = false,
     interopService: Bool = false,
     tls: TLSFiles? = nil,
     hostsSeed: Bool = true,
@@ -290,6 +283,7 @@ public struct GatewayConfiguration: Sendable {
     self.allowGetCalls = allowGetCalls
     self.grpc = grpc
     self.echoMetadata = echoMetadata
+    self.forwardBearer = forwardBearer
     self.interopService = interopService
     self.tls = tls
     self.hostsSeed = hostsSeed

@@ -68,6 +68,12 @@ enum GRPCErrors {
     message: "this gateway requires authorization: Bearer <token>"
   )
 
+  /// A request with more than one `authorization`: which one counts would depend on who reads it.
+  static let duplicateCredentials = RPCError(
+    code: .unauthenticated,
+    message: "the request has more than one authorization header; send one"
+  )
+
   /// A bearer token that is not one of the allowed ones.
   static let invalidCredentials = RPCError(code: .unauthenticated, message: "the bearer token is not valid")
 

@@ -11,9 +11,20 @@ internal import NIOHPACK
 final class RPCEngine: Sendable {
   let router: RPCRouter
   let limiter: RPCLimiter
+  /// With `--require-bearer`: the slots of calls let in without a token (health probes), a
+  /// twentieth of `limiter`'s (at least 16), apart from them.
+  let probeLimiter: RPCLimiter
   let monitor: RPCMonitor
   let authenticator: BearerAuthenticator?
+  /// `--forward-bearer`: a verified `authorization` goes on to services and upstreams.
+  let forwardsBearer: Bool
   let maximumMessageBytes: Int
+  /// `--max-buffered-request-bytes`: the one budget of unfinished request bytes, over every
+  /// transport.
+  let budget: RequestByteBudget
+  /// `--body-timeout`: how long one request message may take to arrive once begun, on every
+  /// transport.
+  let bodyTimeout: Duration
   /// `--echo-metadata`: response headers repeat the request metadata as `echo-<key>`.
   let echoMetadata: Bool
   let logger: Logger
@@ -25,16 +36,23 @@ final class RPCEngine: Sendable {
     limiter: RPCLimiter,
     monitor: RPCMonitor,
     authenticator: BearerAuthenticator?,
+    forwardsBearer: Bool = false,
     maximumMessageBytes: Int,
+    budget: RequestByteBudget = RequestByteBudget(limit: 256 << 20),
+    bodyTimeout: Duration = .seconds(30),
     echoMetadata: Bool,
     logger: Logger,
     tracing: CallTracing? = nil
   ) {
     self.router = router
     self.limiter = limiter
+    self.probeLimiter = RPCLimiter(limit: min(limiter.limit, max(16, limiter.limit / 20)))
     self.monitor = monitor
     self.authenticator = authenticator
+    self.forwardsBearer = forwardsBearer
     self.maximumMessageBytes = maximumMessageBytes
+    self.budget = budget
+    self.bodyTimeout = bodyTimeout
     self.echoMetadata = echoMetadata
     self.logger = logger
     self.tracing = tracing
@@ -45,43 +63,58 @@ final class RPCEngine: Sendable {
   struct Admission {
     let method: RPCMethod
     fileprivate let ticket: RPCMonitor.Ticket
+    /// Whether the call holds a slot of `limiter` (else one of `probeLimiter`).
+    fileprivate let pooled: Bool
     /// The call's span, with `--otlp-endpoint`.
     fileprivate(set) var trace: CallTrace?
   }
 
-  /// Routes a call and lets it in, or refuses it: `UNIMPLEMENTED` for an unknown path,
-  /// `RESOURCE_EXHAUSTED` past `--max-concurrent-rpcs`, `UNAUTHENTICATED` without a valid bearer
-  /// token when the method asks for one (`authorization` is the request's `authorization`
-  /// metadata). The call's log line carries the trace id of `traceParent`. A refused call that
-  /// was routed is counted and logged as ended here.
+  /// Routes a call and lets it in, or refuses it. In this order, so that a caller without a
+  /// valid token learns nothing and holds nothing (no slot, no metric series, no log line of its
+  /// own) beyond the health probes that need no token:
+  /// - `UNAUTHENTICATED` for a request with more than one `authorization` (one would be checked,
+  ///   another passed on), and, with `--require-bearer`, for one without a valid bearer token,
+  ///   whatever its path (so methods cannot be enumerated), unless it is a health probe (a method
+  ///   with `authenticates` false);
+  /// - `UNIMPLEMENTED` for an unknown path;
+  /// - `RESOURCE_EXHAUSTED` past `--max-concurrent-rpcs`. Calls let in without a token run in a
+  ///   pool of their own (`probeLimiter`), so they never take the slots token holders need.
+  ///
+  /// `authorizations` are the request's `authorization` values. The call's log line carries the
+  /// trace id of `traceParent`. A refused call is counted by transport and code only
+  /// (`sluice_rpcs_refused_total`), and not logged.
   func admit(
     path: String,
-    authorization: String?,
+    authorizations: some Collection<String>,
     traceParent: String? = nil,
     transport: GatewayMetrics.Transport
   ) -> Result<Admission, RPCError> {
-    guard let method = self.router.method(path: path) else {
-      return .failure(GRPCErrors.unknownMethod(path))
-    }
-    let ticket = self.monitor.begin(method: method.name, transport: transport, traceParent: traceParent)
     func refuse(_ error: RPCError) -> Result<Admission, RPCError> {
-      self.monitor.end(ticket, code: "\(error.code)", received: 0, sent: 0)
+      self.monitor.refused(transport: transport, code: error.code)
       return .failure(error)
     }
-    guard self.limiter.acquire() else {
+    let refusal = self.credentialRefusal(authorizations)
+    guard let method = self.router.method(path: path) else {
+      return refuse(refusal ?? GRPCErrors.unknownMethod(path))
+    }
+    if let refusal, method.authenticates || authorizations.count > 1 { return refuse(refusal) }
+    let limiter = refusal == nil ? self.limiter : self.probeLimiter
+    guard limiter.acquire() else {
       return refuse(GRPCErrors.tooManyRPCs(limit: self.limiter.limit))
     }
-    if let authenticator = self.authenticator, method.authenticates {
-      guard let authorization else {
-        self.limiter.release()
-        return refuse(GRPCErrors.missingCredentials)
-      }
-      guard authenticator.allows(authorization: authorization) else {
-        self.limiter.release()
-        return refuse(GRPCErrors.invalidCredentials)
-      }
-    }
-    return .success(Admission(method: method, ticket: ticket))
+    let ticket = self.monitor.begin(method: method, transport: transport, traceParent: traceParent)
+    return .success(Admission(method: method, ticket: ticket, pooled: refusal == nil))
+  }
+
+  /// Why a request with these `authorization` values may not call a method that needs a token
+  /// (more than one, none, or not a valid bearer token); nil when it may, or when the gateway
+  /// checks no tokens. A front end that refuses a request before it reaches `admit` (a path no
+  /// method has) asks this first, so that without a token every path answers the same.
+  func credentialRefusal(_ authorizations: some Collection<String>) -> RPCError? {
+    guard authorizations.count <= 1 else { return GRPCErrors.duplicateCredentials }
+    guard let authenticator = self.authenticator else { return nil }
+    guard let authorization = authorizations.first else { return GRPCErrors.missingCredentials }
+    return authenticator.allows(authorization: authorization) ? nil : GRPCErrors.invalidCredentials
   }
 
   /// A call the engine let in, with its method's handler made and the `ServerCall` it answers
@@ -103,10 +136,16 @@ final class RPCEngine: Sendable {
     responder: any CallResponder
   ) -> Result<Started, RPCError> {
     self.admit(
-      path: path, authorization: metadata.first(name: "authorization"),
+      path: path, authorizations: metadata[canonicalForm: "authorization"],
       traceParent: self.monitor.logsCalls ? metadata.first(name: "traceparent") : nil, transport: transport
     ).map { admission in
       var admission = admission
+      var metadata = metadata
+      if self.authenticator != nil, !self.forwardsBearer {
+        // The token was checked here; it is not the services' or the upstreams' to see
+        // (`--forward-bearer` passes it on).
+        metadata.remove(name: "authorization")
+      }
       admission.trace = self.tracing?.start(method: admission.method, metadata: metadata, transport: transport)
       return Started(
         admission: admission,
@@ -136,7 +175,7 @@ final class RPCEngine: Sendable {
   /// sent that many messages. Once per admission.
   func release(_ admission: Admission, code: String, received: Int, sent: Int) {
     admission.trace?.end(code: code)
-    self.limiter.release()
+    (admission.pooled ? self.limiter : self.probeLimiter).release()
     self.monitor.end(admission.ticket, code: code, received: received, sent: sent)
   }
 }

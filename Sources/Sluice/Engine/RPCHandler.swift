@@ -184,9 +184,13 @@ struct RPCMethod: Sendable {
   /// Whether the handler may send compressed responses: the response headers then declare
   /// `grpc-encoding: gzip` to clients that accept it. Off unless a method asks for it.
   let compressesResponses: Bool
-  /// Whether `--require-bearer` applies: every method but the health service's, which load
-  /// balancers and orchestrators probe without credentials.
+  /// Whether `--require-bearer` applies: every method but the health service's Check and Watch,
+  /// which load balancers and orchestrators probe without credentials.
   let authenticates: Bool
+  /// Whether the method is known from the gateway's own services or descriptors; false for a
+  /// path under an upstream without descriptors, whose name the client chose (its metrics
+  /// label is then bounded, see `RPCMonitor`).
+  let declared: Bool
   let makeHandler: @Sendable () -> any RPCHandler
 
   init(
@@ -194,6 +198,7 @@ struct RPCMethod: Sendable {
     kind: Kind,
     compressesResponses: Bool = false,
     authenticates: Bool = true,
+    declared: Bool = true,
     makeHandler: @escaping @Sendable () -> any RPCHandler
   ) {
     self.path = path
@@ -201,6 +206,7 @@ struct RPCMethod: Sendable {
     self.kind = kind
     self.compressesResponses = compressesResponses
     self.authenticates = authenticates
+    self.declared = declared
     self.makeHandler = makeHandler
   }
 }

@@ -15,15 +15,24 @@ struct GRPCMessageDeframer {
   }
 
   private let maximumMessageBytes: Int
+  /// Whether the messages are requests (a server's) or responses (a client's, from an upstream):
+  /// what a message over the limit is called.
+  private let requests: Bool
   private var buffer: ByteBuffer?
 
-  init(maximumMessageBytes: Int) {
+  init(maximumMessageBytes: Int, requests: Bool = true) {
     self.maximumMessageBytes = maximumMessageBytes
+    self.requests = requests
   }
 
   /// Bytes of a message begun but not complete.
   var hasPartialMessage: Bool {
-    (self.buffer?.readableBytes ?? 0) > 0
+    self.bufferedBytes > 0
+  }
+
+  /// How many bytes are buffered (of messages not yet complete, once `next` returned nil).
+  var bufferedBytes: Int {
+    self.buffer?.readableBytes ?? 0
   }
 
   /// Adds a DATA frame's bytes.
@@ -44,7 +53,7 @@ struct GRPCMessageDeframer {
       let length = buffer.getInteger(at: buffer.readerIndex + 1, as: UInt32.self)
     else { return nil }
     guard length <= self.maximumMessageBytes else {
-      throw GRPCErrors.messageTooLarge(Int(length), limit: self.maximumMessageBytes, received: true)
+      throw GRPCErrors.messageTooLarge(Int(length), limit: self.maximumMessageBytes, received: self.requests)
     }
     guard buffer.readableBytes - 5 >= Int(length) else { return nil }
     buffer.moveReaderIndex(forwardBy: 5)

@@ -1,19 +1,17 @@
 internal import GRPCCore
 internal import Logging
 internal import NIOCore
-internal import NIOHTTP2
 internal import NIOPosix
 internal import NIOSSL
 internal import ServiceLifecycle
 internal import Synchronization
 
-/// The native gRPC port: swift-nio-http2 used directly, every call served as a `GRPCStream` of
-/// its connection's `GRPCConnectionHandler`, on the connection's event loop.
+/// The native gRPC port: every call served as a `GRPCStream` of its connection's
+/// `NGHTTP2Connection` (libnghttp2), on the connection's event loop.
 ///
-/// Each connection's pipeline: TLS (when configured), `NIOHTTP2Handler` (the settings below, no
-/// stream multiplexer: no channel per stream), swift-nio-http2's
-/// `NIOHTTP2ServerConnectionManagementHandler` (idle and age GOAWAY, grace, keepalive pings, and
-/// the two-phase GOAWAY of a graceful shutdown), grpc-go's PING policy, and the handshake timer.
+/// Each connection's pipeline: TLS (when configured), then `NGHTTP2Connection`, which also keeps
+/// idle and age GOAWAY, grace, keepalive pings, the two-phase GOAWAY of a graceful shutdown,
+/// grpc-go's PING policy, and the handshake timer.
 ///
 /// A graceful shutdown closes the listener and asks every connection to quiesce: GOAWAY, then
 /// open streams end with `UNAVAILABLE` (unary calls finish), and the service returns once every
@@ -101,47 +99,8 @@ final class GRPCPortServer: Service {
   /// pipeline. Also used by the HTTP port with `--grpc-on-http-port`, once it has seen the HTTP/2
   /// preface.
   func addHTTP2Connection(to channel: any Channel) throws {
-    let configuration = self.configuration
-    let pipeline = channel.pipeline.syncOperations
-    if configuration.grpc.http2 == .nghttp2 {
-      try pipeline.addHandler(
-        NGHTTP2Connection(port: self.port, channel: channel, settings: Self.nghttp2Settings(configuration)))
-      self.metrics.connectionOpened(.grpc)
-      channel.closeFuture.whenComplete { _ in self.metrics.connectionClosed(.grpc) }
-      return
-    }
-    let management = NIOHTTP2ServerConnectionManagementHandler(
-      eventLoop: channel.eventLoop,
-      configuration: .init(
-        maxIdleTime: configuration.grpc.maxConnectionIdle.map { TimeAmount($0) },
-        maxAge: configuration.grpc.maxConnectionAge.map { TimeAmount($0) },
-        maxGraceTime: configuration.grpc.maxConnectionAgeGrace.map { TimeAmount($0) },
-        keepalive: .init(pingInterval: .hours(2), ackTimeout: .seconds(20))
-      )
-    )
-    let port = self.port
-    let pingPolicy = PingPolicyHandler()
-    // No stream multiplexer: GRPCConnectionHandler serves the streams from this pipeline.
-    let http2 = NIOHTTP2Handler(
-      mode: .server,
-      connectionConfiguration: Self.connectionConfiguration(configuration.grpc)
-    )
-    try pipeline.addHandler(http2)
-    try pipeline.addHandler(management)
-    try pipeline.addHandler(pingPolicy)
-    // The preface and the client's SETTINGS within --handshake-timeout, or the socket is closed.
-    try pipeline.addHandler(
-      HandshakeTimeout<HTTP2Frame>(timeout: TimeAmount(configuration.handshakeTimeout)) { _ in true }
-    )
-    try pipeline.addHandler(
-      GRPCConnectionHandler(
-        port: port,
-        channel: channel,
-        targetWindow: configuration.grpc.initialWindowSize,
-        activity: pingPolicy.activity
-      )
-    )
-    try pipeline.addHandler(ConnectionErrorHandler(logger: self.logger))
+    try channel.pipeline.syncOperations.addHandler(
+      NGHTTP2Connection(port: self.port, channel: channel, settings: Self.nghttp2Settings(self.configuration)))
     self.metrics.connectionOpened(.grpc)
     channel.closeFuture.whenComplete { _ in self.metrics.connectionClosed(.grpc) }
   }
@@ -161,54 +120,5 @@ final class GRPCPortServer: Service {
       maxAge: grpc.maxConnectionAge.map { TimeAmount($0) },
       maxAgeGrace: grpc.maxConnectionAgeGrace.map { TimeAmount($0) }
     )
-  }
-
-  /// The connection's settings: those gRPC servers advertise, and the DoS limits relaxed where
-  /// grpc-go's default clients would trip them.
-  static func connectionConfiguration(_ grpc: GatewayConfiguration.GRPCPort) -> NIOHTTP2Handler.ConnectionConfiguration
-  {
-    var connection = NIOHTTP2Handler.ConnectionConfiguration()
-    connection.initialSettings = [
-      HTTP2Setting(parameter: .maxConcurrentStreams, value: grpc.maxConcurrentStreams),
-      HTTP2Setting(parameter: .initialWindowSize, value: grpc.initialWindowSize),
-      HTTP2Setting(parameter: .maxFrameSize, value: grpc.maxFrameSize),
-      HTTP2Setting(parameter: .maxHeaderListSize, value: grpc.maxHeaderListSize),
-    ]
-    // grpc-go's default clients send a PING with most reads while their window estimate grows
-    // (BDP probing), thousands a second on a fast link; swift-nio-http2's default of 200
-    // PING/SETTINGS frames per 30 s closed them with ENHANCE_YOUR_CALM. PINGs are policed by
-    // `PingPolicy` (grpc-go's rule) instead; this stays as a backstop for SETTINGS floods.
-    connection.controlFrameRateLimit.maximumCount = 250_000
-    connection.controlFrameRateLimit.windowLength = .seconds(10)
-    return connection
-  }
-}
-
-/// The last handler of a connection: closes it on a connection error (swift-nio-http2 has
-/// written its GOAWAY and leaves the closing to the pipeline), one loop tick later so that the
-/// GOAWAY goes out first, and logs errors at debug level rather than NIO's "unhandled error".
-///
-/// Two errors are not the connection's: a stream's write that raced the client's reset of that
-/// stream (`NoSuchStream`, `StreamClosed`). Those leave the connection open.
-private final class ConnectionErrorHandler: ChannelInboundHandler {
-  typealias InboundIn = HTTP2Frame
-
-  private let logger: Logger
-
-  init(logger: Logger) {
-    self.logger = logger
-  }
-
-  func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
-
-  func errorCaught(context: ChannelHandlerContext, error: any Error) {
-    self.logger.debug("gRPC connection error", metadata: ["sluice.error": "\(error)"])
-    switch error {
-    case is NIOHTTP2Errors.NoSuchStream, is NIOHTTP2Errors.StreamClosed:
-      return
-    default:
-      let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-      context.eventLoop.execute { loopBound.value.close(promise: nil) }
-    }
   }
 }

@@ -75,6 +75,9 @@ struct GRPCServerStreamState {
     return false
   }
 
+  /// Bytes of a request message begun and not yet complete.
+  var partialMessageBytes: Int { self.deframer.bufferedBytes }
+
   /// Whether the client has half-closed (or the call is over): no more request DATA is wanted.
   var requestEnded: Bool {
     if case .open(_, let ended) = self.phase { return ended }

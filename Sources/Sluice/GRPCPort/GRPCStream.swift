@@ -4,42 +4,23 @@ internal import NIOCore
 internal import NIOHPACK
 internal import NIOHTTP2
 
-/// What a `GRPCStream` needs from the HTTP/2 connection it belongs to. Every method is called on
-/// the connection's event loop.
-protocol GRPCStreamConnection: AnyObject {
-  var eventLoop: any EventLoop { get }
-  var allocator: ByteBufferAllocator { get }
-  /// The connection's output batching.
-  var turn: ConnectionTurn { get }
-  /// The client's address.
-  var remoteAddress: SocketAddress? { get }
-  func sendHeaders(_ headers: HPACKHeaders, endStream: Bool, on stream: GRPCStream)
-  /// Sends DATA; when `counted`, the connection calls `stream.wrote(_:)` as its bytes leave
-  /// (flow control, the socket).
-  func sendData(_ data: ByteBuffer, counted: Bool, on stream: GRPCStream)
-  func sendReset(_ code: HTTP2ErrorCode, on stream: GRPCStream)
-  /// The stream has handed `bytes` of request DATA (flow-controlled length) to its call: the
-  /// client may send that much more on it.
-  func consumed(_ bytes: Int, on stream: GRPCStream)
-  /// `stream` has batched DATA to write before the next flush (`writePending`).
-  func writeAtFlush(_ stream: GRPCStream)
-  /// Flushes at the end of the current turn.
-  func flushSoon()
-  /// Runs an engine callback as one turn: what it writes is flushed once, when it returns.
-  func inCallback(_ body: () -> Void)
-}
-
-/// One gRPC call on one HTTP/2 stream, served by its connection (a `GRPCConnectionHandler`) on
+/// One gRPC call on one HTTP/2 stream, served by its connection (an `NGHTTP2Connection`) on
 /// the connection's event loop (no channel per stream): feeds the stream's frames to a
 /// `GRPCServerStreamState`, runs the routed method's `RPCHandler`, and writes what they decide.
 ///
 /// Output is batched: response messages go into one buffer that is written as a DATA frame when
 /// it reaches 16 KiB, when the call ends, or when the connection flushes at the end of the loop
 /// turn. Backpressure: a stream is writable while less than `highWatermark` bytes of its DATA
-/// wait in swift-nio-http2's flow-control buffer or the socket (counted by write promises). While
+/// wait for nghttp2 to pull them (flow control, the socket). While
 /// it is not, the stream's request DATA is queued here instead of delivered and its receive
 /// window is not reopened, so HTTP/2 flow control stops a client that floods requests without
 /// reading; a producer waits for `becameWritable`.
+///
+/// Limits on what a client sends, as on every transport: the request bytes a stream holds (queued
+/// DATA, a message begun) are reserved in the engine's `--max-buffered-request-bytes` budget, and a
+/// request message must arrive within `--body-timeout` once begun (for unary and server-streaming
+/// calls, whose one message is due at once, from the call's start), counted only while the stream
+/// is reading. Either one ends the call (`RESOURCE_EXHAUSTED`, `DEADLINE_EXCEEDED`).
 final class GRPCStream: CallResponder, TurnBatched {
   /// The largest DATA frame the batching builds (HTTP/2's default SETTINGS_MAX_FRAME_SIZE).
   static let batchBytes = 16_384
@@ -53,7 +34,7 @@ final class GRPCStream: CallResponder, TurnBatched {
   static let resetGrace = TimeAmount.seconds(1)
 
   /// Strong: the connection drops its streams when they close and when it goes away.
-  private let connection: any GRPCStreamConnection
+  private let connection: NGHTTP2Connection
   private let port: RPCEngine
   private var state: GRPCServerStreamState
   private var method: RPCMethod?
@@ -83,11 +64,13 @@ final class GRPCStream: CallResponder, TurnBatched {
   /// Request DATA that arrived while the stream was not writable, in order, with its
   /// flow-controlled length.
   private var queuedRequest: CircularBuffer<(bytes: ByteBuffer, endStream: Bool, length: Int)> = []
-  /// Request DATA consumed and not yet returned to the client's window (the swift-nio-http2
-  /// connection's bookkeeping).
-  var windowCredit = 0
+  private var queuedBytes = 0
+  /// Request bytes held (queued and of a message begun), reserved in `port.budget`.
+  private var heldBytes = 0
+  /// Since when the stream has waited for a request message due within `--body-timeout`.
+  private(set) var awaitingSince: NIODeadline?
 
-  init(id: HTTP2StreamID, connection: any GRPCStreamConnection, port: RPCEngine) {
+  init(id: HTTP2StreamID, connection: NGHTTP2Connection, port: RPCEngine) {
     self.id = id
     self.connection = connection
     self.port = port
@@ -166,7 +149,9 @@ final class GRPCStream: CallResponder, TurnBatched {
   func holdRequests(_ hold: Bool) {
     guard hold != self.requestsHeld else { return }
     self.requestsHeld = hold
-    if !hold {
+    if hold {
+      self.accountRequest()
+    } else {
       self.waitingForWritability = true
       self.connection.inCallback { self.writabilityMayHaveChanged() }
     }
@@ -218,6 +203,7 @@ final class GRPCStream: CallResponder, TurnBatched {
   func reset() {
     self.stop(GRPCErrors.cancelled, write: false)
     self.queuedRequest.removeAll()
+    self.queuedBytes = 0
     self.resetTimer?.cancel()
     self.resetTimer = nil
   }
@@ -278,6 +264,7 @@ final class GRPCStream: CallResponder, TurnBatched {
       self.connection.flushSoon()
     }
     if endStream { self.deliver(.deliver([], ended: true)) }
+    self.accountRequest()
   }
 
   /// Hands messages and the request's end to the handler, while the call stays open.
@@ -320,6 +307,10 @@ final class GRPCStream: CallResponder, TurnBatched {
     self.handler = nil
     self.call = nil
     self.queuedRequest.removeAll()
+    self.queuedBytes = 0
+    self.awaitingSince = nil
+    self.port.budget.release(self.heldBytes)
+    self.heldBytes = 0
     if let admission = self.admission {
       self.admission = nil
       self.port.release(admission, code: code, received: self.messagesIn, sent: self.messagesOut)
@@ -331,7 +322,48 @@ final class GRPCStream: CallResponder, TurnBatched {
   private func queue(_ bytes: ByteBuffer, endStream: Bool, length: Int) {
     guard self.state.isOpen else { return }
     self.queuedRequest.append((bytes, endStream, length))
+    self.queuedBytes += bytes.readableBytes
     self.waitingForWritability = true
+    self.accountRequest()
+  }
+
+  /// Brings the stream's hold on the budget and its body timer up to date with what it holds now;
+  /// ends the call when the budget has no room for it.
+  private func accountRequest() {
+    guard self.state.isOpen, let method = self.method else { return }
+    let held = self.queuedBytes + self.state.partialMessageBytes
+    if held > self.heldBytes {
+      guard self.port.budget.reserve(held - self.heldBytes) else {
+        self.stop(self.port.budget.exhausted, write: true)
+        return
+      }
+    } else if held < self.heldBytes {
+      self.port.budget.release(self.heldBytes - held)
+    }
+    self.heldBytes = held
+    let oneMessage = method.kind == .unary || method.kind == .serverStreaming
+    let waiting =
+      self.delivering && !self.state.requestEnded && (oneMessage || self.state.partialMessageBytes > 0)
+    if !waiting {
+      self.awaitingSince = nil
+    } else if self.awaitingSince == nil {
+      self.awaitingSince = .now()
+      self.connection.watchBody(self)
+    }
+  }
+
+  /// The connection's body timer: ends the call if its request message has been due for longer
+  /// than `--body-timeout` at `now`; returns whether the stream still waits (and is to be watched).
+  func checkBody(at now: NIODeadline) -> Bool {
+    guard let since = self.awaitingSince else { return false }
+    guard self.delivering else {
+      // Not reading (the gateway's side is slow): the timer waits until it reads again.
+      self.awaitingSince = nil
+      return false
+    }
+    guard now - since >= TimeAmount(self.port.bodyTimeout) else { return true }
+    self.stop(bodyTimedOut("the request message", after: self.port.bodyTimeout), write: true)
+    return false
   }
 
   /// Hands DATA to the call and returns its bytes to the client's window, unless the client is
@@ -341,14 +373,17 @@ final class GRPCStream: CallResponder, TurnBatched {
     if length > 0, self.state.isOpen, !self.state.requestEnded {
       self.connection.consumed(length, on: self)
     }
+    self.accountRequest()
   }
 
   /// Delivers queued request DATA while the stream stays writable, then reopens the receive
   /// window for what was consumed, and tells a waiting handler.
   private func writabilityMayHaveChanged() {
+    self.accountRequest()  // the body timer runs again while the stream reads
     guard self.delivering, self.waitingForWritability else { return }
     self.waitingForWritability = false
     while self.delivering, let (bytes, endStream, length) = self.queuedRequest.popFirst() {
+      self.queuedBytes -= bytes.readableBytes
       self.deliverData(bytes, endStream: endStream, length: length)
     }
     if !self.queuedRequest.isEmpty {

@@ -4,9 +4,8 @@ internal import NIOCore
 internal import NIOHPACK
 internal import NIOHTTP2
 
-/// One native-port connection with libnghttp2 as its HTTP/2 (`--grpc-http2 nghttp2`): the
-/// connection's bytes go through an nghttp2 server session, and its streams are the same
-/// `GRPCStream`s as on swift-nio-http2, on the connection's event loop.
+/// One native-port connection with libnghttp2 as its HTTP/2: the connection's bytes go through an
+/// nghttp2 server session, and its streams are `GRPCStream`s, on the connection's event loop.
 ///
 /// Why a C library: measured on the unary benchmark, a bare server on swift-nio-http2 spends
 /// about 21 µs of CPU per call in the HTTP/2 layer alone (grpc-go's whole server: 16.5 µs), the
@@ -25,7 +24,7 @@ internal import NIOHTTP2
 ///   writability until nghttp2 has pulled it;
 /// - grpc-go's PING policy, the handshake timeout, idle and age limits, keepalive PINGs, and the
 ///   two-phase GOAWAY of a graceful shutdown.
-final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnFlushing {
+final class NGHTTP2Connection: ChannelDuplexHandler, TurnFlushing {
   typealias InboundIn = ByteBuffer
   typealias OutboundIn = ByteBuffer
   typealias OutboundOut = ByteBuffer
@@ -76,6 +75,10 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
   private var headerScratch = NGHTTP2HeaderScratch()
   /// A graceful shutdown began: the first GOAWAY (shutdown notice) is out.
   private var draining = false
+  /// Streams that wait for a request message due within `--body-timeout` (some may have stopped
+  /// waiting: pruned after each read), and the one timer that checks them.
+  private var bodyWatch: [GRPCStream] = []
+  private var bodyTimer: Scheduled<Void>?
 
   init(port: RPCEngine, channel: any Channel, settings: Settings) {
     self.port = port
@@ -90,7 +93,7 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
     if let session = self.session { nghttp2_session_del(session) }
   }
 
-  // MARK: - GRPCStreamConnection
+  // MARK: - What the streams ask of their connection
 
   func sendHeaders(_ headers: HPACKHeaders, endStream: Bool, on stream: GRPCStream) {
     guard let session = self.session else { return }
@@ -143,6 +146,29 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
     guard let session = self.session else { return }
     _ = nghttp2_session_consume_stream(session, Int32(stream.id), bytes)
     self.flushSoon()
+  }
+
+  /// `stream` waits for a request message due within `--body-timeout` (`awaitingSince`).
+  func watchBody(_ stream: GRPCStream) {
+    self.bodyWatch.append(stream)
+    if self.bodyTimer == nil, let since = stream.awaitingSince {
+      self.scheduleBodyCheck(at: since + TimeAmount(self.port.bodyTimeout))
+    }
+  }
+
+  private func scheduleBodyCheck(at deadline: NIODeadline) {
+    self.bodyTimer = self.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+      self.bodyTimer = nil
+      let now = NIODeadline.now()
+      self.inCallback {
+        let watched = self.bodyWatch
+        self.bodyWatch.removeAll()
+        for stream in watched where stream.checkBody(at: now) { self.bodyWatch.append(stream) }
+      }
+      if self.bodyTimer == nil, let earliest = self.bodyWatch.lazy.compactMap(\.awaitingSince).min() {
+        self.scheduleBodyCheck(at: earliest + TimeAmount(self.port.bodyTimeout))
+      }
+    }
   }
 
   func writeAtFlush(_ stream: GRPCStream) {
@@ -242,7 +268,7 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
     self.closeAll()
     for timer in [
       self.handshakeTimer, self.idleTimer, self.ageTimer, self.graceTimer, self.keepaliveTimer,
-      self.keepaliveAckTimer, self.goAwayTimer,
+      self.keepaliveAckTimer, self.goAwayTimer, self.bodyTimer,
     ] {
       timer?.cancel()
     }
@@ -283,6 +309,10 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
+    if !self.bodyWatch.isEmpty {
+      // Most streams stop waiting within the read that began them (a unary request whole).
+      self.bodyWatch.removeAll { $0.awaitingSince == nil }
+    }
     // nghttp2 may have frames of its own to send (SETTINGS and PING acknowledgements).
     self.turn.endRead(always: true)
     context.fireChannelReadComplete()
@@ -353,6 +383,7 @@ final class NGHTTP2Connection: ChannelDuplexHandler, GRPCStreamConnection, TurnF
     let streams = self.streams.values
     self.streams.removeAll()
     self.outputs.removeAll()
+    self.bodyWatch.removeAll()
     self.turn.reset()
     for stream in streams { stream.reset() }
   }

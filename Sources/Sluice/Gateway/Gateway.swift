@@ -122,7 +122,10 @@ public final class Gateway: Sendable {
       limiter: RPCLimiter(limit: configuration.maxConcurrentRPCs),
       monitor: self.monitor,
       authenticator: configuration.bearerTokens.map { BearerAuthenticator(tokens: $0) },
+      forwardsBearer: configuration.forwardBearer,
       maximumMessageBytes: configuration.maxMessageBytes,
+      budget: RequestByteBudget(limit: configuration.maxBufferedRequestBytes),
+      bodyTimeout: configuration.bodyTimeout,
       echoMetadata: configuration.echoMetadata,
       logger: logger,
       tracing: tracing

@@ -284,8 +284,18 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
       self.request = .answered
       self.serveFile(head, cors: cors)
     default:
-      // A POST (or anything else) to a path that is no method.
+      // A POST (or anything else) to a path that is no method: without a valid token, the same
+      // 401 a real method gives (methods cannot be enumerated).
       self.request = .answered
+      if let refusal = self.port.engine.credentialRefusal(head.headers["Authorization"]) {
+        var headers = cors
+        headers.add(name: "WWW-Authenticate", value: "Bearer")
+        self.answer(
+          HTTPStatusResponse(.unauthorized, code: refusal.code, message: refusal.message, headers: headers),
+          includingBody: true
+        )
+        return
+      }
       let error = GRPCErrors.unknownMethod(path)
       self.answer(
         HTTPStatusResponse(

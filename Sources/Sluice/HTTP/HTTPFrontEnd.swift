@@ -62,7 +62,7 @@ final class HTTPFrontEnd: Service {
       ),
       staticFiles: configuration.servesPublicFiles
         ? configuration.publicDirectory.map { StaticFiles(root: $0) } ?? .embedded : nil,
-      budget: RequestByteBudget(limit: configuration.maxBufferedRequestBytes),
+      budget: engine.budget,
       metrics: metrics,
       logger: logger
     )
@@ -146,7 +146,8 @@ final class HTTPFrontEnd: Service {
                 engine: engine,
                 bridge: bridge,
                 path: head.path,
-                setup: WebSocketSessionHandler.setup(for: head, bridge: bridge, configuration: configuration),
+                setup: WebSocketSessionHandler.setup(
+                  for: head, bridge: bridge, engine: engine, configuration: configuration),
                 configuration: configuration,
                 metrics: metrics,
                 logger: logger

@@ -80,6 +80,8 @@ struct NGHTTP2Output {
 /// Scratch space for header blocks handed to nghttp2 (which copies them): no allocation per call
 /// once it has grown. One per session.
 struct NGHTTP2HeaderScratch {
+  /// Capacity kept between header blocks; a larger buffer is let go at the next use.
+  static let keptCapacity = 16 << 10
   private var bytes: [UInt8] = []
   private var offsets: [(Int, Int, Int)] = []
   private var nameValues: [nghttp2_nv] = []
@@ -90,8 +92,10 @@ struct NGHTTP2HeaderScratch {
     _ headers: HPACKHeaders,
     _ body: (UnsafePointer<nghttp2_nv>, Int) -> Int32
   ) -> Int32 {
-    self.bytes.removeAll(keepingCapacity: true)
-    self.offsets.removeAll(keepingCapacity: true)
+    // A header block far larger than usual (a big metadata value) leaves no big buffer behind.
+    let keep = self.bytes.capacity <= Self.keptCapacity
+    self.bytes.removeAll(keepingCapacity: keep)
+    self.offsets.removeAll(keepingCapacity: keep)
     for (name, value, _) in headers {
       let nameStart = self.bytes.count
       self.bytes.append(contentsOf: name.utf8)

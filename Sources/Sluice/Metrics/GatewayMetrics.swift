@@ -13,6 +13,7 @@ internal import Synchronization
 /// | `sluice_connections_open` | `transport` (`grpc`, `http`, `websocket`) | open native gRPC (HTTP/2) and HTTP/1.1 connections, WebSocket sessions |
 /// | `sluice_rpcs_active` | `method`, `transport` (`grpc`, `websocket`, `http`) | RPCs whose handler is running |
 /// | `sluice_rpcs_total` | `method`, `transport`, `code` | ended RPCs by status code (`ok`, `cancelled`, …) |
+/// | `sluice_rpcs_refused_total` | `transport`, `code` | RPCs refused before they were let in (`unauthenticated`, `unimplemented`, `resource_exhausted`): no method label, so a caller cannot add series |
 /// | `sluice_messages_total` | `transport`, `direction` (`in`, `out`) | messages received from / sent to clients |
 /// | `sluice_bytes_total` | `transport` (`websocket`, `http`), `direction` | payload bytes of JSON front-end frames and bodies |
 public final class GatewayMetrics: Sendable {
@@ -38,6 +39,7 @@ public final class GatewayMetrics: Sendable {
   private struct RPCInstruments {
     var active: [RPCLabels: CoreMetrics.Meter] = [:]
     var ended: [RPCLabels: CoreMetrics.Counter] = [:]
+    var refused: [RPCLabels: CoreMetrics.Counter] = [:]
   }
 
   private struct RPCLabels: Hashable {
@@ -110,6 +112,22 @@ public final class GatewayMetrics: Sendable {
         factory: self.factory
       )
       instruments.ended[labels] = counter
+      return counter
+    }
+    counter.increment()
+  }
+
+  /// An RPC was refused before it was let in (no credentials, no such method, no slot).
+  func rpcRefused(transport: Transport, code: String) {
+    let labels = RPCLabels(method: "", transport: transport, code: code)
+    let counter = self.rpcInstruments.withLock { instruments in
+      if let counter = instruments.refused[labels] { return counter }
+      let counter = CoreMetrics.Counter(
+        label: "sluice_rpcs_refused_total",
+        dimensions: [("transport", transport.rawValue), ("code", code)],
+        factory: self.factory
+      )
+      instruments.refused[labels] = counter
       return counter
     }
     counter.increment()

@@ -10,7 +10,8 @@ internal import SwiftProtobuf
 /// is SERVING too; a proxied one is SERVING while its upstream has an address that can be reached
 /// and does not answer NOT_SERVING (`UpstreamCluster.isServing`). From the moment a graceful
 /// shutdown starts every one is NOT_SERVING, so a load balancer stops sending before the drain
-/// ends. It answers without `--require-bearer`'s token: probes carry none. Written here, not taken from grpc-swift-extras (not available to this build), because it
+/// ends. Check and Watch answer without `--require-bearer`'s token (probes carry none); List, which
+/// names every service, needs it. Written here, not taken from grpc-swift-extras (not available to this build), because it
 /// runs on the engine's event loops and reports the gateway's own state.
 final class HealthState: Sendable {
   typealias Status = Grpc_Health_V1_HealthCheckResponse.ServingStatus
@@ -87,7 +88,8 @@ enum HealthMethods {
         }
         return .with { $0.status = status }
       },
-      .unary("/grpc.health.v1.Health/List", authenticates: false) {
+      // List names every service: behind the token, unlike the probes.
+      .unary("/grpc.health.v1.Health/List") {
         (_: Grpc_Health_V1_HealthListRequest, _) -> Grpc_Health_V1_HealthListResponse in
         .with { $0.statuses = health.statuses().mapValues { status in .with { $0.status = status } } }
       },
@@ -117,6 +119,8 @@ private final class WatchHandler: RPCHandler {
 
   func received(_ message: ByteBuffer, _ call: ServerCall) {
     guard self.service == nil else {
+      // The handler ends the call itself, so `stopped` will not run: stop watching here.
+      self.stopped()
       call.finish(GRPCErrors.expectedOneMessage(got: 2))
       return
     }
@@ -131,6 +135,8 @@ private final class WatchHandler: RPCHandler {
     if self.service == nil { call.finish(GRPCErrors.expectedOneMessage(got: 0)) }
   }
 
+  /// The call ended without the handler, or the handler is about to end it: the watcher goes,
+  /// and with it the state's hold on this handler.
   func stopped() {
     self.health.unwatch(ObjectIdentifier(self))
     self.call = nil

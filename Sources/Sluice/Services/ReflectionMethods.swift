@@ -20,27 +20,51 @@ enum ReflectionMethods {
   }
 }
 
-/// One reflection stream: every request is answered as it arrives, from the catalog as it was
-/// when the stream began; a file's imports are sent with it once per stream, as grpc-go does.
+/// One reflection stream: requests are answered in order, from the catalog as it was when the
+/// stream began; a file's imports are sent with it once per stream, as grpc-go does.
+///
+/// An answer can be far larger than its request (a descriptor set for a symbol's name), so answers
+/// go out only while the stream is writable: requests that arrive while it is not wait here (at
+/// most those of the DATA already read, since the stream then stops reading and its HTTP/2 window
+/// stays shut) until `becameWritable`.
 private final class ReflectionHandler: RPCHandler {
   private let contents: ServiceCatalog.Contents
   private var sent: Set<String> = []
+  /// Requests not yet answered, in order.
+  private var waiting: CircularBuffer<ByteBuffer> = []
+  /// The client half-closed: the call ends once `waiting` is answered.
+  private var ended = false
 
   init(catalog: ServiceCatalog) {
     self.contents = catalog.current
   }
 
   func received(_ message: ByteBuffer, _ call: ServerCall) {
-    guard let request = call.decode(Grpc_Reflection_V1_ServerReflectionRequest.self, from: message) else { return }
-    var response = Grpc_Reflection_V1_ServerReflectionResponse()
-    response.validHost = request.host
-    response.originalRequest = request
-    response.messageResponse = self.answer(request.messageRequest)
-    call.send(response)
+    self.waiting.append(message)
+    self.answerWaiting(call)
   }
 
   func receivedEnd(_ call: ServerCall) {
-    call.finish()
+    self.ended = true
+    self.answerWaiting(call)
+  }
+
+  func becameWritable(_ call: ServerCall) {
+    self.answerWaiting(call)
+  }
+
+  /// Answers waiting requests while the stream takes output; ends the call when the client is
+  /// done and everything is answered.
+  private func answerWaiting(_ call: ServerCall) {
+    while call.isWritable, let message = self.waiting.popFirst() {
+      guard let request = call.decode(Grpc_Reflection_V1_ServerReflectionRequest.self, from: message) else { return }
+      var response = Grpc_Reflection_V1_ServerReflectionResponse()
+      response.validHost = request.host
+      response.originalRequest = request
+      response.messageResponse = self.answer(request.messageRequest)
+      call.send(response)
+    }
+    if self.ended, self.waiting.isEmpty { call.finish() }
   }
 
   private func answer(

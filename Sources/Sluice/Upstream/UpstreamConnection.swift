@@ -42,11 +42,14 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
     case reset(UInt32)
     /// The connection went away (`detail` says how).
     case connectionLost(String)
+    /// The upstream's header block was larger than `maxHeaderListBytes` (the stream was reset).
+    case headersTooLarge
 
     var description: String {
       switch self {
       case .reset(let code): "stream reset with HTTP/2 error \(code)"
       case .connectionLost(let detail): detail
+      case .headersTooLarge: "its response headers are over the limit of \(UpstreamConnection.maxHeaderListBytes) bytes"
       }
     }
   }
@@ -55,6 +58,11 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
   static let streamWindow = 1 << 20
   /// The connection's receive window (returned on receipt).
   static let connectionWindow = 16 << 20
+  /// The largest response header block (or trailers) taken from an upstream, counted as RFC 9113
+  /// does (name, value and 32 bytes a field) and advertised as SETTINGS_MAX_HEADER_LIST_SIZE: a
+  /// larger one (an HPACK bomb: a few bytes on the wire naming one big table entry again and
+  /// again) resets the stream, and its call fails.
+  static let maxHeaderListBytes = 64 << 10
 
   let address: String
   let eventLoop: any EventLoop
@@ -63,7 +71,8 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
   private var context: ChannelHandlerContext?
   private var delegates: [Int32: any UpstreamStreamDelegate] = [:]
   private var outputs: [Int32: NGHTTP2Output] = [:]
-  private var incoming: [Int32: HPACKHeaders] = [:]
+  /// Response headers being received, by stream, with their size so far.
+  private var incoming: [Int32: (headers: HPACKHeaders, bytes: Int)] = [:]
   private var took: [(any UpstreamStreamDelegate, Int)] = []
   private var headerScratch = NGHTTP2HeaderScratch()
   let turn: ConnectionTurn
@@ -201,6 +210,8 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
       nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
       nghttp2_settings_entry(
         settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: UInt32(Self.streamWindow)),
+      nghttp2_settings_entry(
+        settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: UInt32(Self.maxHeaderListBytes)),
     ]
     _ = nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &entries, entries.count)
     _ = nghttp2_session_set_local_window_size(
@@ -316,7 +327,7 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
     let endStream = flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
     switch UInt32(type) {
     case NGHTTP2_HEADERS.rawValue:
-      guard let headers = self.incoming.removeValue(forKey: id) else { return }
+      guard let (headers, _) = self.incoming.removeValue(forKey: id) else { return }
       self.delegates[id]?.upstreamHeaders(headers, endStream: endStream)
       if endStream {
         self.delegates.removeValue(forKey: id)?.upstreamClosed(nil)
@@ -349,6 +360,25 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
     delegate.upstreamData(bytes, length: data.count)
   }
 
+  /// One response header field; false (the stream is reset, its call told why) past
+  /// `maxHeaderListBytes`.
+  private func header(id: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Bool {
+    // In place: a copy of the entry would copy the header list for every field.
+    guard let index = self.incoming.index(forKey: id) else { return true }
+    self.incoming.values[index].bytes += name.count + value.count + 32
+    guard self.incoming.values[index].bytes <= Self.maxHeaderListBytes else {
+      self.incoming.remove(at: index)
+      self.outputs[id] = nil
+      self.delegates.removeValue(forKey: id)?.upstreamClosed(.headersTooLarge)
+      return false
+    }
+    self.incoming.values[index].headers.add(
+      name: String(decoding: name, as: UTF8.self),
+      value: String(decoding: value, as: UTF8.self)
+    )
+    return true
+  }
+
   private func streamClosed(id: Int32, errorCode: UInt32) {
     self.incoming[id] = nil
     self.outputs[id] = nil
@@ -359,20 +389,18 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
   private static func install(_ callbacks: OpaquePointer?) {
     nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
       guard let frame, let userData else { return 0 }
-      UpstreamConnection.connection(userData).incoming[frame.pointee.hd.stream_id] = [:]
+      UpstreamConnection.connection(userData).incoming[frame.pointee.hd.stream_id] = ([:], 0)
       return 0
     }
     nghttp2_session_callbacks_set_on_header_callback(callbacks) {
       _, frame, name, nameLength, value, valueLength, _, userData in
       guard let frame, let name, let value, let userData else { return 0 }
-      let connection = UpstreamConnection.connection(userData)
-      let id = frame.pointee.hd.stream_id
-      guard let index = connection.incoming.index(forKey: id) else { return 0 }
-      connection.incoming.values[index].add(
-        name: String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self),
-        value: String(decoding: UnsafeBufferPointer(start: value, count: valueLength), as: UTF8.self)
+      let accepted = UpstreamConnection.connection(userData).header(
+        id: frame.pointee.hd.stream_id,
+        name: UnsafeBufferPointer(start: name, count: nameLength),
+        value: UnsafeBufferPointer(start: value, count: valueLength)
       )
-      return 0
+      return accepted ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
     }
     nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
       guard let frame, let userData else { return 0 }

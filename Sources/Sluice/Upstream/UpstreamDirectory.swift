@@ -90,7 +90,8 @@ final class UpstreamDirectory: Sendable {
   func method(path: String) -> RPCMethod? {
     if let method = self.known.withLockedValue({ $0[path] }) { return method }
     guard let service = Self.service(of: path), let cluster = self.cluster(for: service) else { return nil }
-    return Self.method(path: path, kind: .bidirectionalStreaming, cluster: cluster, limit: self.maximumMessageBytes)
+    return Self.method(
+      path: path, kind: .bidirectionalStreaming, cluster: cluster, limit: self.maximumMessageBytes, declared: false)
   }
 
   /// Starts every cluster's timers (name resolution, health checks) on `loop`.
@@ -98,8 +99,12 @@ final class UpstreamDirectory: Sendable {
     for cluster in self.all { cluster.start(on: loop) }
   }
 
-  private static func method(path: String, kind: RPCMethod.Kind, cluster: UpstreamCluster, limit: Int) -> RPCMethod {
-    RPCMethod(path: path, kind: kind) { UpstreamHandler(cluster: cluster, path: path, maximumMessageBytes: limit) }
+  private static func method(
+    path: String, kind: RPCMethod.Kind, cluster: UpstreamCluster, limit: Int, declared: Bool = true
+  ) -> RPCMethod {
+    RPCMethod(path: path, kind: kind, declared: declared) {
+      UpstreamHandler(cluster: cluster, path: path, maximumMessageBytes: limit)
+    }
   }
 
   /// `pkg.Service` of `/pkg.Service/Method`; nil for a path of another shape.

@@ -47,7 +47,7 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate, TurnBatched {
     self.cluster = cluster
     self.path = path
     self.maximumMessageBytes = maximumMessageBytes
-    self.deframer = GRPCMessageDeframer(maximumMessageBytes: maximumMessageBytes)
+    self.deframer = GRPCMessageDeframer(maximumMessageBytes: maximumMessageBytes, requests: false)
   }
 
   // MARK: - RPCHandler
@@ -318,6 +318,8 @@ enum UpstreamMetadata {
     switch reason {
     case .connectionLost(let detail):
       return RPCError(code: .unavailable, message: "upstream \(service): \(detail)")
+    case .headersTooLarge:
+      return RPCError(code: .internalError, message: "upstream \(service): \(reason)")
     case .reset(let code):
       let mapped: RPCError.Code =
         switch code {

@@ -138,7 +138,7 @@ final class UpstreamHealth: Sendable {
 final class UpstreamUnaryCall: UpstreamStreamDelegate {
   private let connection: UpstreamConnection
   private var stream: Int32?
-  private var deframer = GRPCMessageDeframer(maximumMessageBytes: 1 << 20)
+  private var deframer = GRPCMessageDeframer(maximumMessageBytes: 1 << 20, requests: false)
   private var response: [UInt8]?
   private var completion: ((Result<[UInt8], RPCError>) -> Void)?
   private var timer: Scheduled<Void>?

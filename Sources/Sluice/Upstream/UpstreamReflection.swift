@@ -89,7 +89,7 @@ private final class ReflectionExchange: UpstreamStreamDelegate {
   private let secure: Bool
   private let promise: EventLoopPromise<Outcome>
   private var stream: Int32?
-  private var deframer = GRPCMessageDeframer(maximumMessageBytes: 64 << 20)
+  private var deframer = GRPCMessageDeframer(maximumMessageBytes: 64 << 20, requests: false)
   private var queue: [Grpc_Reflection_V1_ServerReflectionRequest] = []
   private var files: [Google_Protobuf_FileDescriptorProto] = []
   private var fileNames: Set<String> = []

@@ -469,10 +469,10 @@ extension WebSocketSessionHandler {
   static func setup(
     for head: HTTPRequestHead,
     bridge: JSONBridge,
+    engine: RPCEngine,
     configuration: GatewayConfiguration
   ) -> Result<Setup, RPCError> {
     do throws(RPCError) {
-      let method = try bridge.method(path: head.path)
       var (metadata, timeout) = try RequestMetadata.from(headers: head.headers)
       if let token = WebSocketHandshake.bearerToken(in: head.headers) {
         metadata.replaceOrAddString("Bearer \(token)", forKey: "authorization")
@@ -481,6 +481,13 @@ extension WebSocketSessionHandler {
         let token = WebSocketHandshake.cookie(named: name, in: head.headers)
       {
         metadata.addString("Bearer \(token)", forKey: "authorization")
+      }
+      let method: SluiceCodec.MethodDescriptor
+      do throws(RPCError) {
+        method = try bridge.method(path: head.path)
+      } catch {
+        // Without a valid token an unknown path answers as a real one would (no enumeration).
+        throw engine.credentialRefusal(Array(metadata[stringValues: "authorization"])) ?? error
       }
       return .success(
         Setup(
