@@ -67,6 +67,7 @@ type scenario struct {
 var scenarios = map[string]scenario{
 	"grpc-route":         {[]string{"msg_per_s"}, true, grpcRoute, nil},
 	"grpc-list":          {[]string{"msg_per_s"}, true, grpcList, nil},
+	"grpc-record":        {[]string{"msg_per_s"}, true, grpcRecord, nil},
 	"ws-route":           {[]string{"msg_per_s"}, true, wsRoute, nil},
 	"ws-list":            {[]string{"msg_per_s"}, true, wsList, nil},
 	"http-unary":         {[]string{"req_per_s"}, true, httpUnary, nil},

@@ -83,8 +83,13 @@ final class GRPCStream: CallResponder, TurnBatched {
 
   var outputTurn: ConnectionTurn? { self.connection.turn }
 
+  /// Whether output goes out now. Queued request DATA makes a stream that reads its requests
+  /// not writable until they are delivered (a handler answers them first), but not one whose
+  /// handler holds its requests back: a proxy holds them while its upstream is not reading, and
+  /// the upstream may be waiting for the proxy to take its responses (grpc-go's Route sends before
+  /// it receives again), so output must go on then.
   var isWritable: Bool {
-    let writable = self.belowWatermark && self.queuedRequest.isEmpty
+    let writable = self.belowWatermark && (self.requestsHeld || self.queuedRequest.isEmpty)
     if !writable { self.waitingForWritability = true }
     return writable
   }
@@ -376,17 +381,18 @@ final class GRPCStream: CallResponder, TurnBatched {
     self.accountRequest()
   }
 
-  /// Delivers queued request DATA while the stream stays writable, then reopens the receive
-  /// window for what was consumed, and tells a waiting handler.
+  /// Delivers queued request DATA while the stream reads (writable, requests not held), then tells
+  /// a waiting handler that output goes out again: also while its requests are held, since a
+  /// handler that holds them may be the one waiting to write (see `isWritable`).
   private func writabilityMayHaveChanged() {
     self.accountRequest()  // the body timer runs again while the stream reads
-    guard self.delivering, self.waitingForWritability else { return }
+    guard self.belowWatermark, self.waitingForWritability else { return }
     self.waitingForWritability = false
     while self.delivering, let (bytes, endStream, length) = self.queuedRequest.popFirst() {
       self.queuedBytes -= bytes.readableBytes
       self.deliverData(bytes, endStream: endStream, length: length)
     }
-    if !self.queuedRequest.isEmpty {
+    if !self.belowWatermark {
       self.waitingForWritability = true
       return
     }
