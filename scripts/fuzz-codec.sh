@@ -11,57 +11,14 @@
 # (with SLUICE_FUZZ_DESCRIPTOR_SETS as printed below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
+# shellcheck source=SCRIPTDIR/fuzz-common.sh
+source scripts/fuzz-common.sh   # the build, descriptor sets, run and report, with their reasons
 
-export SWIFT_BACKTRACE=enable=no   # let libFuzzer print the stack of a trap, at once
-# release runs ~13x faster than debug (2,500 vs 190 exec/s here); SluiceCodec has no assert() that -O drops.
-config=${CONFIG:-release}
-runs=${RUNS:-1000000}
-out=$root/test-output/fuzz-codec
-mkdir -p "$out/corpus" "$out/seeds"
-
-step() { printf '\n==> %s\n' "$*"; }
-
-# One -sanitize=fuzzer,address for every module. SwiftPM's own `--sanitize=fuzzer --sanitize=address`
-# passes two -sanitize= flags in no fixed order and swiftc (6.3.1) keeps only the last: each build
-# then got either coverage or ASan, never both. `--sanitize=fuzzer` alone still tells SwiftPM to
-# link libFuzzer's main instead of main.swift's; the -Xswiftc flag comes after it, so it wins.
-build=(swift build -c "$config" --package-path FuzzTesting --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address)
-step "${build[*]}"
-start=$(date +%s)
-if ! "${build[@]}" >"$out/build.log" 2>&1; then
-  # ld.gold warns about every ASan helper symbol; those lines are noise.
-  grep -v "ld.gold: warning: Cannot export local symbol" "$out/build.log" | tail -30 >&2
-  if grep -qiE "sanitize|fuzzer|libclang_rt|asan" "$out/build.log"; then
-    echo "fuzz-codec: this toolchain cannot build with -sanitize=fuzzer,address ($(swift --version 2>&1 | head -1))." >&2
-    echo "fuzz-codec: the swift.org Linux toolchains ship the fuzzer runtime; Xcode's does not (use a swift.org one)." >&2
-  fi
-  echo "fuzz-codec: build failed, full log in $out/build.log" >&2
-  exit 2
-fi
-echo "built in $(($(date +%s) - start)) s"
-fuzzer=$root/FuzzTesting/.build/$config/FuzzCodec
-symbols=$(nm FuzzTesting/.build/"$config"/SluiceCodec.build/*.o 2>/dev/null || true)
-if ! grep -q __asan_report <<<"$symbols" || ! grep -q __sancov <<<"$symbols"; then
-  echo "fuzz-codec: SluiceCodec was not compiled with both ASan and coverage (see the comment on build=)" >&2
-  exit 2
-fi
-
-# The codec tests' protos (every field kind, proto2, every well-known type), as a descriptor set.
-step "descriptor sets"
-sets=$root/Protos/sluice.binpb
-test_protos=(-I Tests/SluiceCodecTests/Protos --include_imports --descriptor_set_out="$out/codec_test.binpb"
-  codec_test.proto codec_test_proto2.proto)
-if command -v protoc >/dev/null && [ -f /usr/include/google/protobuf/any.proto ] &&
-  protoc -I /usr/include "${test_protos[@]}"; then
-  sets=$sets:$out/codec_test.binpb
-elif python3 -c 'import grpc_tools' 2>/dev/null && python3 -m grpc_tools.protoc "${test_protos[@]}"; then
-  sets=$sets:$out/codec_test.binpb
-else
-  echo "fuzz-codec: neither protoc (apt: protobuf-compiler) nor grpc_tools: fuzzing Protos/sluice.binpb only" >&2
-fi
-export SLUICE_FUZZ_DESCRIPTOR_SETS=$sets
-echo "SLUICE_FUZZ_DESCRIPTOR_SETS=$sets"
+fuzz_init fuzz-codec FuzzCodec
+# One product: the whole package would also build swift-protobuf's protoc, whose main clashes
+# with libFuzzer's.
+fuzz_build --product FuzzCodec
+fuzz_descriptor_sets
 
 # Seeds: valid requests for the hosted and test messages (from the codec tests), and their binary
 # forms, which the fuzzer writes itself (SLUICE_FUZZ_EMIT) along with a dictionary of field names.
@@ -85,28 +42,5 @@ SLUICE_FUZZ_EMIT=$out/corpus "$fuzzer" "$out"/seeds/*.json >"$out/seed.log" 2>&1
   { tail -30 "$out/seed.log" >&2; echo "fuzz-codec: a seed itself fails, see $out/seed.log" >&2; exit 1; }
 echo "corpus: $(find "$out/corpus" -type f | wc -l) files; dictionary: $(wc -l <"$out/codec.dict") field names"
 
-# One job only: the machine's two cores are shared.
-step "$fuzzer -runs=$runs -max_len=4096 -timeout=10 ($config)"
-start=$(date +%s)
-status=0
-"$fuzzer" -runs="$runs" -max_len=4096 -timeout=10 -dict="$out/codec.dict" -print_final_stats=1 \
-  -artifact_prefix="$out/" "$@" "$out/corpus" >"$out/fuzz.log" 2>&1 || status=$?
-elapsed=$(($(date +%s) - start))
-
-# The summary: start and end of coverage, libFuzzer's final stats, and any finding in full.
-grep -E '^INFO: (Seed|Loaded|seed corpus)|INITED' "$out/fuzz.log" || true
-grep -E '^#[0-9]+[[:space:]]+(pulse|NEW|REDUCE|DONE)' "$out/fuzz.log" | tail -1 || true
-grep -E '^(Done [0-9]+ runs|stat::)' "$out/fuzz.log" || true
-if [ "$status" -eq 72 ] && ! ls "$out" | grep -qE '^(crash|timeout|oom|leak)-'; then
-  echo "fuzz-codec: interrupted after ${elapsed} s (libFuzzer exit 72), no finding" >&2
-  exit "$status"
-elif [ "$status" -ne 0 ]; then
-  sed -n '/FuzzCodec invariant\|Fatal error\|==ERROR\|deadly signal\|ALARM\|out-of-memory/,$p' "$out/fuzz.log" | head -80 >&2
-  echo "fuzz-codec: FINDING (libFuzzer exit $status) after ${elapsed} s; inputs: $(ls "$out" | grep -E '^(crash|timeout|oom|leak)-' | tr '\n' ' ')" >&2
-  exit "$status"
-fi
-if ! grep -q 'inline 8-bit counters' "$out/fuzz.log"; then
-  echo "fuzz-codec: libFuzzer found no coverage counters, so it fuzzed blind (see the comment on build=)" >&2
-  exit 3
-fi
-echo "fuzz-codec: $runs runs in ${elapsed} s, no finding; corpus $(find "$out/corpus" -type f | wc -l) files; log $out/fuzz.log"
+fuzz_run 4096 -dict="$out/codec.dict" "$@"
+fuzz_report
