@@ -188,7 +188,10 @@ def test_headers_only_streams_hold_no_slot_token_holders_need(start_sluice, stub
     try:
         # Each a health probe (no token needed), never sending its request: 300 on one connection.
         sids = [attacker.headers("/grpc.health.v1.Health/Check") for _ in range(300)]
-        attacker.read_once(timeout=0.5)
+        # Until the gateway has taken them all: with 100 slots, at least 200 are refused at once.
+        deadline = time.monotonic() + 10
+        while sum(attacker.status(sid) is not None for sid in sids) < 200 and time.monotonic() < deadline:
+            attacker.read_once(timeout=0.5)
         # e61c11d: every slot is taken, so token holders get RESOURCE_EXHAUSTED.
         with grpc.insecure_channel(s.grpc_target) as channel:
             reply = stubs.hello_pb2_grpc.UserServiceStub(channel).SayHi(
