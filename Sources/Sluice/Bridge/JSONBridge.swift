@@ -41,7 +41,7 @@ public struct JSONBridge: Sendable {
     do {
       return try self.codec.binary(from: value, as: method.input)
     } catch {
-      throw RPCError(code: .invalidArgument, message: "invalid \(method.input.fullName): \(error.message)")
+      throw GRPCErrors.invalidJSONMessage(method.input.fullName, error.message)
     }
   }
 
@@ -50,7 +50,7 @@ public struct JSONBridge: Sendable {
     do {
       return try self.codec.json(fromBinary: bytes, as: method.output)
     } catch {
-      throw RPCError(code: .internalError, message: "the service sent an invalid \(method.output.fullName)")
+      throw GRPCErrors.invalidResponse(method.output.fullName)
     }
   }
 
@@ -59,8 +59,7 @@ public struct JSONBridge: Sendable {
     do {
       return try self.codec.parseJSON(bytes)
     } catch {
-      let code: RPCError.Code = error.code == .tooLarge ? .resourceExhausted : .invalidArgument
-      throw RPCError(code: code, message: error.message)
+      throw GRPCErrors.invalidJSON(error)
     }
   }
 }

@@ -21,7 +21,7 @@ enum RequestMetadata {
       } else if name.hasPrefix("grpc-metadata-") {
         try Self.add(key: String(name.dropFirst("grpc-metadata-".count)), value: value, to: &metadata)
       } else if name == "grpc-timeout" {
-        guard let parsed = GRPCTimeout.parse(value) else { throw GRPCTimeout.invalid(value) }
+        guard let parsed = GRPCTimeout.parse(value) else { throw GRPCErrors.invalidTimeout(value) }
         timeout = parsed
       }
     }
@@ -35,10 +35,7 @@ enum RequestMetadata {
     func add(key: String, value: String) throws(RPCError) {
       bytes += key.utf8.count + value.utf8.count
       guard bytes <= maxBytes else {
-        throw RPCError(
-          code: .resourceExhausted,
-          message: "$metadata is larger than the \(maxBytes)-byte limit (--max-header-bytes)"
-        )
+        throw GRPCErrors.metadataTooLarge(limit: maxBytes)
       }
       try Self.add(key: key.lowercased(), value: value, to: &metadata)
     }
@@ -49,12 +46,12 @@ enum RequestMetadata {
       case .array(let values):
         for value in values {
           guard case .string(let string) = value else {
-            throw RPCError(code: .invalidArgument, message: "$metadata.\(key) must hold strings")
+            throw GRPCErrors.invalidMetadataValue(key)
           }
           try add(key: key, value: string)
         }
       default:
-        throw RPCError(code: .invalidArgument, message: "$metadata.\(key) must be a string or an array of strings")
+        throw GRPCErrors.invalidMetadataValue(key)
       }
     }
   }
@@ -64,7 +61,7 @@ enum RequestMetadata {
     guard case .number(let text) = value, let milliseconds = Double(text), milliseconds >= 0,
       milliseconds.isFinite
     else {
-      throw RPCError(code: .invalidArgument, message: "$timeoutMs must be a non-negative number of milliseconds")
+      throw GRPCErrors.invalidTimeoutMs
     }
     return .nanoseconds(Int64(min(milliseconds, 1e12) * 1_000_000))
   }
@@ -85,25 +82,19 @@ enum RequestMetadata {
 
   private static func add(key: String, value: String, to metadata: inout Metadata) throws(RPCError) {
     guard MetadataKeys.isValid(key) else {
-      throw RPCError(
-        code: .invalidArgument,
-        message: "metadata key \"\(key)\" is not valid: gRPC metadata keys are made of 0-9 a-z _ . -"
-      )
+      throw GRPCErrors.invalidMetadataKey(key)
     }
     guard !MetadataKeys.isReservedInRequests(key) else {
-      throw RPCError(code: .invalidArgument, message: "metadata key \"\(key)\" is reserved")
+      throw GRPCErrors.reservedMetadataKey(key)
     }
     if key.hasSuffix("-bin") {
       guard let bytes = Base64.decode(value) else {
-        throw RPCError(code: .invalidArgument, message: "metadata \(key) is not base64")
+        throw GRPCErrors.metadataNotBase64(key)
       }
       metadata.addBinary(bytes, forKey: key)
     } else {
       guard value.utf8.allSatisfy({ (0x20...0x7E).contains($0) }) else {
-        throw RPCError(
-          code: .invalidArgument,
-          message: "metadata \(key): text values are printable ASCII (binary values go in keys ending in -bin)"
-        )
+        throw GRPCErrors.metadataNotPrintable(key)
       }
       metadata.addString(value, forKey: key)
     }

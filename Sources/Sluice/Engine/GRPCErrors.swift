@@ -54,11 +54,52 @@ enum GRPCErrors {
     )
   }
 
+  /// A request stream that ended partway through a length-prefixed message.
+  static let truncatedMessage = RPCError(code: .internalError, message: "the request ended inside a message")
+
+  /// A response message the service gave that could not be serialized.
+  static func unserializableResponse(_ error: any Error) -> RPCError {
+    RPCError(code: .internalError, message: "could not serialize the response: \(error)")
+  }
+
+  /// A gRPC request whose `:method` is not POST.
+  static func methodNotPOST(_ method: some StringProtocol) -> RPCError {
+    RPCError(code: .internalError, message: "gRPC requires :method POST, not \"\(method)\"")
+  }
+
+  /// A gRPC request whose `content-type` is not `application/grpc`.
+  static func invalidContentType(_ contentType: some StringProtocol) -> RPCError {
+    RPCError(code: .invalidArgument, message: "invalid gRPC request content-type \"\(contentType)\"")
+  }
+
+  /// A `grpc-timeout` header that does not parse, on any transport.
+  static func invalidTimeout(_ value: some StringProtocol) -> RPCError {
+    RPCError(code: .invalidArgument, message: "invalid grpc-timeout header \"\(value)\"")
+  }
+
   /// `--max-concurrent-rpcs` RPCs already run.
   static func tooManyRPCs(limit: Int) -> RPCError {
     RPCError(
       code: .resourceExhausted,
       message: "the gateway is running its limit of \(limit) RPCs (--max-concurrent-rpcs); retry later"
+    )
+  }
+
+  /// A request message refused because the gateway already holds `--max-buffered-request-bytes`
+  /// of unfinished requests.
+  static func requestBufferFull(limit: Int) -> RPCError {
+    RPCError(
+      code: .resourceExhausted,
+      message:
+        "the gateway holds its limit of \(limit) bytes of unfinished requests (--max-buffered-request-bytes); retry later"
+    )
+  }
+
+  /// A request (`what`: a body, an NDJSON line, a message) that did not arrive within `--body-timeout`.
+  static func bodyTimedOut(_ what: String, after timeout: Duration) -> RPCError {
+    RPCError(
+      code: .deadlineExceeded,
+      message: "\(what) did not arrive within \(timeout.components.seconds) s of its start (--body-timeout)"
     )
   }
 
@@ -85,4 +126,9 @@ enum GRPCErrors {
 
   /// The client reset the stream or its connection went away.
   static let cancelled = RPCError(code: .cancelled, message: "the client cancelled the call")
+
+  /// A health check for a service the gateway does not know.
+  static func unknownHealthService(_ service: String) -> RPCError {
+    RPCError(code: .notFound, message: "unknown service \(service)")
+  }
 }

@@ -1,5 +1,3 @@
-internal import GRPCCore
-
 /// The `grpc-timeout` header (gRPC's PROTOCOL-HTTP2: `TimeoutValue TimeoutUnit`, 1 to 8 ASCII
 /// digits and one of `H M S m u n`), parsed strictly: no sign, no spaces, no ninth digit.
 ///
@@ -7,11 +5,6 @@ internal import GRPCCore
 /// (grpc-swift 2.4.3 traps on a negative amount such as `-1S`); on the JSON front ends it reads
 /// the same header from a WebSocket handshake or an HTTP request.
 enum GRPCTimeout {
-  /// The error for a header that does not parse, the same on every transport.
-  static func invalid(_ value: some StringProtocol) -> RPCError {
-    RPCError(code: .invalidArgument, message: "invalid grpc-timeout header \"\(value)\"")
-  }
-
   /// The duration `text` stands for, or nil when it is not a valid `grpc-timeout`.
   static func parse(_ text: some StringProtocol) -> Duration? {
     let bytes = Array(text.utf8)

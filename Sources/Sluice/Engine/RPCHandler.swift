@@ -143,7 +143,7 @@ struct ServerCall {
     do {
       self.responder.send(serialized: try message.serializedBytes(), compressed: compressed)
     } catch {
-      self.finish(RPCError(code: .internalError, message: "could not serialize the response: \(error)"))
+      self.finish(GRPCErrors.unserializableResponse(error))
     }
   }
 

@@ -1,4 +1,3 @@
-internal import GRPCCore
 internal import Synchronization
 
 /// The gateway-wide budget of bytes held in unfinished request messages
@@ -31,22 +30,4 @@ final class RequestByteBudget: Sendable {
   func release(_ count: Int) {
     if count > 0 { self.held.subtract(count, ordering: .relaxed) }
   }
-
-  /// The error of a message refused for the budget, the same on every transport.
-  var exhausted: RPCError {
-    RPCError(
-      code: .resourceExhausted,
-      message:
-        "the gateway holds its limit of \(self.limit) bytes of unfinished requests (--max-buffered-request-bytes); retry later"
-    )
-  }
-}
-
-/// The error of a message that did not arrive within `--body-timeout`, the same on every
-/// transport.
-func bodyTimedOut(_ what: String, after timeout: Duration) -> RPCError {
-  RPCError(
-    code: .deadlineExceeded,
-    message: "\(what) did not arrive within \(timeout.components.seconds) s of its start (--body-timeout)"
-  )
 }

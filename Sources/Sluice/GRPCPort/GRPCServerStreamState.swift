@@ -121,7 +121,7 @@ struct GRPCServerStreamState {
     }
     if endStream {
       if self.deframer.hasPartialMessage {
-        return .fail(RPCError(code: .internalError, message: "the request ended inside a message"))
+        return .fail(GRPCErrors.truncatedMessage)
       }
       self.phase = .open(responseStarted: started, requestEnded: true)
     }
@@ -205,22 +205,16 @@ struct GRPCServerStreamState {
   static func check(_ headers: HPACKHeaders) -> Result<RequestHead, Refusal> {
     let method = headers.first(name: ":method") ?? ""
     guard method == "POST" else {
-      let error = RPCError(code: .internalError, message: "gRPC requires :method POST, not \"\(method)\"")
-      return .failure(Refusal(error: error, httpStatus: 405))
+      return .failure(Refusal(error: GRPCErrors.methodNotPOST(method), httpStatus: 405))
     }
     let contentType = headers.first(name: "content-type") ?? ""
     guard Self.isGRPCContentType(contentType) else {
-      return .failure(
-        Refusal(
-          error: RPCError(code: .invalidArgument, message: "invalid gRPC request content-type \"\(contentType)\""),
-          httpStatus: 415
-        )
-      )
+      return .failure(Refusal(error: GRPCErrors.invalidContentType(contentType), httpStatus: 415))
     }
     var timeout: Duration?
     for value in headers["grpc-timeout"] {
       guard let parsed = GRPCTimeout.parse(value) else {
-        return .failure(Refusal(error: GRPCTimeout.invalid(value), httpStatus: 200))
+        return .failure(Refusal(error: GRPCErrors.invalidTimeout(value), httpStatus: 200))
       }
       timeout = parsed
     }

@@ -339,7 +339,7 @@ final class GRPCStream: CallResponder, TurnBatched {
     let held = self.queuedBytes + self.state.partialMessageBytes
     if held > self.heldBytes {
       guard self.port.budget.reserve(held - self.heldBytes) else {
-        self.stop(self.port.budget.exhausted, write: true)
+        self.stop(GRPCErrors.requestBufferFull(limit: self.port.budget.limit), write: true)
         return
       }
     } else if held < self.heldBytes {
@@ -367,7 +367,7 @@ final class GRPCStream: CallResponder, TurnBatched {
       return false
     }
     guard now - since >= TimeAmount(self.port.bodyTimeout) else { return true }
-    self.stop(bodyTimedOut("the request message", after: self.port.bodyTimeout), write: true)
+    self.stop(GRPCErrors.bodyTimedOut("the request message", after: self.port.bodyTimeout), write: true)
     return false
   }
 

@@ -169,7 +169,7 @@ final class HTTPCall: CallResponder {
         self.body = nil
         self.releaseBudget()
         guard body.readableBytes > 0 else {
-          throw RPCError(code: .invalidArgument, message: "\(self.path) needs one JSON request message in the body")
+          throw GRPCErrors.expectedOneJSONMessage(got: 0)
         }
         let message = try self.bridge.encodeRequest(
           try self.bridge.parse(body.readableBytesView),
@@ -387,7 +387,9 @@ final class HTTPCall: CallResponder {
     else {
       throw self.tooLarge("the request body")
     }
-    guard self.port.budget.reserve(chunk.readableBytes) else { throw self.port.budget.exhausted }
+    guard self.port.budget.reserve(chunk.readableBytes) else {
+      throw GRPCErrors.requestBufferFull(limit: self.port.budget.limit)
+    }
     self.held += chunk.readableBytes
     self.body?.writeBuffer(&chunk)
   }
@@ -404,7 +406,9 @@ final class HTTPCall: CallResponder {
     // An unfinished line is held to `--body-timeout` from its first byte and to the budget.
     let pending = lines.pendingBytes
     if pending > self.held {
-      guard self.port.budget.reserve(pending - self.held) else { throw self.port.budget.exhausted }
+      guard self.port.budget.reserve(pending - self.held) else {
+        throw GRPCErrors.requestBufferFull(limit: self.port.budget.limit)
+      }
     } else {
       self.port.budget.release(self.held - pending)
     }
@@ -421,7 +425,7 @@ final class HTTPCall: CallResponder {
       let timeout = self.port.configuration.bodyTimeout
       self.lineTimer = self.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
         self.lineTimer = nil
-        self.connection.inCallback { self.bodyFailed(bodyTimedOut("an NDJSON line", after: timeout)) }
+        self.connection.inCallback { self.bodyFailed(GRPCErrors.bodyTimedOut("an NDJSON line", after: timeout)) }
       }
     }
   }
@@ -434,17 +438,14 @@ final class HTTPCall: CallResponder {
     do throws(RPCError) {
       let value = try self.bridge.parse(line)
       if let control = JSONBridge.controlFrame(value), let key = control.members.first?.key {
-        throw RPCError(
-          code: .invalidArgument,
-          message: "control frames such as \(key) are WebSocket-only: over HTTP, use headers and end the body"
-        )
+        throw GRPCErrors.controlFrameOverHTTP(key)
       }
       let message = try self.bridge.encodeRequest(value, for: self.method)
       guard let handler = self.handler, let call = self.call else { return }
       self.messagesIn += 1
       handler.received(ByteBuffer(bytes: message), call)
     } catch {
-      throw RPCError(code: error.code, message: "line \(self.lineNumber): \(error.message)")
+      throw GRPCErrors.ndjsonLine(self.lineNumber, error)
     }
   }
 
@@ -517,10 +518,7 @@ final class HTTPCall: CallResponder {
   private func checkContentType() throws(RPCError) {
     guard self.head.method != .GET, let contentType = self.head.headers.first(name: "Content-Type") else { return }
     guard Self.acceptedContentTypes.contains(Self.mediaType(of: contentType)) else {
-      throw RPCError(
-        code: .invalidArgument,
-        message: "Content-Type \(contentType) is not JSON: send application/json (or application/x-ndjson for streams)"
-      )
+      throw GRPCErrors.notJSONContentType(contentType)
     }
   }
 

@@ -86,9 +86,7 @@ struct HTTPCallStateMachine {
       self.state = .streaming
       return .writeHeadAndLine
     case .holding:
-      return .fail(
-        RPCError(code: .internalError, message: "the service sent more than one response to a single-response method")
-      )
+      return .fail(GRPCErrors.extraResponse)
     case .streaming:
       return .writeLine
     case .ended:
@@ -111,7 +109,7 @@ struct HTTPCallStateMachine {
     case (.holding(let json), nil):
       return .writeSingle(json)
     case (.waiting, nil) where self.framing == .json:
-      let error = RPCError(code: .internalError, message: "the service ended the call without a response")
+      let error = GRPCErrors.missingResponse
       return .writeError(error, error.code.httpStatus)
     case (.waiting, nil):
       return .writeHeadAndEndLine

@@ -172,7 +172,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
       if case .call(let call) = self.request, !self.responseEnded {
         self.keepAlive = false
         self.turn.inCallback {
-          call.requestFailed(RPCError(code: .invalidArgument, message: "malformed HTTP request: \(parserError)"))
+          call.requestFailed(GRPCErrors.malformedHTTPRequest(parserError))
         }
       } else {
         // Answered by `HTTPProtocolErrorHandler`, which closes the connection: nothing more here.

@@ -78,7 +78,7 @@ final class RequestBodyTimeout: ChannelDuplexHandler, RemovableChannelHandler {
       context.close(promise: nil)  // an answer already began (an early error): just end it
       return
     }
-    let error = bodyTimedOut("the request body", after: self.bodyTimeout)
+    let error = GRPCErrors.bodyTimedOut("the request body", after: self.bodyTimeout)
     HTTPStatusResponse(.requestTimeout, code: error.code, message: error.message)
       .write(from: context).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
   }

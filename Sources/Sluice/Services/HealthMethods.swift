@@ -84,7 +84,7 @@ enum HealthMethods {
       .unary("/grpc.health.v1.Health/Check", authenticates: false) {
         (request: Grpc_Health_V1_HealthCheckRequest, _) throws(RPCError) -> Grpc_Health_V1_HealthCheckResponse in
         guard let status = health.status(of: request.service) else {
-          throw RPCError(code: .notFound, message: "unknown service \(request.service)")
+          throw GRPCErrors.unknownHealthService(request.service)
         }
         return .with { $0.status = status }
       },

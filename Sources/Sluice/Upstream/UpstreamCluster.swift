@@ -331,7 +331,7 @@ private final class LoopPool: @unchecked Sendable {
   }
 
   private func unavailable(_ detail: String) -> RPCError {
-    RPCError(code: .unavailable, message: "upstream \(self.cluster.route.service): \(detail)")
+    GRPCErrors.upstreamUnavailable(self.cluster.route.service, detail)
   }
 
   private static func describe(_ error: any Error) -> String {

@@ -63,8 +63,7 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate, TurnBatched {
         let headers = UpstreamMetadata.requestHeaders(
           for: call, path: self.path, authority: self.cluster.authority, secure: self.cluster.secure)
         guard let stream = connection.openStream(headers, delegate: self) else {
-          self.end(
-            RPCError(code: .unavailable, message: "upstream \(self.cluster.route.service): its connection is closing"))
+          self.end(GRPCErrors.upstreamUnavailable(self.cluster.route.service, "its connection is closing"))
           return
         }
         self.connection = connection
@@ -184,8 +183,7 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate, TurnBatched {
           call.responder.send(buffer: payload)
         }
       } catch {
-        self.abandon(
-          RPCError(code: .internalError, message: "upstream \(self.cluster.route.service): \(error.message)"))
+        self.abandon(GRPCErrors.upstreamFailed(self.cluster.route.service, error.message))
         return
       }
       if let connection = self.connection, let stream = self.stream { connection.consumed(length, on: stream) }
@@ -284,13 +282,10 @@ enum UpstreamMetadata {
         case "429", "502", "503", "504": .unavailable
         default: .unknown
         }
-      return RPCError(code: code, message: "the upstream answered HTTP \(status)")
+      return GRPCErrors.upstreamHTTPStatus(status, code: code)
     }
     guard let type = headers.first(name: "content-type"), type.hasPrefix("application/grpc") else {
-      return RPCError(
-        code: .unknown,
-        message:
-          "the upstream's response is not gRPC (content-type \(headers.first(name: "content-type") ?? "missing"))")
+      return GRPCErrors.upstreamNotGRPC(contentType: headers.first(name: "content-type"))
     }
     return nil
   }
@@ -304,12 +299,12 @@ enum UpstreamMetadata {
       rest.add(name: name, value: value)
     }
     guard let text = trailers.first(name: "grpc-status"), let raw = Int(text) else {
-      return (RPCError(code: .unknown, message: "the upstream's response has no grpc-status"), rest)
+      return (GRPCErrors.upstreamMissingStatus, rest)
     }
     guard raw != 0 else { return (nil, rest) }
     let code = Status.Code(rawValue: raw).flatMap { RPCError.Code($0) } ?? .unknown
     let message = trailers.first(name: "grpc-message").map(Self.percentDecoded) ?? ""
-    return (RPCError(code: code, message: message), rest)
+    return (GRPCErrors.upstreamStatus(code, message), rest)
   }
 
   /// An upstream stream that closed without a status: gRPC's HTTP/2 error code mapping, or
@@ -317,9 +312,9 @@ enum UpstreamMetadata {
   static func error(for reason: UpstreamConnection.CloseReason, service: String) -> RPCError {
     switch reason {
     case .connectionLost(let detail):
-      return RPCError(code: .unavailable, message: "upstream \(service): \(detail)")
+      return GRPCErrors.upstreamUnavailable(service, detail)
     case .headersTooLarge:
-      return RPCError(code: .internalError, message: "upstream \(service): \(reason)")
+      return GRPCErrors.upstreamFailed(service, "\(reason)")
     case .reset(let code):
       let mapped: RPCError.Code =
         switch code {
@@ -329,7 +324,7 @@ enum UpstreamMetadata {
         case NGHTTP2_INADEQUATE_SECURITY.rawValue: .permissionDenied
         default: .internalError
         }
-      return RPCError(code: mapped, message: "upstream \(service): stream reset (HTTP/2 error \(code))")
+      return GRPCErrors.upstreamReset(service, http2Code: code, code: mapped)
     }
   }
 

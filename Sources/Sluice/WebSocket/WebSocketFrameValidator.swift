@@ -16,7 +16,7 @@ final class WebSocketFrameValidator: ChannelInboundHandler {
     guard !self.failed else { return }  // nothing after a violation is trusted
     if let violation = Self.violation(in: Self.unwrapInboundIn(data)) {
       self.failed = true
-      context.fireErrorCaught(RPCError(code: .invalidArgument, message: violation))
+      context.fireErrorCaught(GRPCErrors.frameViolation(violation))
       return
     }
     context.fireChannelRead(data)

@@ -42,7 +42,7 @@ final class WebSocketMessageGuard {
   private func arrived(_ count: Int, on loop: any EventLoop) {
     guard !self.failed else { return }
     self.received += count
-    guard self.budget.reserve(count) else { return self.fail(self.budget.exhausted) }
+    guard self.budget.reserve(count) else { return self.fail(GRPCErrors.requestBufferFull(limit: self.budget.limit)) }
     self.reserved += count
     if self.messageStart == nil {
       self.messageStart = loop.now
@@ -78,7 +78,7 @@ final class WebSocketMessageGuard {
       self.timer = nil
       guard let start = self.messageStart else { return }  // nothing unfinished: stay unarmed
       if loop.now >= start + self.timeout {
-        self.fail(bodyTimedOut("a WebSocket message", after: self.bodyTimeout))
+        self.fail(GRPCErrors.bodyTimedOut("a WebSocket message", after: self.bodyTimeout))
       } else {
         self.armTimer(on: loop)  // a later message: wait for its own deadline
       }

@@ -141,14 +141,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
       guard self.machine.state == .awaitingFirstFrame || self.machine.isRunning else { return }
       self.receivedText(frame.unmaskedData)
     case .binary:
-      self.perform(
-        self.machine.receivedInvalid(
-          RPCError(
-            code: .invalidArgument,
-            message: "binary frames are not supported: send each message as a JSON text frame"
-          )
-        )
-      )
+      self.perform(self.machine.receivedInvalid(GRPCErrors.binaryFrame))
     case .ping:
       if self.machine.state != .closed {
         context.write(Self.wrapOutboundOut(WebSocketFrames.pong(echoing: frame.unmaskedData)), promise: nil)
@@ -179,12 +172,10 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
     case let error as NIOWebSocketFrameAggregator.Error:
       let failure =
         error == .accumulatedFrameSizeIsTooLarge || error == .tooManyFragments
-        ? self.tooLarge() : RPCError(code: .invalidArgument, message: "invalid fragmented frame: \(error)")
+        ? self.tooLarge() : GRPCErrors.invalidFragmentedFrame(error)
       self.inTurn { self.machine.receivedInvalid(failure) }
     case let error as NIOWebSocketError:
-      self.inTurn {
-        self.machine.receivedInvalid(RPCError(code: .invalidArgument, message: "WebSocket protocol error: \(error)"))
-      }
+      self.inTurn { self.machine.receivedInvalid(GRPCErrors.webSocketProtocolError(error)) }
     default:
       // Once the session is ending, what follows a decoder's error (the rest of a frame it gave
       // up on) is dropped: closing over unread bytes would reset the connection before the client

@@ -82,12 +82,7 @@ struct WebSocketSessionStateMachine {
     case .running(let halfClosed, let clientClosed):
       guard !halfClosed else {
         return self.fail(
-          RPCError(
-            code: .invalidArgument,
-            message: self.takesOneRequest
-              ? "\(self.path) takes exactly one request message; this was a second one"
-              : "a message after $end: the client had already half-closed"
-          )
+          self.takesOneRequest ? GRPCErrors.expectedOneJSONMessage(got: 2) : GRPCErrors.messageAfterEnd
         )
       }
       self.state = .running(halfClosed: self.takesOneRequest, clientClosed: clientClosed)
@@ -101,14 +96,14 @@ struct WebSocketSessionStateMachine {
   mutating func receivedControl(_ control: ControlFrame) -> Action {
     switch self.state {
     case .awaitingFirstFrame:
-      if control.cancel { return self.fail(Self.cancelledByClient) }
+      if control.cancel { return self.fail(GRPCErrors.cancelledByClient) }
       return self.halfClose(start: true, clientClosed: false, explicit: control.end)
     case .running(let halfClosed, _):
       if control.metadata != nil || control.timeout != nil {
         let key = control.metadata != nil ? "$metadata" : "$timeoutMs"
-        return self.fail(RPCError(code: .invalidArgument, message: "\(key) is only allowed in the first frame"))
+        return self.fail(GRPCErrors.onlyInFirstFrame(key))
       }
-      if control.cancel { return self.fail(Self.cancelledByClient) }
+      if control.cancel { return self.fail(GRPCErrors.cancelledByClient) }
       guard control.end, !halfClosed else { return .none }
       return self.halfClose(start: false, clientClosed: false, explicit: true)
     case .closing, .closed:
@@ -191,7 +186,8 @@ struct WebSocketSessionStateMachine {
 
   // MARK: - Helpers
 
-  static let cancelledByClient = RPCError(code: .cancelled, message: "cancelled by the client ($cancel)")
+  /// `GRPCErrors.cancelledByClient`, by its old name (the state machine's tests use it).
+  static var cancelledByClient: RPCError { GRPCErrors.cancelledByClient }
 
   /// Ends the session with `error`, before or while the RPC runs.
   private mutating func fail(_ error: RPCError) -> Action {
@@ -215,7 +211,7 @@ struct WebSocketSessionStateMachine {
     }
     if start, self.takesOneRequest {
       // Nothing was started: the session ends here, before the RPC.
-      return self.fail(RPCError(code: .invalidArgument, message: "\(self.path) needs one request message before $end"))
+      return self.fail(GRPCErrors.expectedOneJSONMessage(got: 0))
     }
     self.state = .running(halfClosed: true, clientClosed: clientClosed)
     return .run(start: start, message: nil, end: true)
@@ -236,7 +232,7 @@ extension WebSocketSessionStateMachine.ControlFrame {
       switch key {
       case "$metadata":
         guard case .object(let members) = value else {
-          throw RPCError(code: .invalidArgument, message: "$metadata must be an object")
+          throw GRPCErrors.metadataNotObject
         }
         var metadata = frame.metadata ?? Metadata()
         try RequestMetadata.add(members, to: &metadata, maxBytes: maxMetadataBytes)
@@ -250,12 +246,7 @@ extension WebSocketSessionStateMachine.ControlFrame {
       case "$ping":
         pings.append(value)
       default:
-        throw RPCError(
-          code: .invalidArgument,
-          message: key.hasPrefix("$")
-            ? "unknown control frame \(key) (expected $metadata, $timeoutMs, $end, $cancel or $ping)"
-            : "a control frame cannot carry message field \"\(key)\""
-        )
+        throw GRPCErrors.invalidControlFrame(key)
       }
     }
     return (frame, pings)
