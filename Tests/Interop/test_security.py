@@ -24,8 +24,13 @@ SAY_HI = b"\x00\x00\x00\x00\x03\x0a\x01\x61"  # a gRPC frame holding hello.Reque
 
 
 def grpc_curl(port, path, *headers, data=SAY_HI):
-    """One gRPC call with curl over h2c; returns curl's verbose output (response headers)."""
-    args = ["curl", "-sS", "-v", "--http2-prior-knowledge", "-H", "content-type: application/grpc", "-H", "te: trailers"]
+    """One gRPC call with curl over h2c; returns curl's verbose output (response headers).
+
+    `--max-time`: when the answer (a trailers-only refusal) ends before curl 7.88 has sent its
+    body, which happens on a loaded machine, curl sends the body and then waits for ever although
+    the stream is closed; its verbose output already holds the whole answer by then."""
+    args = ["curl", "-sS", "-v", "--max-time", "5", "--http2-prior-knowledge", "-H", "content-type: application/grpc",
+            "-H", "te: trailers"]
     for h in headers:
         args += ["-H", h]
     out = subprocess.run([*args, "--data-binary", "@-", f"http://127.0.0.1:{port}{path}"],
