@@ -136,7 +136,7 @@ final class RPCEngine: Sendable {
     responder: any CallResponder
   ) -> Result<Started, RPCError> {
     self.admit(
-      path: path, authorizations: metadata[canonicalForm: "authorization"],
+      path: path, authorizations: metadata["authorization"],
       traceParent: self.monitor.logsCalls ? metadata.first(name: "traceparent") : nil, transport: transport
     ).map { admission in
       var admission = admission

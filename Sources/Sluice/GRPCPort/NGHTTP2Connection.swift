@@ -53,8 +53,8 @@ final class NGHTTP2Connection: ChannelDuplexHandler, TurnFlushing {
   private var context: ChannelHandlerContext?
   private var streams: [Int32: GRPCStream] = [:]
   private var outputs: [Int32: NGHTTP2Output] = [:]
-  /// Request headers being received, by stream, with their size so far.
-  private var incoming: [Int32: (headers: HPACKHeaders, bytes: Int)] = [:]
+  /// Request headers being received, by stream (`--grpc-max-header-list-size`).
+  private var incoming: NGHTTP2IncomingHeaders
   /// Counted bytes nghttp2 pulled during one `mem_send` drain, told to the streams after it.
   private var pulled: [(GRPCStream, Int)] = []
   let turn: ConnectionTurn
@@ -85,6 +85,7 @@ final class NGHTTP2Connection: ChannelDuplexHandler, TurnFlushing {
     self.eventLoop = channel.eventLoop
     self.allocator = channel.allocator
     self.settings = settings
+    self.incoming = NGHTTP2IncomingHeaders(limit: settings.maxHeaderListSize)
     self.remoteAddress = channel.remoteAddress
     self.turn = ConnectionTurn(eventLoop: channel.eventLoop)
   }
@@ -480,24 +481,12 @@ final class NGHTTP2Connection: ChannelDuplexHandler, TurnFlushing {
   // MARK: - Receiving (nghttp2's callbacks)
 
   private func beginHeaders(id: Int32) {
-    self.incoming[id] = ([:], 0)
+    self.incoming.begin(id)
   }
 
   /// One header field; false (the stream is reset) past `--grpc-max-header-list-size`.
   private func header(id: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Bool {
-    // In place: a copy of the entry would copy the header list for every field.
-    guard let index = self.incoming.index(forKey: id) else { return true }
-    // RFC 9113's accounting: name, value and 32 bytes per field.
-    self.incoming.values[index].bytes += name.count + value.count + 32
-    guard self.incoming.values[index].bytes <= self.settings.maxHeaderListSize else {
-      self.incoming.remove(at: index)
-      return false
-    }
-    self.incoming.values[index].headers.add(
-      name: String(decoding: name, as: UTF8.self),
-      value: String(decoding: value, as: UTF8.self)
-    )
-    return true
+    self.incoming.add(id, name: name, value: value)
   }
 
   private func frameReceived(session: OpaquePointer, type: UInt8, flags: UInt8, id: Int32) {
@@ -506,7 +495,7 @@ final class NGHTTP2Connection: ChannelDuplexHandler, TurnFlushing {
     let endStream = flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
     switch UInt32(type) {
     case NGHTTP2_HEADERS.rawValue:
-      guard let (headers, _) = self.incoming.removeValue(forKey: id) else { return }
+      guard let headers = self.incoming.finish(id) else { return }
       if let stream = self.streams[id] {
         stream.receivedHeaders(headers, endStream: endStream)
       } else {
@@ -535,7 +524,7 @@ final class NGHTTP2Connection: ChannelDuplexHandler, TurnFlushing {
   }
 
   private func streamClosed(id: Int32) {
-    self.incoming[id] = nil
+    self.incoming.drop(id)
     self.outputs[id] = nil
     self.streams.removeValue(forKey: id)?.reset()
     if self.streams.isEmpty { self.idleSince = .now() }

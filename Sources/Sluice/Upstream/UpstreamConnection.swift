@@ -71,8 +71,8 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
   private var context: ChannelHandlerContext?
   private var delegates: [Int32: any UpstreamStreamDelegate] = [:]
   private var outputs: [Int32: NGHTTP2Output] = [:]
-  /// Response headers being received, by stream, with their size so far.
-  private var incoming: [Int32: (headers: HPACKHeaders, bytes: Int)] = [:]
+  /// Response headers being received, by stream.
+  private var incoming = NGHTTP2IncomingHeaders(limit: UpstreamConnection.maxHeaderListBytes)
   private var took: [(any UpstreamStreamDelegate, Int)] = []
   private var headerScratch = NGHTTP2HeaderScratch()
   let turn: ConnectionTurn
@@ -327,7 +327,7 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
     let endStream = flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
     switch UInt32(type) {
     case NGHTTP2_HEADERS.rawValue:
-      guard let (headers, _) = self.incoming.removeValue(forKey: id) else { return }
+      guard let headers = self.incoming.finish(id) else { return }
       self.delegates[id]?.upstreamHeaders(headers, endStream: endStream)
       if endStream {
         self.delegates.removeValue(forKey: id)?.upstreamClosed(nil)
@@ -363,24 +363,16 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
   /// One response header field; false (the stream is reset, its call told why) past
   /// `maxHeaderListBytes`.
   private func header(id: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Bool {
-    // In place: a copy of the entry would copy the header list for every field.
-    guard let index = self.incoming.index(forKey: id) else { return true }
-    self.incoming.values[index].bytes += name.count + value.count + 32
-    guard self.incoming.values[index].bytes <= Self.maxHeaderListBytes else {
-      self.incoming.remove(at: index)
+    guard self.incoming.add(id, name: name, value: value) else {
       self.outputs[id] = nil
       self.delegates.removeValue(forKey: id)?.upstreamClosed(.headersTooLarge)
       return false
     }
-    self.incoming.values[index].headers.add(
-      name: String(decoding: name, as: UTF8.self),
-      value: String(decoding: value, as: UTF8.self)
-    )
     return true
   }
 
   private func streamClosed(id: Int32, errorCode: UInt32) {
-    self.incoming[id] = nil
+    self.incoming.drop(id)
     self.outputs[id] = nil
     guard let delegate = self.delegates.removeValue(forKey: id) else { return }
     delegate.upstreamClosed(.reset(errorCode))
@@ -389,7 +381,7 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
   private static func install(_ callbacks: OpaquePointer?) {
     nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
       guard let frame, let userData else { return 0 }
-      UpstreamConnection.connection(userData).incoming[frame.pointee.hd.stream_id] = ([:], 0)
+      UpstreamConnection.connection(userData).incoming.begin(frame.pointee.hd.stream_id)
       return 0
     }
     nghttp2_session_callbacks_set_on_header_callback(callbacks) {
