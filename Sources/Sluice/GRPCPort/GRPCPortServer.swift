@@ -7,9 +7,9 @@ internal import ServiceLifecycle
 internal import Synchronization
 
 /// The native gRPC port: every call served as a `GRPCStream` of its connection's
-/// `NGHTTP2Connection` (libnghttp2), on the connection's event loop.
+/// `GRPCServerConnection` (libnghttp2), on the connection's event loop.
 ///
-/// Each connection's pipeline: TLS (when configured), then `NGHTTP2Connection`, which also keeps
+/// Each connection's pipeline: TLS (when configured), then `GRPCServerConnection`, which also keeps
 /// idle and age GOAWAY, grace, keepalive pings, the two-phase GOAWAY of a graceful shutdown,
 /// grpc-go's PING policy, and the handshake timer.
 ///
@@ -100,25 +100,30 @@ final class GRPCPortServer: Service {
   /// preface.
   func addHTTP2Connection(to channel: any Channel) throws {
     try channel.pipeline.syncOperations.addHandler(
-      NGHTTP2Connection(port: self.port, channel: channel, settings: Self.nghttp2Settings(self.configuration)))
+      GRPCServerConnection(port: self.port, channel: channel, settings: Self.nghttp2Settings(self.configuration)))
     self.metrics.connectionOpened(.grpc)
     channel.closeFuture.whenComplete { _ in self.metrics.connectionClosed(.grpc) }
   }
 
   // MARK: - HTTP/2 settings
 
-  /// The same settings and timers for an nghttp2 connection.
-  static func nghttp2Settings(_ configuration: GatewayConfiguration) -> NGHTTP2Connection.Settings {
+  /// The HTTP/2 settings and connection management of a native-port connection.
+  static func nghttp2Settings(_ configuration: GatewayConfiguration) -> GRPCServerConnection.Settings {
     let grpc = configuration.grpc
-    return NGHTTP2Connection.Settings(
-      maxConcurrentStreams: grpc.maxConcurrentStreams,
-      initialWindowSize: grpc.initialWindowSize,
-      maxFrameSize: grpc.maxFrameSize,
-      maxHeaderListSize: grpc.maxHeaderListSize,
-      handshakeTimeout: TimeAmount(configuration.handshakeTimeout),
-      maxIdle: grpc.maxConnectionIdle.map { TimeAmount($0) },
-      maxAge: grpc.maxConnectionAge.map { TimeAmount($0) },
-      maxAgeGrace: grpc.maxConnectionAgeGrace.map { TimeAmount($0) }
+    return GRPCServerConnection.Settings(
+      http2: HTTP2Session.Settings(
+        maxConcurrentStreams: grpc.maxConcurrentStreams,
+        initialWindowSize: grpc.initialWindowSize,
+        maxFrameSize: grpc.maxFrameSize,
+        maxHeaderListSize: grpc.maxHeaderListSize,
+        connectionWindow: grpc.initialWindowSize
+      ),
+      management: HTTP2ConnectionManager.Configuration(
+        handshakeTimeout: TimeAmount(configuration.handshakeTimeout),
+        maxIdle: grpc.maxConnectionIdle.map { TimeAmount($0) },
+        maxAge: grpc.maxConnectionAge.map { TimeAmount($0) },
+        maxAgeGrace: grpc.maxConnectionAgeGrace.map { TimeAmount($0) }
+      )
     )
   }
 }

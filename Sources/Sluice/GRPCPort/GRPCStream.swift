@@ -4,7 +4,7 @@ internal import NIOCore
 internal import NIOHPACK
 internal import NIOHTTP2
 
-/// One gRPC call on one HTTP/2 stream, served by its connection (an `NGHTTP2Connection`) on
+/// One gRPC call on one HTTP/2 stream, served by its connection (an `GRPCServerConnection`) on
 /// the connection's event loop (no channel per stream): feeds the stream's frames to a
 /// `GRPCServerStreamState`, runs the routed method's `RPCHandler`, and writes what they decide.
 ///
@@ -34,7 +34,7 @@ final class GRPCStream: CallResponder, TurnBatched {
   static let resetGrace = TimeAmount.seconds(1)
 
   /// Strong: the connection drops its streams when they close and when it goes away.
-  private let connection: NGHTTP2Connection
+  private let connection: GRPCServerConnection
   private let port: RPCEngine
   private var state: GRPCServerStreamState
   private var method: RPCMethod?
@@ -70,7 +70,7 @@ final class GRPCStream: CallResponder, TurnBatched {
   /// Since when the stream has waited for a request message due within `--body-timeout`.
   private(set) var awaitingSince: NIODeadline?
 
-  init(id: HTTP2StreamID, connection: NGHTTP2Connection, port: RPCEngine) {
+  init(id: HTTP2StreamID, connection: GRPCServerConnection, port: RPCEngine) {
     self.id = id
     self.connection = connection
     self.port = port

@@ -130,20 +130,3 @@ struct NGHTTP2HeaderScratch {
     }
   }
 }
-
-/// What both nghttp2 sessions (the native port's server, the upstream client) do with their
-/// output.
-enum NGHTTP2Drain {
-  /// Everything `session` has to send now, in one buffer; nil when it has nothing.
-  static func output(of session: OpaquePointer, allocator: ByteBufferAllocator) -> ByteBuffer? {
-    var out: ByteBuffer?
-    while true {
-      var bytes: UnsafePointer<UInt8>?
-      let count = nghttp2_session_mem_send(session, &bytes)
-      guard count > 0, let bytes else { break }
-      if out == nil { out = allocator.buffer(capacity: max(count, 4096)) }
-      out?.writeBytes(UnsafeRawBufferPointer(start: bytes, count: count))
-    }
-    return out
-  }
-}

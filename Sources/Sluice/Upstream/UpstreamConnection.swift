@@ -1,7 +1,7 @@
-internal import CNGHTTP2
 internal import Logging
 internal import NIOCore
 internal import NIOHPACK
+internal import NIOHTTP2
 
 /// What an upstream stream tells the call it carries. Every method is called on the connection's
 /// event loop.
@@ -19,19 +19,14 @@ protocol UpstreamStreamDelegate: AnyObject {
 }
 
 /// One HTTP/2 connection to an upstream gRPC server, as a channel handler on an engine event loop:
-/// an nghttp2 client session (Debian's libnghttp2, as the native port uses) fed the connection's
-/// bytes, its output drained once per loop turn. Calls on the same loop open streams on it with
-/// no hop.
+/// a client `HTTP2Session` (libnghttp2, the native port's session) fed the connection's bytes, its
+/// output drained once per loop turn. Calls on the same loop open streams on it with no hop.
 ///
 /// Flow control is end to end: a stream's receive window is returned only as its call hands the
 /// DATA on (`consumed`), so a client that does not read stops the upstream through HTTP/2; the
 /// connection's window is returned on receipt. Request DATA waits in nghttp2's data source until
 /// the upstream's window takes it, and the call hears how much left (`upstreamTook`).
-///
-/// Written by hand around nghttp2 for the same reason as the native port's `NGHTTP2Connection`:
-/// swift-nio-http2's per-frame cost; the protocol itself (framing, HPACK, windows, SETTINGS and
-/// PING answers, GOAWAY) is nghttp2's.
-final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
+final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing, HTTP2SessionDelegate {
   typealias InboundIn = ByteBuffer
   typealias OutboundIn = ByteBuffer
   typealias OutboundOut = ByteBuffer
@@ -67,14 +62,11 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
   let address: String
   let eventLoop: any EventLoop
   private let logger: Logger
-  private var session: OpaquePointer?
+  private var session: HTTP2Session?
   private var context: ChannelHandlerContext?
   private var delegates: [Int32: any UpstreamStreamDelegate] = [:]
-  private var outputs: [Int32: NGHTTP2Output] = [:]
-  /// Response headers being received, by stream.
-  private var incoming = NGHTTP2IncomingHeaders(limit: UpstreamConnection.maxHeaderListBytes)
+  /// Counted bytes nghttp2 pulled during one drain, told to the calls after it.
   private var took: [(any UpstreamStreamDelegate, Int)] = []
-  private var headerScratch = NGHTTP2HeaderScratch()
   let turn: ConnectionTurn
   private var closing = false
   /// The upstream sent GOAWAY: no new streams.
@@ -91,10 +83,6 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
     self.turn = ConnectionTurn(eventLoop: eventLoop)
   }
 
-  deinit {
-    if let session = self.session { nghttp2_session_del(session) }
-  }
-
   /// Whether a new call may open a stream here.
   var isUsable: Bool { self.session != nil && self.context != nil && !self.closing && !self.goingAway }
 
@@ -108,53 +96,39 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
   func openStream(_ headers: HPACKHeaders, delegate: any UpstreamStreamDelegate) -> Int32? {
     guard let session = self.session, self.isUsable else { return nil }
     // The data source is submitted with the request and deferred until the call sends.
-    var source = nghttp2_data_provider()
-    source.read_callback = { session, id, buffer, length, flags, _, userData in
-      guard let session, let userData, let buffer, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
-      return UpstreamConnection.connection(userData).readData(
-        session: session, id: id, into: buffer, length: length, flags: flags)
-    }
-    let id = self.headerScratch.withNameValues(headers) { nva, count in
-      nghttp2_submit_request(session, nil, nva, count, &source, nil)
-    }
-    guard id > 0 else {
-      if id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE.rawValue { self.stopTakingStreams(nil) }
+    let opened = session.openStream(headers)
+    guard let id = opened.id else {
+      if opened.outOfIDs { self.stopTakingStreams(nil) }
       return nil
     }
     self.delegates[id] = delegate
-    var output = NGHTTP2Output()
-    output.sourceSubmitted = true
-    self.outputs[id] = output
     self.turn.flushSoon()
     return id
   }
 
   /// Queues request DATA on a stream; the delegate hears `upstreamTook` as it leaves.
   func send(_ bytes: ByteBuffer, on id: Int32) {
-    guard let index = self.outputs.index(forKey: id) else { return }
-    self.outputs.values[index].append(bytes, counted: true)
-    self.resume(id, index: index)
+    self.session?.sendData(bytes, counted: true, on: id)
+    self.turn.flushSoon()
   }
 
   /// Half-closes a stream once its queued DATA is out.
   func end(_ id: Int32) {
-    guard let index = self.outputs.index(forKey: id) else { return }
-    self.outputs.values[index].ending = .endStream
-    self.resume(id, index: index)
+    self.session?.end(id)
+    self.turn.flushSoon()
   }
 
   /// Resets a stream (CANCEL for a call that went away); its delegate hears nothing more.
-  func reset(_ id: Int32, code: UInt32 = NGHTTP2_CANCEL.rawValue) {
+  func reset(_ id: Int32, code: HTTP2ErrorCode = .cancel) {
     guard let session = self.session, self.delegates.removeValue(forKey: id) != nil else { return }
-    self.outputs[id] = nil
-    _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, code)
+    session.reset(id, code: code)
     self.turn.flushSoon()
   }
 
   /// The call handed on `bytes` of a stream's response DATA: the upstream may send that much more.
   func consumed(_ bytes: Int, on id: Int32) {
     guard let session = self.session, bytes > 0 else { return }
-    _ = nghttp2_session_consume_stream(session, id, bytes)
+    session.consumed(bytes, on: id)
     self.turn.flushSoon()
   }
 
@@ -168,60 +142,29 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
     self.turn.inCallback(body)
   }
 
-  private func resume(_ id: Int32, index: Dictionary<Int32, NGHTTP2Output>.Index) {
-    if self.outputs.values[index].deferred, let session = self.session {
-      self.outputs.values[index].deferred = false
-      _ = nghttp2_session_resume_data(session, id)
-    }
-    self.turn.flushSoon()
-  }
-
-  private func readData(
-    session: OpaquePointer,
-    id: Int32,
-    into buffer: UnsafeMutablePointer<UInt8>,
-    length: Int,
-    flags: UnsafeMutablePointer<UInt32>
-  ) -> Int {
-    guard let index = self.outputs.index(forKey: id) else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
-    let pull = self.outputs.values[index].pull(into: buffer, length: length, flags: flags)
-    if pull.counted > 0, let delegate = self.delegates[id] { self.took.append((delegate, pull.counted)) }
-    return pull.result
-  }
-
   // MARK: - Channel
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
     self.turn.attach(self)
-    var callbacks: OpaquePointer?
-    guard nghttp2_session_callbacks_new(&callbacks) == 0 else { return self.fail("nghttp2 could not start") }
-    defer { nghttp2_session_callbacks_del(callbacks) }
-    Self.install(callbacks)
-    var options: OpaquePointer?
-    guard nghttp2_option_new(&options) == 0 else { return self.fail("nghttp2 could not start") }
-    defer { nghttp2_option_del(options) }
-    nghttp2_option_set_no_auto_window_update(options, 1)
-    nghttp2_option_set_no_closed_streams(options, 1)
-    let userData = Unmanaged.passUnretained(self).toOpaque()
-    guard nghttp2_session_client_new2(&self.session, callbacks, userData, options) == 0, let session = self.session
-    else { return self.fail("nghttp2 could not start") }
-    var entries = [
-      nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
-      nghttp2_settings_entry(
-        settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: UInt32(Self.streamWindow)),
-      nghttp2_settings_entry(
-        settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: UInt32(Self.maxHeaderListBytes)),
-    ]
-    _ = nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &entries, entries.count)
-    _ = nghttp2_session_set_local_window_size(
-      session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(Self.connectionWindow))
+    let settings = HTTP2Session.Settings(
+      initialWindowSize: Self.streamWindow,
+      maxHeaderListSize: Self.maxHeaderListBytes,
+      enablePush: false,
+      connectionWindow: Self.connectionWindow
+    )
+    do {
+      self.session = try HTTP2Session(
+        role: .client, settings: settings, delegate: self, allocator: context.channel.allocator)
+    } catch {
+      return self.fail("nghttp2 could not start")
+    }
     if context.channel.isActive { self.becameActive() }
   }
 
   func handlerRemoved(context: ChannelHandlerContext) {
     self.closeAll("the connection to \(self.address) closed")
-    if let session = self.session { nghttp2_session_del(session) }
+    self.session?.close()
     self.session = nil
     self.context = nil
     self.turn.detach()
@@ -242,12 +185,7 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     guard let session = self.session, !self.closing else { return }
     self.turn.beginRead()
-    let bytes = Self.unwrapInboundIn(data)
-    let result = bytes.withUnsafeReadableBytes { raw in
-      nghttp2_session_mem_recv(session, raw.bindMemory(to: UInt8.self).baseAddress, raw.count)
-    }
-    if result < 0 {
-      let reason = String(cString: nghttp2_strerror(Int32(truncatingIfNeeded: result)))
+    if let reason = session.receive(Self.unwrapInboundIn(data)) {
       self.logger.debug(
         "Upstream connection error", metadata: ["sluice.upstream": "\(self.address)", "sluice.error": "\(reason)"])
       self.closing = true
@@ -279,7 +217,7 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
   func flushConnection() {
     guard let session = self.session, let context = self.context else { return }
     guard context.channel.isWritable || self.closing else { return }
-    if let out = NGHTTP2Drain.output(of: session, allocator: context.channel.allocator) {
+    if let out = session.drain() {
       context.writeAndFlush(Self.wrapOutboundOut(out), promise: nil)
     }
     if !self.took.isEmpty {
@@ -289,7 +227,7 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
         for (delegate, bytes) in took { delegate.upstreamTook(bytes) }
       }
     }
-    if nghttp2_session_want_read(session) == 0, nghttp2_session_want_write(session) == 0 {
+    if session.isFinished {
       self.fail(nil)
     } else if self.goingAway, self.delegates.isEmpty {
       self.fail(nil)
@@ -316,105 +254,48 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing {
     self.stopTakingStreams(detail)
     let delegates = self.delegates.values
     self.delegates.removeAll()
-    self.outputs.removeAll()
     self.turn.reset()
     for delegate in delegates { delegate.upstreamClosed(.connectionLost(detail)) }
   }
 
-  // MARK: - Receiving (nghttp2's callbacks)
+  // MARK: - Receiving (the session's delegate)
 
-  private func frameReceived(type: UInt8, flags: UInt8, id: Int32) {
-    let endStream = flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
-    switch UInt32(type) {
-    case NGHTTP2_HEADERS.rawValue:
-      guard let headers = self.incoming.finish(id) else { return }
-      self.delegates[id]?.upstreamHeaders(headers, endStream: endStream)
-      if endStream {
-        self.delegates.removeValue(forKey: id)?.upstreamClosed(nil)
-        self.outputs[id] = nil
-      }
-    case NGHTTP2_DATA.rawValue:
-      if endStream {
-        // DATA with END_STREAM: a response without trailers, which gRPC does not allow.
-        self.delegates.removeValue(forKey: id)?.upstreamClosed(.reset(NGHTTP2_PROTOCOL_ERROR.rawValue))
-        self.outputs[id] = nil
-      }
-    case NGHTTP2_GOAWAY.rawValue:
-      // Streams above the upstream's last one are closed by nghttp2 (REFUSED_STREAM); the rest
-      // go on. New calls go to a new connection.
-      self.stopTakingStreams(nil)
-      self.turn.flushSoon()
-    default:
-      break
-    }
+  func http2Headers(_ headers: HPACKHeaders, endStream: Bool, stream id: Int32) {
+    self.delegates[id]?.upstreamHeaders(headers, endStream: endStream)
+    if endStream { self.delegates.removeValue(forKey: id)?.upstreamClosed(nil) }
   }
 
-  private func dataReceived(session: OpaquePointer, id: Int32, data: UnsafeBufferPointer<UInt8>) {
-    _ = nghttp2_session_consume_connection(session, data.count)
-    guard let delegate = self.delegates[id], let context = self.context else {
-      _ = nghttp2_session_consume_stream(session, id, data.count)
-      return
-    }
-    var bytes = context.channel.allocator.buffer(capacity: data.count)
-    bytes.writeBytes(data)
-    delegate.upstreamData(bytes, length: data.count)
-  }
-
-  /// One response header field; false (the stream is reset, its call told why) past
-  /// `maxHeaderListBytes`.
-  private func header(id: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Bool {
-    guard self.incoming.add(id, name: name, value: value) else {
-      self.outputs[id] = nil
-      self.delegates.removeValue(forKey: id)?.upstreamClosed(.headersTooLarge)
-      return false
-    }
+  func http2Data(_ bytes: ByteBuffer, stream id: Int32) -> Bool {
+    guard let delegate = self.delegates[id] else { return false }
+    delegate.upstreamData(bytes, length: bytes.readableBytes)
     return true
   }
 
-  private func streamClosed(id: Int32, errorCode: UInt32) {
-    self.incoming.drop(id)
-    self.outputs[id] = nil
-    guard let delegate = self.delegates.removeValue(forKey: id) else { return }
-    delegate.upstreamClosed(.reset(errorCode))
+  /// DATA with END_STREAM: a response without trailers, which gRPC does not allow.
+  func http2DataEnded(stream id: Int32) {
+    self.delegates.removeValue(forKey: id)?.upstreamClosed(.reset(UInt32(HTTP2ErrorCode.protocolError.networkCode)))
   }
 
-  private static func install(_ callbacks: OpaquePointer?) {
-    nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
-      guard let frame, let userData else { return 0 }
-      UpstreamConnection.connection(userData).incoming.begin(frame.pointee.hd.stream_id)
-      return 0
-    }
-    nghttp2_session_callbacks_set_on_header_callback(callbacks) {
-      _, frame, name, nameLength, value, valueLength, _, userData in
-      guard let frame, let name, let value, let userData else { return 0 }
-      let accepted = UpstreamConnection.connection(userData).header(
-        id: frame.pointee.hd.stream_id,
-        name: UnsafeBufferPointer(start: name, count: nameLength),
-        value: UnsafeBufferPointer(start: value, count: valueLength)
-      )
-      return accepted ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
-    }
-    nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
-      guard let frame, let userData else { return 0 }
-      let header = frame.pointee.hd
-      UpstreamConnection.connection(userData).frameReceived(
-        type: header.type, flags: header.flags, id: header.stream_id)
-      return 0
-    }
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { session, _, id, data, length, userData in
-      guard let session, let data, let userData else { return 0 }
-      UpstreamConnection.connection(userData).dataReceived(
-        session: session, id: id, data: UnsafeBufferPointer(start: data, count: length))
-      return 0
-    }
-    nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, id, errorCode, userData in
-      guard let userData else { return 0 }
-      UpstreamConnection.connection(userData).streamClosed(id: id, errorCode: errorCode)
-      return 0
-    }
+  /// A response header block past `maxHeaderListBytes`: the session resets the stream, and its
+  /// call is told why.
+  func http2HeadersRefused(stream id: Int32) {
+    self.delegates.removeValue(forKey: id)?.upstreamClosed(.headersTooLarge)
   }
 
-  private static func connection(_ userData: UnsafeMutableRawPointer) -> UpstreamConnection {
-    Unmanaged<UpstreamConnection>.fromOpaque(userData).takeUnretainedValue()
+  func http2Ping() {}
+
+  /// Streams above the upstream's last one are closed by nghttp2 (REFUSED_STREAM); the rest go
+  /// on. New calls go to a new connection.
+  func http2GoAway() {
+    self.stopTakingStreams(nil)
+    self.turn.flushSoon()
+  }
+
+  func http2Sent(_ bytes: Int, stream id: Int32) {
+    if let delegate = self.delegates[id] { self.took.append((delegate, bytes)) }
+  }
+
+  func http2StreamClosed(_ id: Int32, errorCode: UInt32) {
+    self.delegates.removeValue(forKey: id)?.upstreamClosed(.reset(errorCode))
   }
 }

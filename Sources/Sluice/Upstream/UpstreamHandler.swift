@@ -1,7 +1,7 @@
-internal import CNGHTTP2
 internal import GRPCCore
 internal import NIOCore
 internal import NIOHPACK
+internal import NIOHTTP2
 
 /// One call forwarded to an upstream gRPC server, as the engine's handler of a proxied method:
 /// whichever front end the call came in on, its request messages go to an HTTP/2 stream on an
@@ -317,11 +317,11 @@ enum UpstreamMetadata {
       return GRPCErrors.upstreamFailed(service, "\(reason)")
     case .reset(let code):
       let mapped: RPCError.Code =
-        switch code {
-        case NGHTTP2_REFUSED_STREAM.rawValue: .unavailable
-        case NGHTTP2_CANCEL.rawValue: .cancelled
-        case NGHTTP2_ENHANCE_YOUR_CALM.rawValue: .resourceExhausted
-        case NGHTTP2_INADEQUATE_SECURITY.rawValue: .permissionDenied
+        switch HTTP2ErrorCode(networkCode: Int(code)) {
+        case .refusedStream: .unavailable
+        case .cancel: .cancelled
+        case .enhanceYourCalm: .resourceExhausted
+        case .inadequateSecurity: .permissionDenied
         default: .internalError
         }
       return GRPCErrors.upstreamReset(service, http2Code: code, code: mapped)
