@@ -5,9 +5,9 @@ internal import NIOHPACK
 
 /// What every call shares, whichever front end it came in on (native gRPC, WebSocket, HTTP
 /// JSON): routing, the concurrent-RPC limit, bearer authentication, and the metrics and log line
-/// of `RPCMonitor`. A front end asks `admit` when a call starts and `release` once it has ended;
-/// both run on the call's event loop and take no lock but the limiter's atomic and the monitor's
-/// counts.
+/// of `RPCMonitor`. Each front end keeps a `CallLifecycle` per call, which asks `begin` when the
+/// call starts and `release` once it has ended; both run on the call's event loop and take no lock
+/// but the limiter's atomic and the monitor's counts.
 final class RPCEngine: Sendable {
   let router: RPCRouter
   let limiter: RPCLimiter
@@ -125,8 +125,9 @@ final class RPCEngine: Sendable {
     let call: ServerCall
   }
 
-  /// The start every front end shares: routes and admits a call (see `admit`; the
-  /// `authorization` is the request's own), then makes its handler, answering to `responder`.
+  /// The start every front end shares, through `CallLifecycle`: routes and admits a call (see
+  /// `admit`; the `authorization` is the request's own), then makes its handler, answering to
+  /// `responder`.
   func begin(
     path: String,
     metadata: HPACKHeaders,
@@ -156,15 +157,9 @@ final class RPCEngine: Sendable {
     }
   }
 
-  /// Starts a begun call's handler: returns the metadata its response begins with (see
-  /// `responseMetadata`), or nil when the handler sends its headers later.
-  func start(_ started: Started) -> HPACKHeaders? {
-    started.handler.start(started.call).map { self.responseMetadata($0, for: started.call) }
-  }
-
   /// A handler's response metadata and, with `--echo-metadata`, the request's as `echo-<key>`.
-  /// (The native port adds the echo to every header block it writes instead, trailers-only
-  /// answers included.)
+  /// (The native port also echoes into the header blocks it writes without the handler's
+  /// metadata: before a proxied call's first message, and trailers-only answers.)
   func responseMetadata(_ metadata: HPACKHeaders, for call: ServerCall) -> HPACKHeaders {
     var headers = metadata
     if self.echoMetadata { MetadataEcho.echo(call.metadata, into: &headers) }

@@ -19,16 +19,16 @@ internal import Synchronization
 final class GRPCPortServer: Service {
 
   private let configuration: GatewayConfiguration
-  private let port: RPCEngine
+  private let engine: RPCEngine
   private let metrics: GatewayMetrics
   private let logger: Logger
   private let boundPort = BoundPort()
   private let listener = Mutex<(any Channel)?>(nil)
   private let connections = ConnectionTracker()
 
-  init(configuration: GatewayConfiguration, port: RPCEngine, metrics: GatewayMetrics, logger: Logger) {
+  init(configuration: GatewayConfiguration, engine: RPCEngine, metrics: GatewayMetrics, logger: Logger) {
     self.configuration = configuration
-    self.port = port
+    self.engine = engine
     self.metrics = metrics
     self.logger = logger
   }
@@ -100,7 +100,7 @@ final class GRPCPortServer: Service {
   /// preface.
   func addHTTP2Connection(to channel: any Channel) throws {
     try channel.pipeline.syncOperations.addHandler(
-      GRPCServerConnection(port: self.port, channel: channel, settings: Self.nghttp2Settings(self.configuration)))
+      GRPCServerConnection(engine: self.engine, channel: channel, settings: Self.nghttp2Settings(self.configuration)))
     self.metrics.connectionOpened(.grpc)
     channel.closeFuture.whenComplete { _ in self.metrics.connectionClosed(.grpc) }
   }

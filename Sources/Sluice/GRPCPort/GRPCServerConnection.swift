@@ -22,7 +22,7 @@ final class GRPCServerConnection: ChannelDuplexHandler, TurnFlushing, HTTP2Sessi
     var management: HTTP2ConnectionManager.Configuration
   }
 
-  let port: RPCEngine
+  let engine: RPCEngine
   let eventLoop: any EventLoop
   let allocator: ByteBufferAllocator
   let remoteAddress: SocketAddress?
@@ -44,8 +44,8 @@ final class GRPCServerConnection: ChannelDuplexHandler, TurnFlushing, HTTP2Sessi
   private var bodyWatch: [GRPCStream] = []
   private var bodyTimer: Scheduled<Void>?
 
-  init(port: RPCEngine, channel: any Channel, settings: Settings) {
-    self.port = port
+  init(engine: RPCEngine, channel: any Channel, settings: Settings) {
+    self.engine = engine
     self.eventLoop = channel.eventLoop
     self.allocator = channel.allocator
     self.settings = settings
@@ -84,7 +84,7 @@ final class GRPCServerConnection: ChannelDuplexHandler, TurnFlushing, HTTP2Sessi
   func watchBody(_ stream: GRPCStream) {
     self.bodyWatch.append(stream)
     if self.bodyTimer == nil, let since = stream.awaitingSince {
-      self.scheduleBodyCheck(at: since + TimeAmount(self.port.bodyTimeout))
+      self.scheduleBodyCheck(at: since + TimeAmount(self.engine.bodyTimeout))
     }
   }
 
@@ -98,7 +98,7 @@ final class GRPCServerConnection: ChannelDuplexHandler, TurnFlushing, HTTP2Sessi
         for stream in watched where stream.checkBody(at: now) { self.bodyWatch.append(stream) }
       }
       if self.bodyTimer == nil, let earliest = self.bodyWatch.lazy.compactMap(\.awaitingSince).min() {
-        self.scheduleBodyCheck(at: earliest + TimeAmount(self.port.bodyTimeout))
+        self.scheduleBodyCheck(at: earliest + TimeAmount(self.engine.bodyTimeout))
       }
     }
   }
@@ -152,7 +152,7 @@ final class GRPCServerConnection: ChannelDuplexHandler, TurnFlushing, HTTP2Sessi
     self.turn.beginRead()
     if let error = session.receive(Self.unwrapInboundIn(data)) {
       // A connection error: nghttp2 has queued its GOAWAY; send it, then close.
-      self.port.logger.debug("gRPC connection error", metadata: ["sluice.error": "\(error)"])
+      self.engine.logger.debug("gRPC connection error", metadata: ["sluice.error": "\(error)"])
       self.closing = true
       self.turn.flushNow(always: true)
       context.close(promise: nil)
@@ -197,7 +197,7 @@ final class GRPCServerConnection: ChannelDuplexHandler, TurnFlushing, HTTP2Sessi
   }
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
-    self.port.logger.debug("gRPC connection error", metadata: ["sluice.error": "\(error)"])
+    self.engine.logger.debug("gRPC connection error", metadata: ["sluice.error": "\(error)"])
     self.close()
   }
 
@@ -283,7 +283,7 @@ final class GRPCServerConnection: ChannelDuplexHandler, TurnFlushing, HTTP2Sessi
     if let stream = self.streams[id] {
       stream.receivedHeaders(headers, endStream: endStream)
     } else {
-      let stream = GRPCStream(id: HTTP2StreamID(id), connection: self, port: self.port)
+      let stream = GRPCStream(id: HTTP2StreamID(id), connection: self, engine: self.engine)
       self.streams[id] = stream
       self.manager.streamOpened()
       stream.receivedHeaders(headers, endStream: endStream)

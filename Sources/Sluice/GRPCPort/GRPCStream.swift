@@ -35,20 +35,14 @@ final class GRPCStream: CallResponder, TurnBatched {
 
   /// Strong: the connection drops its streams when they close and when it goes away.
   private let connection: GRPCServerConnection
-  private let port: RPCEngine
+  private let engine: RPCEngine
   private var state: GRPCServerStreamState
-  private var method: RPCMethod?
-  private var handler: (any RPCHandler)?
-  private var call: ServerCall?
-  /// The engine's hold on the call (limiter slot, metrics), from routing to `ended`.
-  private var admission: RPCEngine.Admission?
-  private var deadline: Scheduled<Void>?
-  private var messagesIn = 0
+  /// The call's admission, handler, deadline and counts, from routing to `ended`.
+  private var lifecycle = CallLifecycle()
   /// The client has half-closed (whether or not the call was still open then).
   private var clientEnded = false
   /// Resets the stream if the client has not half-closed `resetGrace` after the call ended.
   private var resetTimer: Scheduled<Void>?
-  private var messagesOut = 0
 
   /// Response messages not yet written as a DATA frame.
   private var pending: ByteBuffer?
@@ -65,16 +59,16 @@ final class GRPCStream: CallResponder, TurnBatched {
   /// flow-controlled length.
   private var queuedRequest: CircularBuffer<(bytes: ByteBuffer, endStream: Bool, length: Int)> = []
   private var queuedBytes = 0
-  /// Request bytes held (queued and of a message begun), reserved in `port.budget`.
+  /// Request bytes held (queued and of a message begun), reserved in `engine.budget`.
   private var heldBytes = 0
   /// Since when the stream has waited for a request message due within `--body-timeout`.
   private(set) var awaitingSince: NIODeadline?
 
-  init(id: HTTP2StreamID, connection: GRPCServerConnection, port: RPCEngine) {
+  init(id: HTTP2StreamID, connection: GRPCServerConnection, engine: RPCEngine) {
     self.id = id
     self.connection = connection
-    self.port = port
-    self.state = GRPCServerStreamState(maximumMessageBytes: port.maximumMessageBytes)
+    self.engine = engine
+    self.state = GRPCServerStreamState(maximumMessageBytes: engine.maximumMessageBytes)
   }
 
   // MARK: - CallResponder
@@ -98,9 +92,9 @@ final class GRPCStream: CallResponder, TurnBatched {
 
   /// A proxy's response message, framed from its buffer with no copy into an array.
   func send(buffer message: ByteBuffer) {
-    guard message.readableBytes <= self.port.maximumMessageBytes else {
+    guard message.readableBytes <= self.engine.maximumMessageBytes else {
       self.finish(
-        GRPCErrors.messageTooLarge(message.readableBytes, limit: self.port.maximumMessageBytes, received: false))
+        GRPCErrors.messageTooLarge(message.readableBytes, limit: self.engine.maximumMessageBytes, received: false))
       return
     }
     let (headers, open) = self.state.sendingMessage()
@@ -110,8 +104,8 @@ final class GRPCStream: CallResponder, TurnBatched {
   }
 
   func send(serialized message: [UInt8], compressed: Bool) {
-    guard message.count <= self.port.maximumMessageBytes else {
-      self.finish(GRPCErrors.messageTooLarge(message.count, limit: self.port.maximumMessageBytes, received: false))
+    guard message.count <= self.engine.maximumMessageBytes else {
+      self.finish(GRPCErrors.messageTooLarge(message.count, limit: self.engine.maximumMessageBytes, received: false))
       return
     }
     let (headers, open) = self.state.sendingMessage()
@@ -135,7 +129,7 @@ final class GRPCStream: CallResponder, TurnBatched {
     self.pending = nil  // unique while written to: no copy
     write(&pending)
     self.pending = pending
-    self.messagesOut += 1
+    self.lifecycle.sending()
     if pending.readableBytes >= Self.batchBytes {
       self.writePending(counted: true)
     } else if first {
@@ -145,8 +139,8 @@ final class GRPCStream: CallResponder, TurnBatched {
   }
 
   func sendHeaders(_ metadata: HPACKHeaders) {
-    guard let call = self.call, var headers = self.state.sendingMessage().headers else { return }
-    headers.add(contentsOf: self.port.responseMetadata(metadata, for: call))
+    guard let call = self.lifecycle.call, var headers = self.state.sendingMessage().headers else { return }
+    headers.add(contentsOf: self.engine.responseMetadata(metadata, for: call))
     self.connection.sendHeaders(headers, endStream: false, on: self)
     self.connection.flushSoon()
   }
@@ -183,7 +177,7 @@ final class GRPCStream: CallResponder, TurnBatched {
     case .trailers(let action):
       self.deliver(action)
     case .refuse(let ending, let error):
-      self.port.logger.debug(
+      self.engine.logger.debug(
         "Refused a malformed gRPC request",
         metadata: ["sluice.rpc.method": "\(headers.first(name: ":path") ?? "")", "sluice.error": "\(error)"]
       )
@@ -222,7 +216,7 @@ final class GRPCStream: CallResponder, TurnBatched {
   /// A graceful shutdown began: streams end with UNAVAILABLE now, so that clients see a status
   /// and retry elsewhere; unary calls are left to finish.
   func quiesce() {
-    guard self.state.isOpen, let method = self.method, method.kind != .unary else { return }
+    guard self.state.isOpen, let method = self.lifecycle.method, method.kind != .unary else { return }
     self.stop(GRPCErrors.shuttingDown, write: true)
   }
 
@@ -234,38 +228,31 @@ final class GRPCStream: CallResponder, TurnBatched {
   // MARK: - The call
 
   private func start(_ head: GRPCServerStreamState.RequestHead, headers: HPACKHeaders, endStream: Bool) {
-    let started: RPCEngine.Started
-    let origin = CallOrigin(peerAddress: self.connection.remoteAddress, source: .metadata)
-    switch self.port.begin(
+    let refusal = self.lifecycle.begin(
+      self.engine,
       path: head.path,
       metadata: headers,
-      deadline: head.timeout.map { .now() + TimeAmount($0) },
-      origin: origin,
+      timeout: head.timeout,
+      origin: CallOrigin(peerAddress: self.connection.remoteAddress, source: .metadata),
       transport: .grpc,
-      responder: self
-    ) {
-    case .success(let begun): started = begun
-    case .failure(let error):
-      self.finish(error)
+      responder: self,
+      expired: { self.connection.inCallback { self.stop(GRPCErrors.deadlineExceeded, write: true) } }
+    )
+    if let refusal {
+      self.finish(refusal)
       return
     }
-    let (method, handler, call) = (started.admission.method, started.handler, started.call)
-    self.method = method
-    self.admission = started.admission
-    if let timeout = head.timeout {
-      self.deadline = self.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
-        self.connection.inCallback { self.stop(GRPCErrors.deadlineExceeded, write: true) }
-      }
-    }
-    self.handler = handler
-    self.call = call
+    guard let method = self.lifecycle.method, let handler = self.lifecycle.handler, let call = self.lifecycle.call
+    else { return }
     self.state.compressesResponses = method.compressesResponses && GRPCServerStreamState.acceptsGzip(headers)
     // The response headers go out with the first flush, before any message: clients such as
     // grpc-swift's wait for them before they send their first request message. (A handler that
     // sends its own later, a proxy, gets them from its upstream.)
-    if let metadata = handler.start(call), var responseHeaders = self.state.sendingMessage().headers {
+    if let metadata = CallLifecycle.start(handler, call, engine: self.engine),
+      var responseHeaders = self.state.sendingMessage().headers
+    {
       responseHeaders.add(contentsOf: metadata)
-      self.writeHeaders(responseHeaders)
+      self.connection.sendHeaders(responseHeaders, endStream: false, on: self)
       self.connection.flushSoon()
     }
     if endStream { self.deliver(.deliver([], ended: true)) }
@@ -276,10 +263,10 @@ final class GRPCStream: CallResponder, TurnBatched {
   private func deliver(_ action: GRPCServerStreamState.RequestAction) {
     switch action {
     case .deliver(let messages, let ended):
-      guard let handler = self.handler, let call = self.call else { return }
+      guard let handler = self.lifecycle.handler, let call = self.lifecycle.call else { return }
       for message in messages {
         guard self.state.isOpen else { return }
-        self.messagesIn += 1
+        self.lifecycle.receiving()
         self.messageCompressed = message.compressed
         handler.received(message.bytes, call)
       }
@@ -295,7 +282,7 @@ final class GRPCStream: CallResponder, TurnBatched {
   /// (a reset, a closed stream) counted as `error` only.
   private func stop(_ error: RPCError, write: Bool) {
     guard self.state.isOpen else { return }
-    let handler = self.handler
+    let handler = self.lifecycle.handler
     if write {
       self.finish(error)
     } else {
@@ -307,19 +294,12 @@ final class GRPCStream: CallResponder, TurnBatched {
 
   /// Bookkeeping once a call is over, whichever way it ended.
   private func ended(code: String) {
-    self.deadline?.cancel()
-    self.deadline = nil
-    self.handler = nil
-    self.call = nil
+    self.lifecycle.end(self.engine, code: code)
     self.queuedRequest.removeAll()
     self.queuedBytes = 0
     self.awaitingSince = nil
-    self.port.budget.release(self.heldBytes)
+    self.engine.budget.release(self.heldBytes)
     self.heldBytes = 0
-    if let admission = self.admission {
-      self.admission = nil
-      self.port.release(admission, code: code, received: self.messagesIn, sent: self.messagesOut)
-    }
   }
 
   // MARK: - Flow control
@@ -335,15 +315,15 @@ final class GRPCStream: CallResponder, TurnBatched {
   /// Brings the stream's hold on the budget and its body timer up to date with what it holds now;
   /// ends the call when the budget has no room for it.
   private func accountRequest() {
-    guard self.state.isOpen, let method = self.method else { return }
+    guard self.state.isOpen, let method = self.lifecycle.method else { return }
     let held = self.queuedBytes + self.state.partialMessageBytes
     if held > self.heldBytes {
-      guard self.port.budget.reserve(held - self.heldBytes) else {
-        self.stop(GRPCErrors.requestBufferFull(limit: self.port.budget.limit), write: true)
+      guard self.engine.budget.reserve(held - self.heldBytes) else {
+        self.stop(GRPCErrors.requestBufferFull(limit: self.engine.budget.limit), write: true)
         return
       }
     } else if held < self.heldBytes {
-      self.port.budget.release(self.heldBytes - held)
+      self.engine.budget.release(self.heldBytes - held)
     }
     self.heldBytes = held
     let oneMessage = method.kind == .unary || method.kind == .serverStreaming
@@ -366,8 +346,8 @@ final class GRPCStream: CallResponder, TurnBatched {
       self.awaitingSince = nil
       return false
     }
-    guard now - since >= TimeAmount(self.port.bodyTimeout) else { return true }
-    self.stop(GRPCErrors.bodyTimedOut("the request message", after: self.port.bodyTimeout), write: true)
+    guard now - since >= TimeAmount(self.engine.bodyTimeout) else { return true }
+    self.stop(GRPCErrors.bodyTimedOut("the request message", after: self.engine.bodyTimeout), write: true)
     return false
   }
 
@@ -396,7 +376,7 @@ final class GRPCStream: CallResponder, TurnBatched {
       self.waitingForWritability = true
       return
     }
-    if self.state.isOpen, let handler = self.handler, let call = self.call {
+    if self.state.isOpen, let handler = self.lifecycle.handler, let call = self.lifecycle.call {
       handler.becameWritable(call)
     }
   }
@@ -439,7 +419,7 @@ final class GRPCStream: CallResponder, TurnBatched {
 
   /// `--echo-metadata`: the request's metadata as `echo-<key>` response headers.
   private func addEcho(to headers: inout HPACKHeaders) {
-    guard self.port.echoMetadata, let call = self.call else { return }
+    guard self.engine.echoMetadata, let call = self.lifecycle.call else { return }
     MetadataEcho.echo(call.metadata, into: &headers)
   }
 

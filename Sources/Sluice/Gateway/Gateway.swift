@@ -130,7 +130,8 @@ public final class Gateway: Sendable {
       logger: logger,
       tracing: tracing
     )
-    self.grpcServer = GRPCPortServer(configuration: configuration, port: engine, metrics: self.metrics, logger: logger)
+    self.grpcServer = GRPCPortServer(
+      configuration: configuration, engine: engine, metrics: self.metrics, logger: logger)
     self.httpFrontEnd = HTTPFrontEnd(
       bridges: self.bridges,
       engine: engine,

@@ -44,15 +44,11 @@ final class HTTPCall: CallResponder {
 
   private var metadata = Metadata()
   private var timeout: Duration?
-  private var admission: RPCEngine.Admission?
-  private var handler: (any RPCHandler)?
-  private var call: ServerCall?
+  /// The RPC's admission, handler, deadline and counts, from its start to `ended`.
+  private var lifecycle = CallLifecycle()
   private var initialMetadata: HPACKHeaders = [:]
   /// The handler holds its requests back (`holdRequests`), and so the connection its reading.
   private var requestsHeld = false
-  private var deadline: Scheduled<Void>?
-  private var messagesIn = 0
-  private var messagesOut = 0
   /// Whether the request has been read to its end.
   private(set) var requestEnded = false
   /// Whether the response has been written to its end (or abandoned).
@@ -181,7 +177,9 @@ final class HTTPCall: CallResponder {
         self.lines = lines
         if let last { try self.receivedLine(last) }
         self.releaseBudget()
-        if let handler = self.handler, let call = self.call, !self.done { handler.receivedEnd(call) }
+        if let handler = self.lifecycle.handler, let call = self.lifecycle.call, !self.done {
+          handler.receivedEnd(call)
+        }
       }
     } catch {
       self.bodyFailed(error)
@@ -192,9 +190,7 @@ final class HTTPCall: CallResponder {
   func clientGone() {
     guard !self.done else { return }
     self.done = true
-    let handler = self.handler
-    self.ended(code: "\(RPCError.Code.cancelled)")
-    handler?.stopped()
+    self.ended(code: "\(RPCError.Code.cancelled)")?.stopped()
   }
 
   /// The request broke HTTP/1.1 framing after the response began.
@@ -203,7 +199,7 @@ final class HTTPCall: CallResponder {
   }
 
   func connectionBecameWritable() {
-    guard !self.done, let handler = self.handler, let call = self.call else { return }
+    guard !self.done, let handler = self.lifecycle.handler, let call = self.lifecycle.call else { return }
     handler.becameWritable(call)
   }
 
@@ -216,7 +212,7 @@ final class HTTPCall: CallResponder {
   var messageCompressed: Bool { false }
 
   func send(serialized message: [UInt8], compressed: Bool) {
-    guard !self.done, self.handler != nil else { return }
+    guard !self.done, self.lifecycle.isRunning else { return }
     let json: [UInt8]
     do {
       json = try self.bridge.decodeResponse(message, for: self.method)
@@ -236,13 +232,13 @@ final class HTTPCall: CallResponder {
       self.stop(error)
       return
     }
-    self.messagesOut += 1
+    self.lifecycle.sending()
     self.connection.flushSoon()
   }
 
   func sendHeaders(_ metadata: HPACKHeaders) {
     // The response head goes out with the first message or the end: until then it can take them.
-    guard !self.done, self.messagesOut == 0, let call = self.call else { return }
+    guard !self.done, self.lifecycle.messagesOut == 0, let call = self.lifecycle.call else { return }
     self.initialMetadata = self.port.engine.responseMetadata(metadata, for: call)
   }
 
@@ -253,7 +249,7 @@ final class HTTPCall: CallResponder {
   }
 
   func finish(_ error: RPCError?, trailers: HPACKHeaders) {
-    guard !self.done, self.handler != nil else { return }
+    guard !self.done, self.lifecycle.isRunning else { return }
     self.end(error, trailers: trailers, errorStatus: nil)
   }
 
@@ -261,44 +257,37 @@ final class HTTPCall: CallResponder {
 
   private func start(message: [UInt8]?, end: Bool) {
     let engine = self.port.engine
-    let origin = CallOrigin(
-      peerAddress: self.connection.remoteAddress,
-      source: .headers(self.head.headers, secure: self.port.configuration.tls != nil)
-    )
-    switch engine.begin(
+    let refusal = self.lifecycle.begin(
+      engine,
       path: self.path,
       metadata: RequestMetadata.headers(self.metadata),
-      deadline: self.timeout.map { .now() + TimeAmount($0) },
-      origin: origin,
+      timeout: self.timeout,
+      origin: CallOrigin(
+        peerAddress: self.connection.remoteAddress,
+        source: .headers(self.head.headers, secure: self.port.configuration.tls != nil)
+      ),
       transport: .http,
-      responder: self
-    ) {
-    case .failure(let error):
-      self.end(error, trailers: [:], errorStatus: nil)
-    case .success(let started):
-      let (handler, call) = (started.handler, started.call)
-      self.admission = started.admission
-      self.handler = handler
-      self.call = call
-      if let timeout = self.timeout {
-        self.deadline = self.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
-          self.connection.inCallback { self.stop(GRPCErrors.deadlineExceeded) }
-        }
-      }
-      self.initialMetadata = engine.start(started) ?? [:]
-      if let message, !self.done {
-        self.messagesIn += 1
-        handler.received(ByteBuffer(bytes: message), call)
-      }
-      if end, !self.done { handler.receivedEnd(call) }
+      responder: self,
+      expired: { self.connection.inCallback { self.stop(GRPCErrors.deadlineExceeded) } }
+    )
+    if let refusal {
+      self.end(refusal, trailers: [:], errorStatus: nil)
+      return
     }
+    guard let handler = self.lifecycle.handler, let call = self.lifecycle.call else { return }
+    self.initialMetadata = CallLifecycle.start(handler, call, engine: engine) ?? [:]
+    if let message, !self.done {
+      self.lifecycle.receiving()
+      handler.received(ByteBuffer(bytes: message), call)
+    }
+    if end, !self.done { handler.receivedEnd(call) }
   }
 
   /// Ends the RPC without its handler (a deadline, a response that does not translate, a body
   /// that broke the rules): `error` is its status.
   private func stop(_ error: RPCError, errorStatus: HTTPResponseStatus? = nil) {
     guard !self.done else { return }
-    let handler = self.handler
+    let handler = self.lifecycle.handler
     self.end(error, trailers: [:], errorStatus: errorStatus)
     handler?.stopped()
   }
@@ -334,22 +323,16 @@ final class HTTPCall: CallResponder {
   }
 
   /// Bookkeeping once the RPC is over, whichever way it ended.
-  private func ended(code: String) {
-    self.deadline?.cancel()
-    self.deadline = nil
+  @discardableResult
+  private func ended(code: String) -> (any RPCHandler)? {
+    let handler = self.lifecycle.end(self.port.engine, code: code)
     self.lineTimer?.cancel()
     self.lineTimer = nil
-    self.handler = nil
-    self.call = nil
     if self.requestsHeld {
       self.requestsHeld = false
       self.connection.holdRequests(false)
     }
     self.releaseBudget()
-    if let admission = self.admission {
-      self.admission = nil
-      self.port.engine.release(admission, code: code, received: self.messagesIn, sent: self.messagesOut)
-    }
     self.port.logger.debug(
       "HTTP RPC ended",
       metadata: [
@@ -357,6 +340,7 @@ final class HTTPCall: CallResponder {
         "sluice.http.framing": "\(self.machine.framing)",
       ]
     )
+    return handler
   }
 
   /// A request that was refused before its RPC started.
@@ -371,7 +355,7 @@ final class HTTPCall: CallResponder {
   /// the connection closes after the answer.
   private func bodyFailed(_ error: RPCError) {
     guard !self.done else { return }
-    if self.handler == nil, self.admission == nil {
+    if !self.lifecycle.isRunning {
       self.failBeforeStart(error)
     } else {
       self.stop(error, errorStatus: self.status(for: error))
@@ -441,8 +425,8 @@ final class HTTPCall: CallResponder {
         throw GRPCErrors.controlFrameOverHTTP(key)
       }
       let message = try self.bridge.encodeRequest(value, for: self.method)
-      guard let handler = self.handler, let call = self.call else { return }
-      self.messagesIn += 1
+      guard let handler = self.lifecycle.handler, let call = self.lifecycle.call else { return }
+      self.lifecycle.receiving()
       handler.received(ByteBuffer(bytes: message), call)
     } catch {
       throw GRPCErrors.ndjsonLine(self.lineNumber, error)

@@ -53,14 +53,10 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
 
   private var machine: WebSocketSessionStateMachine
   private var context: ChannelHandlerContext?
-  private var admission: RPCEngine.Admission?
-  private var handler: (any RPCHandler)?
-  private var call: ServerCall?
+  /// The RPC's admission, handler, deadline and counts, from its start to `rpcEnded`.
+  private var lifecycle = CallLifecycle()
   private var metadata: Metadata
   private var timeout: Duration?
-  private var messagesIn = 0
-  private var messagesOut = 0
-  private var deadline: Scheduled<Void>?
   private var closeTimer: Scheduled<Void>?
   /// The write of the server's Close: TCP closes after it, never over it.
   private var closeWritten: EventLoopFuture<Void>?
@@ -201,7 +197,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
         self.readPending = false
         context.read()
       }
-      if self.machine.isRunning, let handler = self.handler, let call = self.call {
+      if self.machine.isRunning, let handler = self.lifecycle.handler, let call = self.lifecycle.call {
         self.turn.inCallback { handler.becameWritable(call) }
       }
     }
@@ -233,13 +229,13 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
       self.inTurn { self.machine.rpcFailed(error) }
       return
     }
-    self.messagesOut += 1
+    self.lifecycle.sending()
     self.headersSent = true
     self.write(json, context: context)
   }
 
   func sendHeaders(_ metadata: HPACKHeaders) {
-    guard self.machine.isRunning, !self.headersSent, let call = self.call else { return }
+    guard self.machine.isRunning, !self.headersSent, let call = self.lifecycle.call else { return }
     self.headersSent = true
     if let frame = StatusJSON.headersFrame(self.engine.responseMetadata(metadata, for: call)) { self.write(frame) }
   }
@@ -292,18 +288,17 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
       break
     case .run(let start, let message, let end):
       if start { self.startRPC() }
-      if let message, self.machine.isRunning, let handler = self.handler, let call = self.call {
-        self.messagesIn += 1
+      if let message, self.machine.isRunning, let handler = self.lifecycle.handler, let call = self.lifecycle.call {
+        self.lifecycle.receiving()
         var buffer = self.context?.channel.allocator.buffer(capacity: message.count) ?? ByteBuffer()
         buffer.writeBytes(message)
         handler.received(buffer, call)
       }
-      if end, self.machine.isRunning, let handler = self.handler, let call = self.call {
+      if end, self.machine.isRunning, let handler = self.lifecycle.handler, let call = self.lifecycle.call {
         handler.receivedEnd(call)
       }
     case .end(let ending):
-      let handler = self.handler
-      self.rpcEnded(code: ending.error.map { "\($0.code)" } ?? "ok")
+      let handler = self.rpcEnded(code: ending.error.map { "\($0.code)" } ?? "ok")
       if ending.stopsHandler { handler?.stopped() }
       self.logger.debug(
         "WebSocket RPC ended",
@@ -330,8 +325,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
         }
       }
     case .close(let stopsHandler):
-      let handler = self.handler
-      self.rpcEnded(code: "cancelled")
+      let handler = self.rpcEnded(code: "cancelled")
       if stopsHandler { handler?.stopped() }
       self.closeTimer?.cancel()
       self.keepalive?.cancel()
@@ -350,46 +344,33 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
   /// Starts the RPC: the engine routes and admits it (or refuses it, which ends the session with
   /// the refusal's status), the handler is made, the deadline set and `$headers` sent.
   private func startRPC() {
-    let metadata = RequestMetadata.headers(self.metadata)
-    switch self.engine.begin(
+    let refusal = self.lifecycle.begin(
+      self.engine,
       path: self.path,
-      metadata: metadata,
-      deadline: self.timeout.map { .now() + TimeAmount($0) },
+      metadata: RequestMetadata.headers(self.metadata),
+      timeout: self.timeout,
       origin: CallOrigin(
         peerAddress: self.context?.channel.remoteAddress,
         source: .headers(self.handshakeHeaders, secure: self.secure)
       ),
       transport: .websocket,
-      responder: self
-    ) {
-    case .failure(let error):
-      self.perform(self.machine.rpcFinished(error))
-    case .success(let started):
-      self.admission = started.admission
-      self.handler = started.handler
-      self.call = started.call
-      if let timeout = self.timeout, let context = self.context {
-        self.deadline = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
-          self.inTurn { self.machine.rpcFailed(GRPCErrors.deadlineExceeded) }
-        }
-      }
-      if let metadata = self.engine.start(started) {
-        self.headersSent = true
-        if let frame = StatusJSON.headersFrame(metadata) { self.write(frame) }
-      }
+      responder: self,
+      expired: { self.inTurn { self.machine.rpcFailed(GRPCErrors.deadlineExceeded) } }
+    )
+    if let refusal {
+      self.perform(self.machine.rpcFinished(refusal))
+      return
+    }
+    guard let handler = self.lifecycle.handler, let call = self.lifecycle.call else { return }
+    if let metadata = CallLifecycle.start(handler, call, engine: self.engine) {
+      self.headersSent = true
+      if let frame = StatusJSON.headersFrame(metadata) { self.write(frame) }
     }
   }
 
-  /// Bookkeeping once the RPC is over, whichever way it ended.
-  private func rpcEnded(code: String) {
-    self.deadline?.cancel()
-    self.deadline = nil
-    self.handler = nil
-    self.call = nil
-    if let admission = self.admission {
-      self.admission = nil
-      self.engine.release(admission, code: code, received: self.messagesIn, sent: self.messagesOut)
-    }
+  /// Bookkeeping once the RPC is over, whichever way it ended; returns the handler it had.
+  private func rpcEnded(code: String) -> (any RPCHandler)? {
+    self.lifecycle.end(self.engine, code: code)
   }
 
   private func clientGone() {
