@@ -22,7 +22,6 @@ let package = Package(
     .package(url: "https://github.com/grpc/grpc-swift-protobuf", exact: "2.4.1"),
     .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
     .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
-    .package(url: "https://github.com/apple/swift-async-algorithms", exact: "1.1.4"),
     .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
     .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
@@ -49,7 +48,6 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
         .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
-        .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         .product(name: "AsyncHTTPClient", package: "async-http-client"),
         .product(name: "NIOCore", package: "swift-nio"),
@@ -68,7 +66,7 @@ let package = Package(
       dependencies: [
         "SluiceCodec",
         "SluiceProtos",
-        .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
+        "SluicePublicFiles",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -83,8 +81,6 @@ let package = Package(
         .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
-        .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
-        .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -102,6 +98,20 @@ let package = Package(
     .target(
       name: "SluiceCodec",
       dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+      swiftSettings: swiftSettings
+    ),
+    // The page in public/, embedded (scripts/embed-public.sh): its own target, so that editing the
+    // page rebuilds one file, not the gateway.
+    .target(name: "SluicePublicFiles", swiftSettings: swiftSettings),
+    // grpc-swift-2 service stubs generated from Protos/ (scripts/generate-protos.sh), for the tests'
+    // and benchmarks' clients only: the product speaks gRPC through its own HTTP/2 layer.
+    .target(
+      name: "SluiceGRPCStubs",
+      dependencies: [
+        "SluiceProtos",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+      ],
       swiftSettings: swiftSettings
     ),
     // Message types and the FileDescriptorSet generated from Protos/ (scripts/generate-protos.sh).
@@ -148,6 +158,7 @@ let package = Package(
       dependencies: [
         "Sluice",
         "SluiceProtos",
+        "SluiceGRPCStubs",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -165,6 +176,7 @@ let package = Package(
         "Sluice",
         "SluiceCodec",
         "SluiceProtos",
+        "SluiceGRPCStubs",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
         .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),

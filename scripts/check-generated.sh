@@ -19,8 +19,8 @@ if command -v protoc >/dev/null; then
     exit 1
   }
 fi
-if ! diff <(scripts/embed-public.sh --stdout) Sources/Sluice/Generated/PublicFiles.swift >/dev/null; then
-  echo "public/ changed since Sources/Sluice/Generated/PublicFiles.swift was generated: run scripts/embed-public.sh" >&2
+if ! diff <(scripts/embed-public.sh --stdout) Sources/SluicePublicFiles/Generated/PublicFiles.swift >/dev/null; then
+  echo "public/ changed since Sources/SluicePublicFiles/Generated/PublicFiles.swift was generated: run scripts/embed-public.sh" >&2
   exit 1
 fi
 echo "generated code matches Protos/ and public/"

@@ -2,7 +2,7 @@
 # Regenerates everything derived from Protos/*.proto. Run it after editing a proto; commit the result.
 #
 #   Sources/SluiceProtos/Generated/*.pb.swift   message types        (protoc-gen-swift)
-#   Sources/Sluice/Generated/*.grpc.swift       service stubs        (protoc-gen-grpc-swift-2)
+#   Sources/SluiceGRPCStubs/Generated/*.grpc.swift   service stubs (protoc-gen-grpc-swift-2), for tests and benchmarks
 #   Protos/sluice.binpb                         FileDescriptorSet    (protoc --include_imports; with
 #                                               Protos/grpc's reflection and health services)
 #   Sources/SluiceProtos/Generated/DescriptorSet.swift   the same bytes, embedded for the bridge
@@ -37,7 +37,7 @@ gen_grpc=${PROTOC_GEN_GRPC_SWIFT:-$(build_plugin grpc/grpc-swift-protobuf "$(tag
 
 protos=(Protos/*.proto)
 messages=Sources/SluiceProtos/Generated
-stubs=Sources/Sluice/Generated
+stubs=Sources/SluiceGRPCStubs/Generated
 mkdir -p "$messages" "$stubs"
 rm -f "$messages"/*.pb.swift "$stubs"/*.grpc.swift
 

@@ -13,6 +13,7 @@ import Logging
 import NIOCore
 import NIOWebSocket
 import Sluice
+import SluiceGRPCStubs
 import SluiceProtos
 import SluiceTestSupport
 import SwiftProtobuf

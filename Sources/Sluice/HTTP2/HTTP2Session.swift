@@ -65,6 +65,10 @@ final class HTTP2Session {
     var enablePush: Bool?
     /// The connection's receive window (at least the protocol's 65,535).
     var connectionWindow: Int
+    /// Regular header fields whose name or value has characters HTTP does not allow (controls,
+    /// DEL) are kept instead of resetting the stream. Only for a client that shows what a server
+    /// sent, escaped (`sluice call`); the gateway never forwards such a field.
+    var keepsInvalidFields = false
   }
 
   /// nghttp2 could not create the session (out of memory).
@@ -87,6 +91,7 @@ final class HTTP2Session {
     guard nghttp2_session_callbacks_new(&callbacks) == 0 else { throw StartError() }
     defer { nghttp2_session_callbacks_del(callbacks) }
     Self.install(callbacks)
+    if settings.keepsInvalidFields { Self.installKeepingInvalidFields(callbacks) }
     var options: OpaquePointer?
     guard nghttp2_option_new(&options) == 0 else { throw StartError() }
     defer { nghttp2_option_del(options) }
@@ -382,6 +387,21 @@ final class HTTP2Session {
       guard let userData else { return 0 }
       HTTP2Session.session(userData).streamClosed(id: id, errorCode: errorCode)
       return 0
+    }
+  }
+
+  /// nghttp2 hands regular fields it finds invalid to this callback (never pseudo-headers or
+  /// upper-case names); returning 0 makes it skip them without a reset, and they are kept here.
+  private static func installKeepingInvalidFields(_ callbacks: OpaquePointer?) {
+    nghttp2_session_callbacks_set_on_invalid_header_callback(callbacks) {
+      _, frame, name, nameLength, value, valueLength, _, userData in
+      guard let frame, let name, let value, let userData else { return 0 }
+      let accepted = HTTP2Session.session(userData).header(
+        id: frame.pointee.hd.stream_id,
+        name: UnsafeBufferPointer(start: name, count: nameLength),
+        value: UnsafeBufferPointer(start: value, count: valueLength)
+      )
+      return accepted ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
     }
   }
 

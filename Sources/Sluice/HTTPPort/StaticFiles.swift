@@ -2,6 +2,7 @@ internal import Foundation
 internal import NIOCore
 internal import NIOFileSystem
 internal import NIOHTTP1
+internal import SluicePublicFiles
 
 /// The files of `public/` (PROTOCOL.md: `GET /` serves it): the browser page and its scripts,
 /// built into the binary (`scripts/embed-public.sh`), or read from a folder (`--public-dir`).

@@ -33,8 +33,13 @@ final class UpstreamCluster: Sendable {
   /// Each event loop's connections, touched only on that loop (see `LoopPool`).
   private let pools: NIOLockedValueBox<[ObjectIdentifier: LoopPool]>
 
-  init(route: UpstreamRoute, tls: UpstreamTLS?, logger: Logger) throws {
+  /// Response header fields HTTP does not allow are kept (`sluice call` only; see
+  /// `UpstreamConnection`).
+  let keepsInvalidFields: Bool
+
+  init(route: UpstreamRoute, tls: UpstreamTLS?, logger: Logger, keepsInvalidFields: Bool = false) throws {
     self.route = route
+    self.keepsInvalidFields = keepsInvalidFields
     self.authority = route.addresses.first.map { "\($0)" } ?? "localhost"
     self.logger = logger
     if let tls {
@@ -278,7 +283,9 @@ private final class LoopPool: @unchecked Sendable {
   private func connect(_ target: UpstreamCluster.Target) {
     let address = target.address
     let name = "\(address)"
-    let connection = UpstreamConnection(address: name, eventLoop: self.loop, logger: self.cluster.log)
+    let connection = UpstreamConnection(
+      address: name, eventLoop: self.loop, logger: self.cluster.log, keepsInvalidFields: self.cluster.keepsInvalidFields
+    )
     connection.onReady = {
       self.settle(address) { slot in
         slot.connection = connection

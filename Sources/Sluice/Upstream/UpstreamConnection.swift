@@ -76,7 +76,13 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing, HTTP2Session
   var onReady: (() -> Void)?
   var onGone: ((_ error: String?) -> Void)?
 
-  init(address: String, eventLoop: any EventLoop, logger: Logger) {
+  /// With `keepsInvalidFields`, response header fields HTTP does not allow are kept rather than
+  /// resetting the stream (see `HTTP2Session.Settings`): only for `sluice call`, which prints
+  /// them escaped.
+  private let keepsInvalidFields: Bool
+
+  init(address: String, eventLoop: any EventLoop, logger: Logger, keepsInvalidFields: Bool = false) {
+    self.keepsInvalidFields = keepsInvalidFields
     self.address = address
     self.eventLoop = eventLoop
     self.logger = logger
@@ -151,7 +157,8 @@ final class UpstreamConnection: ChannelDuplexHandler, TurnFlushing, HTTP2Session
       initialWindowSize: Self.streamWindow,
       maxHeaderListSize: Self.maxHeaderListBytes,
       enablePush: false,
-      connectionWindow: Self.connectionWindow
+      connectionWindow: Self.connectionWindow,
+      keepsInvalidFields: self.keepsInvalidFields
     )
     do {
       self.session = try HTTP2Session(

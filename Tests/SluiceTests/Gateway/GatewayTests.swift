@@ -1,5 +1,6 @@
 import GRPCCore
 import Sluice
+import SluiceGRPCStubs
 import SluiceProtos
 import SwiftProtobuf
 import Testing

@@ -4,6 +4,7 @@ import GRPCCore
 import NIOCore
 import NIOHTTP1
 import Sluice
+import SluiceGRPCStubs
 import SluiceProtos
 import SwiftProtobuf
 import Testing
