@@ -361,16 +361,7 @@ final class HTTP2Session {
       HTTP2Session.session(userData).incoming.begin(frame.pointee.hd.stream_id)
       return 0
     }
-    nghttp2_session_callbacks_set_on_header_callback(callbacks) {
-      _, frame, name, nameLength, value, valueLength, _, userData in
-      guard let frame, let name, let value, let userData else { return 0 }
-      let accepted = HTTP2Session.session(userData).header(
-        id: frame.pointee.hd.stream_id,
-        name: UnsafeBufferPointer(start: name, count: nameLength),
-        value: UnsafeBufferPointer(start: value, count: valueLength)
-      )
-      return accepted ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
-    }
+    nghttp2_session_callbacks_set_on_header_callback(callbacks, Self.headerCallback)
     nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
       guard let frame, let userData else { return 0 }
       let header = frame.pointee.hd
@@ -390,19 +381,22 @@ final class HTTP2Session {
     }
   }
 
-  /// nghttp2 hands regular fields it finds invalid to this callback (never pseudo-headers or
-  /// upper-case names); returning 0 makes it skip them without a reset, and they are kept here.
+  /// One header field, kept (0), or refused past `maxHeaderListSize` (the stream is reset).
+  private static let headerCallback: nghttp2_on_header_callback = {
+    _, frame, name, nameLength, value, valueLength, _, userData in
+    guard let frame, let name, let value, let userData else { return 0 }
+    let accepted = HTTP2Session.session(userData).header(
+      id: frame.pointee.hd.stream_id,
+      name: UnsafeBufferPointer(start: name, count: nameLength),
+      value: UnsafeBufferPointer(start: value, count: valueLength)
+    )
+    return accepted ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
+  }
+
+  /// nghttp2 hands regular fields it finds invalid (never pseudo-headers or upper-case names) to
+  /// this callback; returning 0 skips them without a reset, and `headerCallback` keeps them.
   private static func installKeepingInvalidFields(_ callbacks: OpaquePointer?) {
-    nghttp2_session_callbacks_set_on_invalid_header_callback(callbacks) {
-      _, frame, name, nameLength, value, valueLength, _, userData in
-      guard let frame, let name, let value, let userData else { return 0 }
-      let accepted = HTTP2Session.session(userData).header(
-        id: frame.pointee.hd.stream_id,
-        name: UnsafeBufferPointer(start: name, count: nameLength),
-        value: UnsafeBufferPointer(start: value, count: valueLength)
-      )
-      return accepted ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
-    }
+    nghttp2_session_callbacks_set_on_invalid_header_callback(callbacks, Self.headerCallback)
   }
 
   private static func session(_ userData: UnsafeMutableRawPointer) -> HTTP2Session {
