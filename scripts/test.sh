@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 
 export SWIFT_BACKTRACE=enable=no   # a crash would otherwise linger up to 30 s collecting a backtrace
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step is stamped with the seconds since the start, so a log shows what each one took.
+started=$(date +%s)
+step() { printf '\n==> %s  [%d s]\n' "$*" "$(($(date +%s) - started))"; }
 
 missing_apt=()
 command -v protoc >/dev/null || missing_apt+=(protobuf-compiler)
@@ -65,3 +67,4 @@ scripts/build-go-peers.sh
 step "interop tests (pytest)"
 export SLUICE_BIN="$(swift build -c release --show-bin-path)/sluice"
 python3 -m pytest -q -p no:cacheprovider Tests/Interop
+step "done"

@@ -183,6 +183,10 @@ public struct GatewayConfiguration: Sendable {
   /// TLS to upstreams (`--upstream-tls`); nil connects in plaintext (h2c).
   public var upstreamTLS: UpstreamTLS?
 
+  /// `--upstream-reflection`: the upstreams are asked for their descriptors over gRPC server
+  /// reflection before the ports open, again every 10 s until they answer, and on SIGHUP.
+  public var upstreamReflection: Bool
+
   /// `--otlp-endpoint`: where a span per RPC is exported with OTLP; nil for none.
   public var otlpTraces: OTLPTraces?
 
@@ -253,6 +257,7 @@ public struct GatewayConfiguration: Sendable {
     upstreams: [UpstreamRoute] = [],
     descriptorSets: [[UInt8]] = [],
     upstreamTLS: UpstreamTLS? = nil,
+    upstreamReflection: Bool = false,
     otlpTraces: OTLPTraces? = nil
   ) {
     self.host = host
@@ -290,6 +295,7 @@ public struct GatewayConfiguration: Sendable {
     self.upstreams = upstreams
     self.descriptorSets = descriptorSets
     self.upstreamTLS = upstreamTLS
+    self.upstreamReflection = upstreamReflection
     self.otlpTraces = otlpTraces
   }
 }

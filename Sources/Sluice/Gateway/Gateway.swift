@@ -31,6 +31,8 @@ public final class Gateway: Sendable {
   private let grpcServer: GRPCPortServer
   private let httpFrontEnd: HTTPFrontEnd
   private let serviceGroup: ServiceGroup
+  /// `--upstream-reflection`, a service of the group (it asks once before the ports open).
+  private let reflection: UpstreamReflectionRefresh?
   private let logger: Logger
 
   /// Creates a gateway; nothing is bound until `run()`.
@@ -141,14 +143,25 @@ public final class Gateway: Sendable {
       logger: logger
     )
 
-    // Graceful shutdown runs in reverse order: health turns NOT_SERVING first, then the HTTP port
-    // drains, then the native port.
+    var reflection: UpstreamReflectionRefresh?
+    if configuration.upstreamReflection {
+      let parts = DescriptorParts(
+        configuration: configuration, bridges: self.bridges, upstreams: upstreams, catalog: self.catalog,
+        hosted: self.hostedServices, health: self.health)
+      reflection = UpstreamReflectionRefresh(
+        routes: configuration.upstreams, tls: configuration.upstreamTLS, logger: logger,
+        apply: { try parts.use($0) })
+    }
+    self.reflection = reflection
+
+    // Graceful shutdown runs in reverse order: the reflection refresh stops, health turns
+    // NOT_SERVING, then the HTTP port drains, then the native port.
     // The span exporter is first, so it stops last and sends the spans of calls the drain ended.
     var groupConfiguration = ServiceGroupConfiguration(
       services: (tracingService.map { [.init(service: $0)] } ?? []) + [
         .init(service: self.grpcServer), .init(service: self.httpFrontEnd),
         .init(service: HealthShutdown(health: self.health, delay: configuration.shutdownDelay, logger: logger)),
-      ],
+      ] + (reflection.map { [.init(service: $0, successTerminationBehavior: .ignore)] } ?? []),
       gracefulShutdownSignals: shutdownSignals,
       logger: logger
     )
@@ -159,6 +172,8 @@ public final class Gateway: Sendable {
   /// Serves until a shutdown signal, `beginGracefulShutdown()` or cancellation, logging the
   /// addresses it bound once they are known.
   public func run() async throws {
+    // Described before the ports open, so the first JSON call already has the descriptors.
+    await self.reflection?.describeAll()
     try await withThrowingDiscardingTaskGroup { group in
       group.addTask { try await self.serviceGroup.run() }
       let port = try await self.grpcPort()
@@ -183,12 +198,30 @@ public final class Gateway: Sendable {
   /// hosted services' and `--descriptor-set`'s, replacing what an earlier call added. Calls in
   /// flight keep the descriptors they started with.
   public func useDescriptors(_ fileDescriptorSets: [[UInt8]]) throws {
-    let registry = try Self.registry(self.configuration, extra: fileDescriptorSets)
-    self.bridges.replace(with: Self.bridge(registry, self.configuration))
-    self.upstreams?.update(registry: registry)
-    self.catalog.replace(
-      with: try Self.catalogContents(registry, hosted: self.hostedServices, upstreams: self.upstreams))
-    self.health.changed()
+    try DescriptorParts(
+      configuration: self.configuration, bridges: self.bridges, upstreams: self.upstreams, catalog: self.catalog,
+      hosted: self.hostedServices, health: self.health
+    ).use(fileDescriptorSets)
+  }
+
+  /// What a change of descriptors updates, apart from the gateway itself (the reflection refresh
+  /// is made before the gateway is whole).
+  private struct DescriptorParts: Sendable {
+    let configuration: GatewayConfiguration
+    let bridges: JSONBridgeSource
+    let upstreams: UpstreamDirectory?
+    let catalog: ServiceCatalog
+    let hosted: Set<String>
+    let health: HealthState
+
+    func use(_ fileDescriptorSets: [[UInt8]]) throws {
+      let registry = try Gateway.registry(self.configuration, extra: fileDescriptorSets)
+      self.bridges.replace(with: Gateway.bridge(registry, self.configuration))
+      self.upstreams?.update(registry: registry)
+      self.catalog.replace(
+        with: try Gateway.catalogContents(registry, hosted: self.hosted, upstreams: self.upstreams))
+      self.health.changed()
+    }
   }
 
   private static func registry(_ configuration: GatewayConfiguration, extra: [[UInt8]]) throws -> DescriptorRegistry {
