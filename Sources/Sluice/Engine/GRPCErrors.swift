@@ -85,6 +85,15 @@ enum GRPCErrors {
     )
   }
 
+  /// The pool of calls let in without a token (health probes, with `--require-bearer`) is full.
+  static func tooManyProbes(limit: Int) -> RPCError {
+    RPCError(
+      code: .resourceExhausted,
+      message:
+        "the gateway is running its limit of \(limit) calls without a token (health probes: a twentieth of --max-concurrent-rpcs, at least 16); retry later"
+    )
+  }
+
   /// A request message refused because the gateway already holds `--max-buffered-request-bytes`
   /// of unfinished requests.
   static func requestBufferFull(limit: Int) -> RPCError {

@@ -100,7 +100,9 @@ final class RPCEngine: Sendable {
     if let refusal, method.authenticates || authorizations.count > 1 { return refuse(refusal) }
     let limiter = refusal == nil ? self.limiter : self.probeLimiter
     guard limiter.acquire() else {
-      return refuse(GRPCErrors.tooManyRPCs(limit: self.limiter.limit))
+      return refuse(
+        refusal == nil
+          ? GRPCErrors.tooManyRPCs(limit: limiter.limit) : GRPCErrors.tooManyProbes(limit: limiter.limit))
     }
     let ticket = self.monitor.begin(method: method, transport: transport, traceParent: traceParent)
     return .success(Admission(method: method, ticket: ticket, pooled: refusal == nil))

@@ -87,6 +87,30 @@ struct CallLifecycleTests {
     #expect(Self.begin(&fourth, engine, loop: loop)?.code == .resourceExhausted)
   }
 
+  @Test("Calls without a token (health probes) fill a pool of their own, and are told which")
+  func probePool() {
+    let loop = EmbeddedEventLoop()
+    let probe = RPCMethod(path: "/grpc.health.v1.Health/Check", kind: .unary, authenticates: false) { Handler() }
+    let engine = RPCEngine(
+      router: RPCRouter([probe]),
+      limiter: RPCLimiter(limit: 100),
+      monitor: RPCMonitor(metrics: GatewayMetrics(), logger: Logger(label: "test")),
+      authenticator: BearerAuthenticator(tokens: ["secret"]),
+      maximumMessageBytes: 1 << 20,
+      echoMetadata: false,
+      logger: Logger(label: "test")
+    )
+    var calls = (0..<17).map { _ in CallLifecycle() }
+    let refusals = calls.indices.map { Self.begin(&calls[$0], engine, path: probe.path, loop: loop) }
+    #expect(refusals.prefix(16).allSatisfy { $0 == nil })
+    #expect(refusals[16]?.code == .resourceExhausted)
+    #expect(refusals[16]?.message.contains("16 calls without a token") == true)
+    // A token holder still gets one of the 100 slots.
+    var holder = CallLifecycle()
+    #expect(
+      Self.begin(&holder, engine, path: probe.path, metadata: ["authorization": "Bearer secret"], loop: loop) == nil)
+  }
+
   @Test("The deadline fires while the call runs, and not after it ended")
   func deadline() {
     let (engine, loop) = (Self.engine(), EmbeddedEventLoop())
