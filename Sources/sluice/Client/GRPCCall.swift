@@ -15,8 +15,9 @@ enum GRPCCall {
     let method = try descriptors.method(name)
     let codec = descriptors.codec
     let target = try connection.target()
-    for (key, value) in try connection.metadata() where key.hasSuffix("-bin") {
-      guard Data(base64Encoded: Self.padded(value)) != nil else {
+    let metadata = try connection.metadata()
+    for (key, value) in metadata where key.hasSuffix("-bin") {
+      guard Data(base64Encoded: value) != nil else {
         throw CallStatus(.invalidArgument, "-H \(key): a -bin value is base64")
       }
     }
@@ -33,7 +34,7 @@ enum GRPCCall {
         address: target,
         tls: connection.tls ? UpstreamTLS(caPath: connection.ca) : nil,
         path: name.path,
-        metadata: try connection.metadata(),
+        metadata: metadata,
         timeout: call.timeout?.duration,
         requests: requests,
         onHeaders: { headers in if verbose { Self.print("headers", headers) } },
@@ -55,11 +56,6 @@ enum GRPCCall {
     } catch let error as RPCError {
       return CallStatus(error.code, error.message)
     }
-  }
-
-  /// Base64 as gRPC sends it may leave out its padding.
-  private static func padded(_ value: String) -> String {
-    value + String(repeating: "=", count: (4 - value.utf8.count % 4) % 4)
   }
 
   private static func print(_ what: String, _ metadata: [(String, String)]) {

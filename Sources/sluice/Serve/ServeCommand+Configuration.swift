@@ -17,7 +17,7 @@ extension ServeCommand {
       shutdownDelay: Self.duration(seconds: process.shutdownDelay),
       maxMessageBytes: limits.maxMessageBytes,
       allowedOrigins: access.allowedOrigins,
-      webSocketPingInterval: Self.duration(seconds: access.wsPingInterval, zeroMeansNever: true),
+      webSocketPingInterval: Self.duration(orNeverFromSeconds: access.wsPingInterval),
       publicDirectory: listen.publicDir?.isEmpty == false ? listen.publicDir : nil,
       servesPublicFiles: listen.publicDir?.isEmpty != true,
       grpcOnHTTPPort: listen.grpcOnHttpPort,
@@ -36,9 +36,9 @@ extension ServeCommand {
       allowGetCalls: !access.noGetCalls,
       grpc: GatewayConfiguration.GRPCPort(
         maxConcurrentStreams: grpc.grpcMaxConcurrentStreams,
-        maxConnectionIdle: Self.duration(seconds: grpc.grpcMaxConnectionIdle, zeroMeansNever: true),
-        maxConnectionAge: Self.duration(seconds: grpc.grpcMaxConnectionAge, zeroMeansNever: true),
-        maxConnectionAgeGrace: Self.duration(seconds: grpc.grpcMaxConnectionAgeGrace, zeroMeansNever: true),
+        maxConnectionIdle: Self.duration(orNeverFromSeconds: grpc.grpcMaxConnectionIdle),
+        maxConnectionAge: Self.duration(orNeverFromSeconds: grpc.grpcMaxConnectionAge),
+        maxConnectionAgeGrace: Self.duration(orNeverFromSeconds: grpc.grpcMaxConnectionAgeGrace),
         initialWindowSize: grpc.grpcInitialWindowSize,
         maxFrameSize: grpc.grpcMaxFrameSize,
         maxHeaderListSize: grpc.grpcMaxHeaderListSize
@@ -63,8 +63,8 @@ extension ServeCommand {
     .milliseconds(Int64((seconds * 1000).rounded()))
   }
 
-  /// The same, where 0 stands for "never" (nil).
-  static func duration(seconds: Double, zeroMeansNever: Bool) -> Duration? {
+  /// The same for a flag where 0 stands for "never" (nil).
+  static func duration(orNeverFromSeconds seconds: Double) -> Duration? {
     seconds > 0 ? Self.duration(seconds: seconds) : nil
   }
 }
