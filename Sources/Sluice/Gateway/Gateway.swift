@@ -26,8 +26,8 @@ public final class Gateway: Sendable {
   private let bridges: JSONBridgeSource
   private let catalog: ServiceCatalog
   private let health: HealthState
-  private let hostedServices: Set<String>
-  private let upstreams: UpstreamDirectory?
+  /// What `useDescriptors` (and the reflection refresh) updates.
+  private let descriptorParts: DescriptorParts
   private let grpcServer: GRPCPortServer
   private let httpFrontEnd: HTTPFrontEnd
   private let serviceGroup: ServiceGroup
@@ -92,10 +92,12 @@ public final class Gateway: Sendable {
       }
       upstreams = directory
     }
-    self.upstreams = upstreams
-    self.hostedServices = Set(methods.compactMap { UpstreamDirectory.service(of: $0.path) })
-    self.catalog.replace(
-      with: try Self.catalogContents(registry, hosted: self.hostedServices, upstreams: upstreams))
+    let hostedServices = Set(methods.compactMap { UpstreamDirectory.service(of: $0.path) })
+    self.catalog.replace(with: try Self.catalogContents(registry, hosted: hostedServices, upstreams: upstreams))
+    let descriptorParts = DescriptorParts(
+      configuration: configuration, bridges: self.bridges, upstreams: upstreams, catalog: self.catalog,
+      hosted: hostedServices, health: self.health)
+    self.descriptorParts = descriptorParts
     for cluster in upstreams?.all ?? [] {
       cluster.health.observe { [health] in health.changed() }
     }
@@ -145,12 +147,9 @@ public final class Gateway: Sendable {
 
     var reflection: UpstreamReflectionRefresh?
     if configuration.upstreamReflection {
-      let parts = DescriptorParts(
-        configuration: configuration, bridges: self.bridges, upstreams: upstreams, catalog: self.catalog,
-        hosted: self.hostedServices, health: self.health)
       reflection = UpstreamReflectionRefresh(
         routes: configuration.upstreams, tls: configuration.upstreamTLS, logger: logger,
-        apply: { try parts.use($0) })
+        apply: { try descriptorParts.use($0) })
     }
     self.reflection = reflection
 
@@ -198,14 +197,11 @@ public final class Gateway: Sendable {
   /// hosted services' and `--descriptor-set`'s, replacing what an earlier call added. Calls in
   /// flight keep the descriptors they started with.
   public func useDescriptors(_ fileDescriptorSets: [[UInt8]]) throws {
-    try DescriptorParts(
-      configuration: self.configuration, bridges: self.bridges, upstreams: self.upstreams, catalog: self.catalog,
-      hosted: self.hostedServices, health: self.health
-    ).use(fileDescriptorSets)
+    try self.descriptorParts.use(fileDescriptorSets)
   }
 
-  /// What a change of descriptors updates, apart from the gateway itself (the reflection refresh
-  /// is made before the gateway is whole).
+  /// What a change of descriptors updates: a value of its own, so that the reflection refresh
+  /// (made before the gateway is whole) holds it rather than the gateway.
   private struct DescriptorParts: Sendable {
     let configuration: GatewayConfiguration
     let bridges: JSONBridgeSource
