@@ -9,6 +9,11 @@ enum MetadataKeys {
   /// and never travel as gRPC metadata.
   private static let hopByHop: Set<String> = ["connection", "host", "upgrade", "transfer-encoding", "keep-alive"]
 
+  /// Whether `key` (lowercase) names a hop-by-hop HTTP header, or a proxy's own (`proxy-*`, `te`).
+  static func isHopByHop(_ key: String) -> Bool {
+    Self.hopByHop.contains(key) || key == "te" || key.hasPrefix("proxy-")
+  }
+
   /// Whether `key` is a gRPC metadata key: one or more of `0-9 a-z _ . -` (gRPC's PROTOCOL-HTTP2).
   static func isValid(_ key: String) -> Bool {
     !key.isEmpty

@@ -20,6 +20,7 @@ public final class GatewayMetrics: Sendable {
   /// Where a call came from.
   public enum Transport: String, Sendable, CaseIterable {
     case grpc, websocket, http
+    case grpcWeb = "grpc-web"
   }
 
   /// Which way a message or byte went, seen from the gateway.
@@ -70,6 +71,8 @@ public final class GatewayMetrics: Sendable {
           factory: self.factory
         )
       }
+      // gRPC-Web has no connections of its own: it runs on the HTTP and native ports'.
+      guard transport != .grpcWeb else { continue }
       connections[transport] = CoreMetrics.Meter(
         label: "sluice_connections_open",
         dimensions: [("transport", transport.rawValue)],

@@ -12,6 +12,8 @@ struct GRPCMessageDeframer {
   struct Message: Equatable {
     var bytes: ByteBuffer
     var compressed: Bool
+    /// The flag byte as sent (gRPC-Web marks its trailer frame with 0x80).
+    var flags: UInt8 = 0
   }
 
   private let maximumMessageBytes: Int
@@ -59,7 +61,7 @@ struct GRPCMessageDeframer {
     buffer.moveReaderIndex(forwardBy: 5)
     guard let message = buffer.readSlice(length: Int(length)) else { return nil }
     self.buffer = buffer.readableBytes == 0 ? nil : buffer
-    return Message(bytes: message, compressed: flag != 0)
+    return Message(bytes: message, compressed: flag != 0, flags: flag)
   }
 }
 

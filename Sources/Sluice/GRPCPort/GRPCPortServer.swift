@@ -20,15 +20,20 @@ final class GRPCPortServer: Service {
 
   private let configuration: GatewayConfiguration
   private let engine: RPCEngine
+  private let router: ExchangeRouter
   private let metrics: GatewayMetrics
   private let logger: Logger
   private let boundPort = BoundPort()
   private let listener = Mutex<(any Channel)?>(nil)
   private let connections = ConnectionTracker()
 
-  init(configuration: GatewayConfiguration, engine: RPCEngine, metrics: GatewayMetrics, logger: Logger) {
+  init(
+    configuration: GatewayConfiguration, engine: RPCEngine, router: ExchangeRouter, metrics: GatewayMetrics,
+    logger: Logger
+  ) {
     self.configuration = configuration
     self.engine = engine
+    self.router = router
     self.metrics = metrics
     self.logger = logger
   }
@@ -100,7 +105,9 @@ final class GRPCPortServer: Service {
   /// preface.
   func addHTTP2Connection(to channel: any Channel) throws {
     try channel.pipeline.syncOperations.addHandler(
-      GRPCServerConnection(engine: self.engine, channel: channel, settings: Self.nghttp2Settings(self.configuration)))
+      GRPCServerConnection(
+        engine: self.engine, router: self.router, channel: channel, secure: self.configuration.tls != nil,
+        settings: Self.nghttp2Settings(self.configuration)))
     self.metrics.connectionOpened(.grpc)
     channel.closeFuture.whenComplete { _ in self.metrics.connectionClosed(.grpc) }
   }

@@ -4,7 +4,8 @@ internal import NIOHPACK
 internal import NIOHTTP2
 
 /// One native-port connection: its bytes go through a server `HTTP2Session` (libnghttp2), and its
-/// streams are `GRPCStream`s, on the connection's event loop.
+/// streams are `GRPCStream`s (native gRPC) or `HTTP2ExchangeStream`s (a protocol the
+/// `ExchangeRouter` picks by content type: gRPC-Web), on the connection's event loop.
 ///
 /// What this handler adds to the session: the stream table; the output drained once per loop turn
 /// (`ConnectionTurn`) and only while the socket takes it; the streams told as their counted DATA
@@ -23,16 +24,19 @@ final class GRPCServerConnection: ChannelDuplexHandler, TurnFlushing, HTTP2Sessi
   }
 
   let engine: RPCEngine
+  let router: ExchangeRouter
   let eventLoop: any EventLoop
+  /// Whether the connection is TLS.
+  let isSecure: Bool
   let allocator: ByteBufferAllocator
   let remoteAddress: SocketAddress?
   private let settings: Settings
 
   private var session: HTTP2Session?
   private var context: ChannelHandlerContext?
-  private var streams: [Int32: GRPCStream] = [:]
+  private var streams: [Int32: any HTTP2ServerStream] = [:]
   /// Counted bytes nghttp2 pulled during one drain, told to the streams after it.
-  private var pulled: [(GRPCStream, Int)] = []
+  private var pulled: [(any HTTP2ServerStream, Int)] = []
   let turn: ConnectionTurn
   private var closing = false
 
@@ -44,8 +48,10 @@ final class GRPCServerConnection: ChannelDuplexHandler, TurnFlushing, HTTP2Sessi
   private var bodyWatch: [GRPCStream] = []
   private var bodyTimer: Scheduled<Void>?
 
-  init(engine: RPCEngine, channel: any Channel, settings: Settings) {
+  init(engine: RPCEngine, router: ExchangeRouter, channel: any Channel, secure: Bool, settings: Settings) {
     self.engine = engine
+    self.router = router
+    self.isSecure = secure
     self.eventLoop = channel.eventLoop
     self.allocator = channel.allocator
     self.settings = settings
@@ -56,17 +62,24 @@ final class GRPCServerConnection: ChannelDuplexHandler, TurnFlushing, HTTP2Sessi
 
   // MARK: - What the streams ask of their connection
 
-  func sendHeaders(_ headers: HPACKHeaders, endStream: Bool, on stream: GRPCStream) {
+  func sendHeaders(_ headers: HPACKHeaders, endStream: Bool, on stream: some HTTP2ServerStream) {
     self.session?.sendHeaders(headers, endStream: endStream, on: Int32(stream.id))
     self.manager.sentFrames()
   }
 
-  func sendData(_ data: ByteBuffer, counted: Bool, on stream: GRPCStream) {
+  func sendData(_ data: ByteBuffer, counted: Bool, on stream: some HTTP2ServerStream) {
     self.session?.sendData(data, counted: counted, on: Int32(stream.id))
     self.manager.sentFrames()
   }
 
-  func sendReset(_ code: HTTP2ErrorCode, on stream: GRPCStream) {
+  /// Ends the stream with END_STREAM on DATA, once the DATA queued before it is out.
+  func endStream(on stream: some HTTP2ServerStream) {
+    self.session?.sendData(ByteBuffer(), counted: false, on: Int32(stream.id))
+    self.session?.end(Int32(stream.id))
+    self.manager.sentFrames()
+  }
+
+  func sendReset(_ code: HTTP2ErrorCode, on stream: some HTTP2ServerStream) {
     guard let session = self.session else { return }
     let id = Int32(stream.id)
     // A stream the client has ended too is closed: nothing to reset.
@@ -75,7 +88,7 @@ final class GRPCServerConnection: ChannelDuplexHandler, TurnFlushing, HTTP2Sessi
     self.flushSoon()
   }
 
-  func consumed(_ bytes: Int, on stream: GRPCStream) {
+  func consumed(_ bytes: Int, on stream: some HTTP2ServerStream) {
     self.session?.consumed(bytes, on: Int32(stream.id))
     self.flushSoon()
   }
@@ -103,7 +116,7 @@ final class GRPCServerConnection: ChannelDuplexHandler, TurnFlushing, HTTP2Sessi
     }
   }
 
-  func writeAtFlush(_ stream: GRPCStream) {
+  func writeAtFlush(_ stream: any TurnBatched) {
     self.turn.writeAtFlush(stream)
   }
 
@@ -283,11 +296,23 @@ final class GRPCServerConnection: ChannelDuplexHandler, TurnFlushing, HTTP2Sessi
     if let stream = self.streams[id] {
       stream.receivedHeaders(headers, endStream: endStream)
     } else {
-      let stream = GRPCStream(id: HTTP2StreamID(id), connection: self, engine: self.engine)
+      let stream = self.makeStream(id: HTTP2StreamID(id), headers: headers)
       self.streams[id] = stream
       self.manager.streamOpened()
       stream.receivedHeaders(headers, endStream: endStream)
     }
+  }
+
+  /// Native gRPC, unless the content type is a protocol of the `ExchangeRouter` (anything else
+  /// is refused by `GRPCStream` with 415, as gRPC's PROTOCOL-HTTP2 has it).
+  private func makeStream(id: HTTP2StreamID, headers: HPACKHeaders) -> any HTTP2ServerStream {
+    let contentType = headers.first(name: "content-type") ?? ""
+    if !GRPCServerStreamState.isGRPCContentType(contentType),
+      ExchangeRouter.routes(mediaType: HTTPCall.mediaType(of: contentType))
+    {
+      return HTTP2ExchangeStream(id: id, connection: self, router: self.router)
+    }
+    return GRPCStream(id: id, connection: self, engine: self.engine)
   }
 
   func http2Data(_ bytes: ByteBuffer, stream id: Int32) -> Bool {

@@ -21,7 +21,7 @@ internal import NIOHTTP2
 /// request message must arrive within `--body-timeout` once begun (for unary and server-streaming
 /// calls, whose one message is due at once, from the call's start), counted only while the stream
 /// is reading. Either one ends the call (`RESOURCE_EXHAUSTED`, `DEADLINE_EXCEEDED`).
-final class GRPCStream: CallResponder, TurnBatched {
+final class GRPCStream: CallResponder, TurnBatched, HTTP2ServerStream {
   /// The largest DATA frame the batching builds (HTTP/2's default SETTINGS_MAX_FRAME_SIZE).
   static let batchBytes = 16_384
   /// Not writable from this many bytes waiting to go out, writable again below `lowWatermark`.

@@ -134,11 +134,22 @@ public final class Gateway: Sendable {
       logger: logger,
       tracing: tracing
     )
+    let router = ExchangeRouter(
+      engine: engine,
+      bridges: self.bridges,
+      metrics: self.metrics,
+      originPolicy: OriginPolicy(
+        allowedOrigins: configuration.allowedOrigins,
+        allowedHosts: configuration.allowedHosts,
+        usesTLS: configuration.tls != nil
+      )
+    )
     self.grpcServer = GRPCPortServer(
-      configuration: configuration, engine: engine, metrics: self.metrics, logger: logger)
+      configuration: configuration, engine: engine, router: router, metrics: self.metrics, logger: logger)
     self.httpFrontEnd = HTTPFrontEnd(
       bridges: self.bridges,
       engine: engine,
+      router: router,
       grpc: configuration.grpcOnHTTPPort ? self.grpcServer : nil,
       configuration: configuration,
       metrics: self.metrics,

@@ -215,14 +215,17 @@ final class HTTP2Session {
       self.outputs.values[index].sourceSubmitted = true
       var source = nghttp2_data_provider()
       source.read_callback = Self.readCallback
-      if nghttp2_submit_data(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, &source) != 0 {
+      // END_STREAM here lets the data source end the stream with its last DATA (`end`); it never
+      // does on its own: until `ending` is set it defers, and trailers set NO_END_STREAM.
+      if nghttp2_submit_data(session, UInt8(NGHTTP2_FLAG_END_STREAM.rawValue), id, &source) != 0 {
         // The stream is gone (closed or reset): nothing will pull these bytes.
         self.outputs[id] = nil
       }
     }
   }
 
-  /// Client: half-closes a stream once its queued DATA is out.
+  /// Ends the stream with its last DATA once the queued DATA is out: a client's half-close, or a
+  /// server's response without trailers.
   func end(_ id: Int32) {
     guard let index = self.outputs.index(forKey: id) else { return }
     self.outputs.values[index].ending = .endStream

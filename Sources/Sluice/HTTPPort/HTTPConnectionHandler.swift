@@ -7,6 +7,8 @@ internal import SluiceCodec
 /// What every connection of the HTTP port shares.
 final class HTTPPort: Sendable {
   let engine: RPCEngine
+  /// The protocols picked by content type (gRPC-Web), shared with the native port.
+  let router: ExchangeRouter
   let bridges: JSONBridgeSource
   /// The JSON bridge new calls take (see `JSONBridgeSource`).
   var bridge: JSONBridge { self.bridges.current }
@@ -19,6 +21,7 @@ final class HTTPPort: Sendable {
 
   init(
     engine: RPCEngine,
+    router: ExchangeRouter,
     bridges: JSONBridgeSource,
     configuration: GatewayConfiguration,
     originPolicy: OriginPolicy,
@@ -28,6 +31,7 @@ final class HTTPPort: Sendable {
     logger: Logger
   ) {
     self.engine = engine
+    self.router = router
     self.bridges = bridges
     self.configuration = configuration
     self.originPolicy = originPolicy
@@ -39,8 +43,9 @@ final class HTTPPort: Sendable {
 }
 
 /// One HTTP/1.1 connection that did not become a WebSocket, served on its event loop: requests
-/// one after another (keep-alive), each an HTTP JSON call (`HTTPCall`), a CORS preflight,
-/// `/metrics` or a file of `public/`.
+/// one after another (keep-alive), each an HTTP JSON call (`HTTPCall`), a call of a protocol the
+/// `ExchangeRouter` picks (gRPC-Web, with this connection as its `HTTPExchange`), a CORS
+/// preflight, `/metrics` or a file of `public/`.
 ///
 /// A request is over when it has been read to its end and its response written. A response that
 /// ends before its request (an early answer) is followed by skipping the rest, within
@@ -62,11 +67,14 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
     case idle
     /// An RPC: the parts go to it.
     case call(HTTPCall)
+    /// A call of a protocol picked by the `ExchangeRouter`: the parts go to it.
+    case exchange(any HTTPExchangeHandler)
     /// Answered (or being answered) without reading the body: its parts are skipped.
     case answered
   }
 
   private let port: HTTPPort
+  let eventLoop: any EventLoop
   private var context: ChannelHandlerContext?
   private var request = Request.idle
   private var requestEnded = true
@@ -90,6 +98,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
 
   init(port: HTTPPort, eventLoop: any EventLoop, quiescing: Bool) {
     self.port = port
+    self.eventLoop = eventLoop
     self.turn = ConnectionTurn(eventLoop: eventLoop)
     self.quiescing = quiescing
   }
@@ -149,7 +158,11 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
 
   func channelWritabilityChanged(context: ChannelHandlerContext) {
     if context.channel.isWritable {
-      if case .call(let call) = self.request { self.turn.inCallback { call.connectionBecameWritable() } }
+      switch self.request {
+      case .call(let call): self.turn.inCallback { call.connectionBecameWritable() }
+      case .exchange(let handler): self.turn.inCallback { handler.becameWritable() }
+      case .idle, .answered: break
+      }
       self.resumeReading()
     }
     context.fireChannelWritabilityChanged()
@@ -174,6 +187,11 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
         self.turn.inCallback {
           call.requestFailed(GRPCErrors.malformedHTTPRequest(parserError))
         }
+      } else if case .exchange(let handler) = self.request, !self.responseEnded {
+        // The body broke HTTP/1.1 framing: its call is cancelled, and the connection closed.
+        self.request = .answered
+        self.turn.inCallback { handler.exchangeGone() }
+        self.close()
       } else {
         // Answered by `HTTPProtocolErrorHandler`, which closes the connection: nothing more here.
         self.responseEnded = true
@@ -190,6 +208,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
     }
     self.quiescing = true
     if case .idle = self.request, self.queued.isEmpty { self.close() }
+    if case .exchange(let handler) = self.request { self.turn.inCallback { handler.quiesce() } }
   }
 
   // MARK: - Requests
@@ -214,10 +233,15 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
         }
       } else if case .call(let call) = self.request {
         call.receivedBody(chunk)
+      } else if case .exchange(let handler) = self.request {
+        handler.receivedBody(chunk)
       }
     case .end:
       self.requestEnded = true
-      if case .call(let call) = self.request, !self.responseEnded { call.receivedEnd() }
+      if !self.responseEnded {
+        if case .call(let call) = self.request { call.receivedEnd() }
+        if case .exchange(let handler) = self.request { handler.receivedEnd() }
+      }
       if self.responseEnded {
         if self.keepAlive { self.next() } else { self.closeAfterResponse() }
       }
@@ -249,6 +273,16 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
         includingBody: true
       )
       return
+    }
+    if head.method != .OPTIONS {
+      let request = HTTPExchangeRequest(method: head.method, uri: head.uri, headers: head.headers)
+      if ExchangeRouter.routes(mediaType: request.mediaType),
+        let handler = self.port.router.handler(for: request, on: self, cors: cors)
+      {
+        // The call may have answered at once (a refusal): its request's parts are then skipped.
+        self.request = self.responseEnded ? .answered : .exchange(handler)
+        return
+      }
     }
     let bridge = self.port.bridge
     let method = bridge.registry.method(path: path)
@@ -460,11 +494,35 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
     self.timer?.cancel()
     self.timer = nil
     if case .call(let call) = self.request { call.clientGone() }
+    if case .exchange(let handler) = self.request { handler.exchangeGone() }
     self.request = .idle
     self.queued.removeAll()
     if self.counted {
       self.counted = false
       self.port.metrics.connectionClosed(.http)
     }
+  }
+}
+
+/// The connection as the `HTTPExchange` of a call the `ExchangeRouter` picked.
+extension HTTPConnectionHandler: HTTPExchange {
+  var outputTurn: ConnectionTurn? { self.turn }
+
+  var isSecure: Bool { self.port.configuration.tls != nil }
+
+  var isHTTP2: Bool { false }
+
+  func writeHead(_ status: HTTPResponseStatus, headers: HTTPHeaders) {
+    var headers = headers
+    if !self.keepAlive || self.quiescing { headers.replaceOrAdd(name: "Connection", value: "close") }
+    self.write(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers)))
+  }
+
+  func writeBody(_ bytes: ByteBuffer) {
+    self.write(.body(.byteBuffer(bytes)))
+  }
+
+  func endResponse(reusable: Bool) {
+    self.endResponse(keepAlive: reusable)
   }
 }

@@ -43,6 +43,7 @@ final class HTTPFrontEnd: Service {
   init(
     bridges: JSONBridgeSource,
     engine: RPCEngine,
+    router: ExchangeRouter,
     grpc: GRPCPortServer?,
     configuration: GatewayConfiguration,
     metrics: GatewayMetrics,
@@ -53,13 +54,10 @@ final class HTTPFrontEnd: Service {
     self.logger = logger
     self.httpPort = HTTPPort(
       engine: engine,
+      router: router,
       bridges: bridges,
       configuration: configuration,
-      originPolicy: OriginPolicy(
-        allowedOrigins: configuration.allowedOrigins,
-        allowedHosts: configuration.allowedHosts,
-        usesTLS: configuration.tls != nil
-      ),
+      originPolicy: router.originPolicy,
       staticFiles: configuration.servesPublicFiles
         ? configuration.publicDirectory.map { StaticFiles(root: $0) } ?? .embedded : nil,
       budget: engine.budget,
@@ -94,9 +92,16 @@ final class HTTPFrontEnd: Service {
     let (engine, metrics, logger) = (httpPort.engine, httpPort.metrics, httpPort.logger)
     let configuration = self.configuration
     // NDJSON bodies of client-streaming and bidi calls are streams: their lines are timed one by
-    // one (HTTPCall), not the body as a whole.
+    // one (HTTPCall), not the body as a whole; the protocols of the `ExchangeRouter` time their
+    // messages themselves.
     let streamsBody: @Sendable (HTTPRequestHead) -> Bool = { head in
-      head.method != .GET && httpPort.bridge.registry.method(path: head.path).map { !$0.takesOneRequest } == true
+      if let contentType = head.headers.first(name: "Content-Type"),
+        ExchangeRouter.routes(mediaType: HTTPCall.mediaType(of: contentType))
+      {
+        return true
+      }
+      return head.method != .GET
+        && httpPort.bridge.registry.method(path: head.path).map { !$0.takesOneRequest } == true
     }
     let grpc = self.grpc
     // HTTP/1.1 for browsers and curl (WebSocket needs it); with --grpc-on-http-port, HTTP/2 for
