@@ -410,3 +410,29 @@ def test_grpc_web_reaches_an_upstream(lab, start_sluice, descriptors):  # noqa: 
     finally:
         upstream.kill()
 
+
+# MARK: - TLS, and HTTP/1.1 on the native port
+
+
+def test_grpc_web_over_tls_on_both_ports(start_sluice, tmp_path):
+    from conftest import make_pki
+
+    pki = make_pki(tmp_path)
+    s = start_sluice("--tls-cert", str(pki["chain"]), "--tls-key", str(pki["key"]))
+    # The native port negotiates h2 by ALPN; the HTTP port HTTP/1.1.
+    for port in (s.grpc_port, s.http_port):
+        result = buf_curl(f"https://127.0.0.1:{port}/hello.UserService/SayHi", "--cacert", str(pki["ca"]),
+                          "-v", data='{"name":"ada"}')
+        assert result.returncode == 0, result.stderr
+        assert json_stream(result.stdout)[0]["result"].startswith("hi ada---")
+        assert ("HTTP/2.0 200" if port == s.grpc_port else "HTTP/1.1 200") in result.stderr
+
+
+def test_http1_on_the_native_port_is_told_where_to_go(sluice):
+    status, headers, body = post(sluice.grpc_port, "/hello.UserService/SayHi", frame(b"\n\x03ada"))
+    assert status == 505 and headers["connection"] == "close"
+    assert b"HTTP port (--http-port" in body
+    # HTTP/2 clients are unaffected.
+    result = buf_curl(f"http://127.0.0.1:{sluice.grpc_port}/hello.UserService/SayHi", "--http2-prior-knowledge",
+                      data='{"name":"ada"}')
+    assert result.returncode == 0, result.stderr

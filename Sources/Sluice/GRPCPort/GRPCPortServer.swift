@@ -97,7 +97,16 @@ final class GRPCPortServer: Service {
       return
     }
     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
-    try self.addHTTP2Connection(to: channel)
+    // HTTP/2 by its preface; an HTTP/1.1 client is told to use the HTTP port.
+    try channel.pipeline.syncOperations.addHandler(
+      HTTPVersionSniffer(timeout: TimeAmount(self.configuration.handshakeTimeout)) { isHTTP2 in
+        if isHTTP2 {
+          try self.addHTTP2Connection(to: channel)
+        } else {
+          try channel.pipeline.syncOperations.addHandler(NativePortHTTP1Answer())
+        }
+      }
+    )
   }
 
   /// Serves native gRPC on `channel` from here on: its HTTP/2 layer and streams, at the end of the
