@@ -43,13 +43,13 @@ if ! python3 -c 'import grpc, grpc_tools, google.protobuf, pytest, websockets, s
   step "pip install ${python_modules[*]}"
   python3 -m pip install -q --disable-pip-version-check "${python_modules[@]}"
 fi
-# gRPC-Web's peers: sonora (its sync client, on urllib3) and buf curl (PyPI buf-bin). sonora pins
-# urllib3 below 2, which selenium's urllib3 2 serves as well; installed without its dependencies so
-# pip does not downgrade selenium's.
-if ! python3 -c 'import sonora.client' 2>/dev/null || ! command -v buf >/dev/null; then
-  step "pip install sonora (without dependencies) buf-bin"
+# gRPC-Web's and Connect's peers: sonora (its sync client, on urllib3), connectrpc and buf curl
+# (PyPI buf-bin). sonora pins urllib3 below 2, which selenium's urllib3 2 serves as well; installed
+# without its dependencies so pip does not downgrade selenium's.
+if ! python3 -c 'import sonora.client, connectrpc.client' 2>/dev/null || ! command -v buf >/dev/null; then
+  step "pip install sonora (without dependencies) connectrpc buf-bin"
   python3 -m pip install -q --disable-pip-version-check --no-deps sonora
-  python3 -m pip install -q --disable-pip-version-check buf-bin
+  python3 -m pip install -q --disable-pip-version-check connectrpc buf-bin
 fi
 
 step "generated code is up to date"

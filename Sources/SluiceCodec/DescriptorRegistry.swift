@@ -75,7 +75,8 @@ public struct DescriptorRegistry: Sendable {
             MethodDescriptor(
               path: "/\(serviceName)/\(method.name)", serviceName: serviceName, methodName: method.name,
               kind: kind, input: MessageDescriptor(pool: pool, index: input),
-              output: MessageDescriptor(pool: pool, index: output)))
+              output: MessageDescriptor(pool: pool, index: output),
+              hasNoSideEffects: method.options.idempotencyLevel == .noSideEffects))
         }
       }
     }
@@ -135,6 +136,9 @@ public struct MethodDescriptor: Sendable {
   public var input: MessageDescriptor
   /// The response message type.
   public var output: MessageDescriptor
+  /// Whether the method's options say `idempotency_level = NO_SIDE_EFFECTS` (it may be called with
+  /// an HTTP GET, as Connect allows).
+  public var hasNoSideEffects: Bool = false
 }
 
 /// A message type of a ``DescriptorRegistry``: a handle on its precomputed layout.

@@ -39,6 +39,19 @@ def stubs(tmp_path_factory):
     return s
 
 
+def json_stream(text):
+    """JSON documents printed one after another (as `buf curl` prints each message, indented)."""
+    import json
+
+    decoder, values, index, text = json.JSONDecoder(), [], 0, text.strip()
+    while index < len(text):
+        value, index = decoder.raw_decode(text, index)
+        values.append(value)
+        while index < len(text) and text[index].isspace():
+            index += 1
+    return values
+
+
 def make_pki(folder, key_type=None):
     """A test CA (trustme) and a certificate for 127.0.0.1 and localhost, written as PEM files in
     `folder`; returns their paths ("ca", "chain", "key"). `key_type`: trustme's (ECDSA by default)."""

@@ -17,6 +17,7 @@ import grpc
 import pytest
 import sonora.client
 
+from conftest import json_stream
 from test_upstream import SERVICE, LabServer, lab  # noqa: F401  (the lab fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,18 +83,6 @@ def buf_curl(url, *args, protocol="grpcweb", data=None, schema=PROTOS, timeout=3
         command += ["-d", "@-"]
     result = subprocess.run(command, input=data, capture_output=True, text=True, timeout=timeout)
     return result
-
-
-def json_stream(text):
-    """buf curl prints each message as an indented JSON document, one after another."""
-    decoder, values, index = json.JSONDecoder(), [], 0
-    text = text.strip()
-    while index < len(text):
-        value, index = decoder.raw_decode(text, index)
-        values.append(value)
-        while index < len(text) and text[index].isspace():
-            index += 1
-    return values
 
 
 # MARK: - sonora (HTTP/1.1)

@@ -21,6 +21,7 @@ public final class GatewayMetrics: Sendable {
   public enum Transport: String, Sendable, CaseIterable {
     case grpc, websocket, http
     case grpcWeb = "grpc-web"
+    case connect
   }
 
   /// Which way a message or byte went, seen from the gateway.
@@ -71,8 +72,9 @@ public final class GatewayMetrics: Sendable {
           factory: self.factory
         )
       }
-      // gRPC-Web has no connections of its own: it runs on the HTTP and native ports'.
-      guard transport != .grpcWeb else { continue }
+      // gRPC-Web and Connect have no connections of their own: they run on the HTTP and native
+      // ports'.
+      guard transport != .grpcWeb, transport != .connect else { continue }
       connections[transport] = CoreMetrics.Meter(
         label: "sluice_connections_open",
         dimensions: [("transport", transport.rawValue)],

@@ -41,6 +41,22 @@ struct HTTPExchangeRequest {
     self.uri = uri
     self.headers = headers
   }
+
+  /// The metadata of a call made by this request, as a native call's: the pseudo-headers, then
+  /// every header but the hop-by-hop ones, the body's length, the gateway's own (which no client may
+  /// set) and the protocol's `framing` keys (lowercase).
+  func callMetadata(path: String, secure: Bool, framing: (String) -> Bool = { _ in false }) -> HPACKHeaders {
+    var metadata: HPACKHeaders = [":method": "POST", ":scheme": secure ? "https" : "http", ":path": path]
+    if let host = self.headers.first(name: "Host") { metadata.add(name: ":authority", value: host) }
+    for (name, value) in self.headers {
+      let key = name.lowercased()
+      guard !MetadataKeys.isHopByHop(key), key != "content-length", !key.hasPrefix(MetadataKeys.gatewayPrefix),
+        !framing(key)
+      else { continue }
+      metadata.add(name: key, value: value)
+    }
+    return metadata
+  }
 }
 
 /// Where a protocol adapter's response goes, and what it may ask of the request's transport: the

@@ -303,12 +303,16 @@ final class GRPCServerConnection: ChannelDuplexHandler, TurnFlushing, HTTP2Sessi
     }
   }
 
-  /// Native gRPC, unless the content type is a protocol of the `ExchangeRouter` (anything else
+  /// Native gRPC, unless the content type is a protocol of the `ExchangeRouter` (gRPC-Web,
+  /// Connect; anything else
   /// is refused by `GRPCStream` with 415, as gRPC's PROTOCOL-HTTP2 has it).
   private func makeStream(id: HTTP2StreamID, headers: HPACKHeaders) -> any HTTP2ServerStream {
     let contentType = headers.first(name: "content-type") ?? ""
     if !GRPCServerStreamState.isGRPCContentType(contentType),
-      ExchangeRouter.routes(mediaType: HTTPCall.mediaType(of: contentType))
+      ExchangeRouter.routes(
+        mediaType: HTTPCall.mediaType(of: contentType),
+        connectProtocolVersion: headers.first(name: "connect-protocol-version"))
+        || ConnectProtocol.isGet(method: headers.first(name: ":method") ?? "", uri: headers.first(name: ":path") ?? "")
     {
       return HTTP2ExchangeStream(id: id, connection: self, router: self.router)
     }

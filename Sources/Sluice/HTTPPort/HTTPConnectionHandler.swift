@@ -276,7 +276,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
     }
     if head.method != .OPTIONS {
       let request = HTTPExchangeRequest(method: head.method, uri: head.uri, headers: head.headers)
-      if ExchangeRouter.routes(mediaType: request.mediaType),
+      if ExchangeRouter.routes(request),
         let handler = self.port.router.handler(for: request, on: self, cors: cors)
       {
         // The call may have answered at once (a refusal): its request's parts are then skipped.

@@ -95,9 +95,7 @@ final class HTTPFrontEnd: Service {
     // one (HTTPCall), not the body as a whole; the protocols of the `ExchangeRouter` time their
     // messages themselves.
     let streamsBody: @Sendable (HTTPRequestHead) -> Bool = { head in
-      if let contentType = head.headers.first(name: "Content-Type"),
-        ExchangeRouter.routes(mediaType: HTTPCall.mediaType(of: contentType))
-      {
+      if ExchangeRouter.routes(HTTPExchangeRequest(method: head.method, uri: head.uri, headers: head.headers)) {
         return true
       }
       return head.method != .GET

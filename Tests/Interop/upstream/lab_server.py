@@ -15,6 +15,7 @@ import time
 from concurrent import futures
 
 import grpc
+from google.protobuf import any_pb2, wrappers_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_reflection.v1alpha import reflection_pb2
@@ -44,6 +45,21 @@ def remaining(context):
     return 0.0 if left is None or left > 1e6 else left
 
 
+
+def status_bytes(code, message, detail):
+    """A serialized google.rpc.Status (code = 1, message = 2, details = 3), by hand: googleapis'
+    generated types are not installed here."""
+    def varint(n):
+        out = b""
+        while True:
+            byte, n = n & 0x7F, n >> 7
+            out += bytes([byte | (0x80 if n else 0)])
+            if not n:
+                return out
+    text = message.encode()
+    return (b"\x08" + varint(code) + b"\x12" + varint(len(text)) + text
+            + b"\x1a" + varint(len(detail)) + detail)
+
 class Lab(lab_pb2_grpc.LabServicer):
     def Echo(self, request, context):
         context.send_initial_metadata((("x-upstream-initial", NAME),))
@@ -51,7 +67,14 @@ class Lab(lab_pb2_grpc.LabServicer):
         return lab_pb2.EchoReply(item=request, metadata=seen_metadata(context), time_remaining=remaining(context))
 
     def Fail(self, request, context):
-        context.set_trailing_metadata((("x-upstream-trailer", "failed"),))
+        trailers = [("x-upstream-trailer", "failed")]
+        if request.message.startswith("with details"):
+            # A google.rpc.Status with one detail (a StringValue), as rich errors carry it.
+            detail = any_pb2.Any(type_url="type.googleapis.com/google.protobuf.StringValue",
+                                 value=wrappers_pb2.StringValue(value="why").SerializeToString())
+            trailers.append(("grpc-status-details-bin", status_bytes(request.code, request.message,
+                                                                     detail.SerializeToString())))
+        context.set_trailing_metadata(tuple(trailers))
         context.abort(grpc.StatusCode(next(c.value for c in grpc.StatusCode if c.value[0] == request.code)), request.message)
 
     def Count(self, request, context):

@@ -104,7 +104,7 @@ struct GRPCWebFramingTests {
         "Host": "h", "Connection": "keep-alive", "Content-Length": "5", "Content-Type": "application/grpc-web",
         "X-Grpc-Web": "1", "Sluice-Rpc-Id": "forged", "Proxy-Authorization": "x", "Authorization": "Bearer t",
       ])
-    let metadata = GRPCWebCall.metadata(of: request, path: "/a.B/C", secure: true)
+    let metadata = request.callMetadata(path: "/a.B/C", secure: true)
     #expect(metadata.first(name: ":authority") == "h")
     #expect(metadata.first(name: ":scheme") == "https")
     #expect(metadata.first(name: ":path") == "/a.B/C")

@@ -1,0 +1,215 @@
+internal import Foundation
+internal import GRPCCore
+internal import NIOCore
+internal import NIOHPACK
+internal import SluiceCodec
+
+/// Connect's wire format (connectrpc.com/docs/protocol): which requests are Connect, its error
+/// JSON with string codes, its timeout header and its envelopes' flags.
+enum ConnectProtocol {
+  /// What a request's content type asks for.
+  struct ContentType: Equatable {
+    /// `application/connect+…`: enveloped messages, the status in an end-stream envelope; else a
+    /// unary call whose body is the message.
+    var streaming: Bool
+    /// `json`: proto3 JSON messages (through the gateway's codec); else binary protobuf.
+    var json: Bool
+
+    var mediaType: String {
+      (self.streaming ? "application/connect+" : "application/") + (self.json ? "json" : "proto")
+    }
+  }
+
+  /// The envelope flag of a compressed message, and of the end-stream message.
+  static let compressedFlag: UInt8 = 0x01
+  static let endStreamFlag: UInt8 = 0x02
+
+  /// The smallest message worth compressing for a client that accepts gzip (connect-go's default).
+  static let compressionThreshold = 1024
+
+  /// Connect by content type: `application/connect+proto|json` (streaming), `application/proto`
+  /// (unary), or `application/json` with `Connect-Protocol-Version: 1` (without it, JSON is Sluice's
+  /// HTTP JSON). Nil for anything else; `application/connect+` with another codec is Connect with
+  /// an unsupported codec (`unsupported`).
+  static func contentType(mediaType: String, protocolVersion: String?) -> (ContentType?, unsupported: Bool) {
+    if mediaType.hasPrefix("application/connect+") {
+      switch mediaType.dropFirst("application/connect+".count) {
+      case "proto": return (ContentType(streaming: true, json: false), false)
+      case "json": return (ContentType(streaming: true, json: true), false)
+      default: return (nil, true)
+      }
+    }
+    if mediaType == "application/proto" { return (ContentType(streaming: false, json: false), false) }
+    if mediaType == "application/json", protocolVersion != nil {
+      return (ContentType(streaming: false, json: true), false)
+    }
+    return (nil, false)
+  }
+
+  /// A unary call made with an HTTP GET: `?connect=v1&encoding=…&message=…[&base64=1][&compression=gzip]`.
+  struct GetRequest: Equatable {
+    var json: Bool
+    var message: [UInt8]
+    var gzip: Bool
+  }
+
+  /// Whether a GET asks for Connect: its query has `connect=v1`.
+  static func isGet(method: String, uri: String) -> Bool {
+    method == "GET" && uri.contains("connect=v1")
+  }
+
+  /// The call a GET's query describes, or the error that refuses it.
+  static func getRequest(uri: String) -> Result<GetRequest, RPCError> {
+    let items = URLComponents(string: uri)?.queryItems ?? []
+    func value(_ name: String) -> String? { items.first { $0.name == name }?.value }
+    guard value("connect") == "v1" else { return .failure(GRPCErrors.connectGetQuery("connect=v1 is missing")) }
+    let json: Bool
+    switch value("encoding") {
+    case "proto": json = false
+    case "json": json = true
+    case let other: return .failure(GRPCErrors.connectGetQuery("encoding \"\(other ?? "")\" is not proto or json"))
+    }
+    let gzip: Bool
+    switch value("compression") {
+    case nil, "identity": gzip = false
+    case "gzip": gzip = true
+    case let other?: return .failure(GRPCErrors.unsupportedContentEncoding(other, header: "compression"))
+    }
+    guard let text = value("message") else { return .failure(GRPCErrors.connectGetQuery("message is missing")) }
+    let message: [UInt8]
+    if value("base64") == "1" {
+      guard let decoded = Base64.decode(text) else {
+        return .failure(GRPCErrors.connectGetQuery("message is not base64"))
+      }
+      message = decoded
+    } else {
+      message = Array(text.utf8)
+    }
+    return .success(GetRequest(json: json, message: message, gzip: gzip))
+  }
+
+  /// Whether a request is Connect (see `contentType`).
+  static func isConnect(mediaType: String, protocolVersion: String?) -> Bool {
+    let (type, unsupported) = Self.contentType(mediaType: mediaType, protocolVersion: protocolVersion)
+    return type != nil || unsupported
+  }
+
+  /// `Connect-Timeout-Ms`: at most 10 digits.
+  static func timeout(_ value: String) -> Duration? {
+    guard !value.isEmpty, value.utf8.count <= 10, value.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
+      let milliseconds = Int64(value)
+    else { return nil }
+    return .milliseconds(milliseconds)
+  }
+
+  /// Connect's name for a status code.
+  static func codeName(_ code: RPCError.Code) -> String {
+    switch code {
+    case .cancelled: "canceled"
+    case .unknown: "unknown"
+    case .invalidArgument: "invalid_argument"
+    case .deadlineExceeded: "deadline_exceeded"
+    case .notFound: "not_found"
+    case .alreadyExists: "already_exists"
+    case .permissionDenied: "permission_denied"
+    case .resourceExhausted: "resource_exhausted"
+    case .failedPrecondition: "failed_precondition"
+    case .aborted: "aborted"
+    case .outOfRange: "out_of_range"
+    case .unimplemented: "unimplemented"
+    case .internalError: "internal"
+    case .unavailable: "unavailable"
+    case .dataLoss: "data_loss"
+    case .unauthenticated: "unauthenticated"
+    default: "unknown"
+    }
+  }
+
+  /// The error object: `{"code":"not_found","message":"…","details":[{"type":…,"value":…}]}`, the
+  /// details from the `grpc-status-details-bin` (a `google.rpc.Status`) of the error or of the
+  /// call's `trailers` (where a proxied call's arrives), values in unpadded base64 as Connect writes
+  /// them.
+  static func errorObject(_ error: RPCError, trailers: HPACKHeaders = [:]) -> JSONObject {
+    var object: JSONObject = ["code": .string(Self.codeName(error.code))]
+    if !error.message.isEmpty { object.members.append((key: "message", value: .string(error.message))) }
+    var details: [JSONValue] = []
+    var statuses: [[UInt8]] = trailers["grpc-status-details-bin"].map { Base64.decode($0) ?? [] }
+    for entry in error.metadata["grpc-status-details-bin"] {
+      switch entry {
+      case .binary(let value): statuses.append(value)
+      case .string(let text): statuses.append(Base64.decode(text) ?? [])
+      }
+    }
+    for bytes in statuses {
+      for (type, value) in StatusDetails.anys(in: bytes) {
+        let name = type.split(separator: "/").last.map(String.init) ?? type
+        let text = Data(value).base64EncodedString().replacingOccurrences(of: "=", with: "")
+        details.append(.object(["type": .string(name), "value": .string(text)]))
+      }
+    }
+    if !details.isEmpty { object.members.append((key: "details", value: .array(details))) }
+    return object
+  }
+}
+
+/// The `details` of a serialized `google.rpc.Status` (field 3, each a `google.protobuf.Any` with
+/// `type_url` = 1 and `value` = 2), for Connect's error JSON.
+///
+/// Written by hand: the gateway has no generated `google.rpc.Status`, and the walk is three fields
+/// of protobuf's wire format. The bytes come from a service or an upstream, so every length is
+/// checked and anything malformed yields no more details rather than a trap.
+enum StatusDetails {
+  static func anys(in bytes: [UInt8]) -> [(type: String, value: [UInt8])] {
+    var result: [(String, [UInt8])] = []
+    for (number, field) in Self.fields(bytes[...]) where number == 3 {
+      var type = ""
+      var value: [UInt8] = []
+      for (inner, content) in Self.fields(field) {
+        if inner == 1 { type = String(decoding: content, as: UTF8.self) }
+        if inner == 2 { value = Array(content) }
+      }
+      result.append((type, value))
+    }
+    return result
+  }
+
+  /// The length-delimited fields of a message, in order; stops at the first malformed byte.
+  private static func fields(_ bytes: ArraySlice<UInt8>) -> [(Int, ArraySlice<UInt8>)] {
+    var fields: [(Int, ArraySlice<UInt8>)] = []
+    var index = bytes.startIndex
+    func varint() -> UInt64? {
+      var value: UInt64 = 0
+      var shift: UInt64 = 0
+      while index < bytes.endIndex, shift < 64 {
+        let byte = bytes[index]
+        index += 1
+        value |= UInt64(byte & 0x7F) << shift
+        if byte & 0x80 == 0 { return value }
+        shift += 7
+      }
+      return nil
+    }
+    while index < bytes.endIndex {
+      guard let tag = varint() else { break }
+      let number = Int(truncatingIfNeeded: tag >> 3)
+      switch tag & 7 {
+      case 0:
+        guard varint() != nil else { return fields }
+      case 1:
+        guard bytes.endIndex - index >= 8 else { return fields }
+        index += 8
+      case 5:
+        guard bytes.endIndex - index >= 4 else { return fields }
+        index += 4
+      case 2:
+        guard let length = varint(), length <= UInt64(bytes.endIndex - index) else { return fields }
+        let end = index + Int(length)
+        fields.append((number, bytes[index..<end]))
+        index = end
+      default:
+        return fields
+      }
+    }
+    return fields
+  }
+}
