@@ -250,3 +250,32 @@ def test_page_is_served_from_any_working_directory(start_sluice, tmp_path):
     s = start_sluice("--public-dir", "", cwd=tmp_path)
     status, _, body = curl(f"http://127.0.0.1:{s.http_port}/")
     assert status == 404, body
+
+
+def test_gzip_request_bodies_and_responses(sluice, tmp_path):
+    """`Content-Encoding: gzip` bodies are inflated, `Accept-Encoding: gzip` gets a large single
+    response compressed (curl --compressed inflates it), and an encoding the gateway cannot read is
+    415 naming the accepted ones, never "bad JSON"."""
+    import gzip
+
+    url = f"http://127.0.0.1:{sluice.http_port}/hello.UserService/SayHi"
+    name = "x" * 5000
+    (tmp_path / "body.gz").write_bytes(gzip.compress(json.dumps({"name": name}).encode()))
+    status, headers, body = curl("--compressed", "-H", "Content-Encoding: gzip", "-H", "Content-Type: application/json",
+                                 "--data-binary", f"@{tmp_path / 'body.gz'}", url)
+    assert status == 200 and headers["content-encoding"] == ["gzip"]
+    assert json.loads(body)["result"].startswith("hi " + name + "---")
+    # A small response stays plain.
+    status, headers, body = curl("--compressed", "-d", '{"name":"ada"}', url)
+    assert status == 200 and "content-encoding" not in headers
+    # Brotli: 415, with the encodings that work.
+    status, headers, body = curl("-H", "Content-Encoding: br", "-d", '{"name":"ada"}', url)
+    assert status == 415 and headers["accept-encoding"] == ["gzip, identity"]
+    assert json.loads(body)["code"] == 3 and '"br"' in json.loads(body)["message"]
+    # An NDJSON stream (Record) is read line by line: gzip is refused there.
+    status, headers, body = curl("-H", "Content-Encoding: gzip", "--data-binary", f"@{tmp_path / 'body.gz'}",
+                                 f"http://127.0.0.1:{sluice.http_port}/proto.StreamService/Record")
+    assert status == 415 and headers["accept-encoding"] == ["identity"]
+    # A body marked gzip that is not: a clear error about gzip.
+    status, headers, body = curl("-H", "Content-Encoding: gzip", "-d", '{"name":"ada"}', url)
+    assert status == 500 and "gzip" in json.loads(body)["message"]

@@ -36,4 +36,12 @@ extension GRPCErrors {
 
   /// A single-response method whose service ended the call without a response.
   static let missingResponse = RPCError(code: .internalError, message: "the service ended the call without a response")
+
+  /// A request body in an encoding the gateway does not read (HTTP 415).
+  static func unsupportedBodyEncoding(_ encoding: String, accepted: String) -> RPCError {
+    RPCError(
+      code: .invalidArgument,
+      message: "Content-Encoding \"\(encoding)\" is not supported here: send \(accepted)"
+    )
+  }
 }

@@ -55,6 +55,15 @@ final class HTTPCall: CallResponder {
   private var done = false
   /// The request was refused for its size: its answer is 413.
   private var refusedTooLarge = false
+  /// The request was refused for its `Content-Encoding`: its answer is 415.
+  private var refusedEncoding = false
+  /// `Content-Encoding: gzip`: the body (one message) is inflated once it has arrived.
+  private var gzipBody = false
+  /// `Accept-Encoding` lists gzip: a single JSON response of `gzipThreshold` bytes or more is
+  /// compressed.
+  private var acceptsGzip = false
+  /// The smallest single response worth compressing.
+  static let gzipThreshold = 1024
 
   /// A single-message request's body so far, and what it holds of the request budget.
   private var body: ByteBuffer?
@@ -116,6 +125,7 @@ final class HTTPCall: CallResponder {
     }
     do throws(RPCError) {
       try self.checkContentType()
+      try self.checkContentEncoding()
       (self.metadata, self.timeout) = try RequestMetadata.from(headers: self.head.headers)
       if self.head.method == .GET {
         self.queryMessage = try self.bridge.encodeRequest(try self.queryRequest(), for: self.method)
@@ -161,11 +171,14 @@ final class HTTPCall: CallResponder {
     do throws(RPCError) {
       if let message = self.queryMessage {
         self.start(message: message, end: true)
-      } else if let body = self.body {
+      } else if var body = self.body {
         self.body = nil
         self.releaseBudget()
         guard body.readableBytes > 0 else {
           throw GRPCErrors.expectedOneJSONMessage(got: 0)
+        }
+        if self.gzipBody {
+          body = try GzipMessage.inflate(body, limit: self.port.configuration.maxMessageBytes)
         }
         let message = try self.bridge.encodeRequest(
           try self.bridge.parse(body.readableBytesView),
@@ -312,10 +325,18 @@ final class HTTPCall: CallResponder {
       var metadata = self.initialMetadata
       metadata.add(contentsOf: trailers)
       var head = self.responseHead(metadata: metadata, keepAlive: keepAlive)
-      head.headers.add(name: "Content-Length", value: "\(json.count)")
+      var body = self.connection.allocator.buffer(bytes: json)
+      if self.acceptsGzip, json.count >= Self.gzipThreshold,
+        let gzipped = GzipMessage.deflate(json, allocator: self.connection.allocator)
+      {
+        head.headers.add(name: "Content-Encoding", value: "gzip")
+        body = gzipped
+      }
+      head.headers.add(name: "Vary", value: "Accept-Encoding")
+      head.headers.add(name: "Content-Length", value: "\(body.readableBytes)")
       self.connection.write(.head(head))
-      self.connection.write(.body(.byteBuffer(self.connection.allocator.buffer(bytes: json))))
-      self.port.metrics.bytes(.http, .out, count: json.count)
+      self.connection.write(.body(.byteBuffer(body)))
+      self.port.metrics.bytes(.http, .out, count: body.readableBytes)
       self.connection.endResponse(keepAlive: keepAlive)
     case .writeError(let error, let status):
       self.writeError(error, status: status)
@@ -456,6 +477,10 @@ final class HTTPCall: CallResponder {
   private func writeError(_ error: RPCError, status: HTTPResponseStatus) {
     var headers = self.cors
     if error.code == .unauthenticated { headers.add(name: "WWW-Authenticate", value: "Bearer") }
+    if self.refusedEncoding {
+      // RFC 7694: a 415 for an encoding names the ones that are accepted.
+      headers.add(name: "Accept-Encoding", value: self.method.takesOneRequest ? "gzip, identity" : "identity")
+    }
     self.answer(
       HTTPStatusResponse(status, code: error.code, message: error.message, trailers: error.metadata, headers: headers)
     )
@@ -491,12 +516,37 @@ final class HTTPCall: CallResponder {
   /// (the only deadline before the RPC runs is `--body-timeout`); the standard mapping otherwise.
   private func status(for error: RPCError) -> HTTPResponseStatus? {
     if error.code == .deadlineExceeded { return .requestTimeout }
+    if self.refusedEncoding { return .unsupportedMediaType }
     return self.refusedTooLarge ? .payloadTooLarge : nil
   }
 
   private func tooLarge(_ what: String) -> RPCError {
     self.refusedTooLarge = true
     return GRPCErrors.requestTooLarge(what, limit: self.port.configuration.maxMessageBytes)
+  }
+
+  /// `Content-Encoding`: identity, or gzip for a body that is one message (an NDJSON stream would need
+  /// its lines inflated as they arrive, which is not done); anything else is 415 naming what is
+  /// accepted. `Accept-Encoding: gzip` is noted for the response.
+  private func checkContentEncoding() throws(RPCError) {
+    self.acceptsGzip = self.head.headers["Accept-Encoding"].contains { list in
+      list.split(separator: ",").contains {
+        $0.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() == "gzip"
+      }
+    }
+    for value in self.head.headers["Content-Encoding"] {
+      for encoding in value.split(separator: ",") {
+        switch encoding.trimmingCharacters(in: .whitespaces).lowercased() {
+        case "identity": continue
+        case "gzip" where self.method.takesOneRequest && self.head.method != .GET:
+          self.gzipBody = true
+        default:
+          self.refusedEncoding = true
+          throw GRPCErrors.unsupportedBodyEncoding(
+            String(encoding), accepted: self.method.takesOneRequest ? "gzip, identity" : "identity")
+        }
+      }
+    }
   }
 
   private func checkContentType() throws(RPCError) {
