@@ -1,6 +1,6 @@
 // The Sluice page: one section per hosted RPC, then an explorer of every method the gateway
 // serves (from server reflection); all built on sluice-client.js.
-import { openRpc, callUnary, codeName, httpBase, wsBase, reflect } from "./sluice-client.js";
+import { openRpc, callUnary, callFetch, codeName, httpBase, wsBase, reflect } from "./sluice-client.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -509,6 +509,12 @@ function runMethod() {
   }
   showProblem(null);
   if (explorer.run?.rpc && !["ended", "closed"].includes(explorer.run.rpc.state)) explorer.run.rpc.cancel();
+  explorer.run?.abort?.abort();
+  const protocol = $("explorer-protocol").value;
+  if (protocol !== "websocket") {
+    runFetch(method, frames, protocol);
+    return;
+  }
 
   const run = { method, base: gateway(), rpc: null, sent: [], count: 0 };
   explorer.run = run;
@@ -561,6 +567,58 @@ function runMethod() {
   if (method.clientStreaming && !$("explorer-keep-open").checked) run.rpc.end();
 }
 
+/** A run over gRPC-Web or Connect (fetch): the editor's messages go in one request body; its
+ * `$metadata` and `$timeoutMs` become headers. */
+async function runFetch(method, frames, protocol) {
+  const run = { method, base: gateway(), protocol, sent: [], count: 0, abort: new AbortController() };
+  explorer.run = run;
+  const current = () => explorer.run === run;
+  $("explorer-log").replaceChildren();
+  $("explorer-headers").textContent = "—";
+  $("explorer-count").textContent = "0";
+  showStatus($("explorer-status"), null);
+  const headers = {};
+  let timeoutMs;
+  const messages = [];
+  for (const frame of frames) {
+    const value = JSON.parse(frame.text);
+    if (!frame.control) {
+      messages.push(value);
+    } else {
+      for (const [key, values] of Object.entries(value.$metadata ?? {})) headers[key] = [values].flat().join(", ");
+      if (value.$timeoutMs != null) timeoutMs = value.$timeoutMs;
+    }
+    run.sent.push(frame.text);
+    explorerLog("out", frame.text, "explorer-out");
+  }
+  showCommands(run);
+  const state = $("explorer-state");
+  state.dataset.state = "open";
+  delete state.dataset.close;
+  state.textContent = `${protocol}: waiting for the response`;
+  $("explorer-cancel").disabled = false;
+  $("explorer-send").disabled = true;
+  $("explorer-finish").disabled = true;
+  const status = await callFetch(run.base, method.path, protocol, messages, {
+    kind: method.kind, headers, timeoutMs, signal: run.abort.signal,
+    onHeaders(head) {
+      if (current()) $("explorer-headers").textContent = JSON.stringify(head);
+    },
+    onMessage(message) {
+      if (!current()) return;
+      explorerLog("in", JSON.stringify(message), "explorer-response");
+      $("explorer-count").textContent = String(++run.count);
+    },
+  });
+  if (!current()) return;
+  explorerLog(status.code === 0 ? "in end" : "in end error", JSON.stringify({ status }), "explorer-fetch-end");
+  showStatus($("explorer-status"), status);
+  state.dataset.state = "ended";
+  state.dataset.code = String(status.code);
+  state.textContent = `ended with code ${codeName(status.code)}`;
+  $("explorer-cancel").disabled = true;
+}
+
 $("explorer-form").addEventListener("submit", runMethod);
 $("explorer-request").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
@@ -578,7 +636,10 @@ $("explorer-send").addEventListener("click", () => {
   }
 });
 $("explorer-finish").addEventListener("click", () => explorer.run?.rpc.end());
-$("explorer-cancel").addEventListener("click", () => explorer.run?.rpc.cancel());
+$("explorer-cancel").addEventListener("click", () => {
+  if (explorer.run?.abort) explorer.run.abort.abort();
+  else explorer.run?.rpc.cancel();
+});
 $("explorer-reset").addEventListener("click", resetTemplate);
 $("explorer-reload").addEventListener("click", loadExplorer);
 $("gateway").addEventListener("change", loadExplorer);
@@ -627,8 +688,55 @@ function curlCommand(run) {
   return `${feed(messages)} | ${["curl", ...args, "-T -", "-H 'Content-Type: application/x-ndjson'", url].join(" ")}`;
 }
 
+/** `text` as printf's format: the 5-byte envelope prefix in octal escapes, then `%s` for the
+ * message itself (passed as an argument, so nothing in it is read as an escape). */
+function envelopeFormat(text) {
+  const length = new TextEncoder().encode(text).length;
+  const bytes = [0, (length >>> 24) & 255, (length >>> 16) & 255, (length >>> 8) & 255, length & 255];
+  return bytes.map((b) => `\\${b.toString(8).padStart(3, "0")}`).join("") + "%s";
+}
+
+/** The curl line of a gRPC-Web or Connect run: the same request, the body built with printf where
+ * it is enveloped. */
+function fetchCommand(run) {
+  const { method, protocol } = run;
+  const messages = [];
+  const args = [];
+  for (const text of run.sent) {
+    const value = JSON.parse(text);
+    if (Object.keys(value).some((k) => k.startsWith("$"))) {
+      for (const [key, values] of Object.entries(value.$metadata ?? {})) {
+        args.push(`-H ${quote(`${key}: ${[values].flat().join(", ")}`)}`);
+      }
+      if (value.$timeoutMs != null) {
+        args.push(protocol === "grpc-web" ? `-H 'grpc-timeout: ${value.$timeoutMs}m'`
+          : `-H 'Connect-Timeout-Ms: ${value.$timeoutMs}'`);
+      }
+    } else {
+      messages.push(text);
+    }
+  }
+  const url = word(httpBase(run.base) + method.path);
+  if (protocol === "connect" && method.kind === "unary") {
+    return ["curl", "-H 'Content-Type: application/json'", "-H 'Connect-Protocol-Version: 1'", ...args,
+      "-d", quote(messages[0] ?? "{}"), url].join(" ");
+  }
+  const type = protocol === "grpc-web" ? "application/grpc-web+json" : "application/connect+json";
+  const body = `printf '${messages.map(envelopeFormat).join("")}' ${messages.map(quote).join(" ")}`;
+  const headers = [`-H 'Content-Type: ${type}'`];
+  if (protocol === "connect") headers.push("-H 'Connect-Protocol-Version: 1'");
+  return `${body} | ${["curl", "-N", "--output -", ...headers, ...args, "--data-binary @-", url].join(" ")}`;
+}
+
 function showCommands(run) {
   const ready = run.sent.length > 0;
+  if (run.protocol) {
+    $("explorer-websocat").textContent = "— (a WebSocket run shows its websocat line)";
+    $("explorer-curl").textContent = ready ? fetchCommand(run) : "—";
+    $("explorer-copy-websocat").disabled = true;
+    $("explorer-copy-curl").disabled = !ready;
+    return;
+  }
   $("explorer-websocat").textContent = ready
     ? `${feed(run.sent)} | websocat ${word(wsBase(run.base) + run.method.path)}`
     : "— (nothing sent yet)";

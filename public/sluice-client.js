@@ -705,3 +705,135 @@ function reflectWith(baseUrl, version, token, timeoutMs) {
 function reflectionError({ errorCode, errorMessage }, request) {
   return new SluiceError({ code: errorCode ?? 2, message: `reflection ${request}: ${errorMessage ?? ""}` });
 }
+
+// --- gRPC-Web and Connect over fetch ------------------------------------------------------------
+//
+// The same methods answer gRPC-Web and Connect (README: "gRPC-Web", "Connect"). With their JSON
+// codecs (`application/grpc-web+json`, `application/json` / `application/connect+json`) a page
+// needs no protobuf library: messages are the same proto3 JSON as on the WebSocket. fetch sends a
+// request body whole, so client streaming and bidi send every message first (full duplex needs
+// HTTP/2 and a client that streams requests).
+
+/** The 5-byte prefix both protocols put before a message: flags, then a big-endian length. */
+function envelope(flags, bytes) {
+  const out = new Uint8Array(5 + bytes.length);
+  out[0] = flags;
+  new DataView(out.buffer).setUint32(1, bytes.length);
+  out.set(bytes, 5);
+  return out;
+}
+
+/** Reads envelopes from a streaming fetch body, calling `each(flags, bytes)` as each completes. */
+async function readEnvelopes(body, each) {
+  const reader = body.getReader();
+  let buffer = new Uint8Array(0);
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (value) {
+      const joined = new Uint8Array(buffer.length + value.length);
+      joined.set(buffer);
+      joined.set(value, buffer.length);
+      buffer = joined;
+      while (buffer.length >= 5) {
+        const length = new DataView(buffer.buffer, buffer.byteOffset).getUint32(1);
+        if (buffer.length < 5 + length) break;
+        each(buffer[0], buffer.slice(5, 5 + length));
+        buffer = buffer.slice(5 + length);
+      }
+    }
+    if (done) return buffer.length;
+  }
+}
+
+const CONNECT_CODES = {
+  canceled: 1, unknown: 2, invalid_argument: 3, deadline_exceeded: 4, not_found: 5, already_exists: 6,
+  permission_denied: 7, resource_exhausted: 8, failed_precondition: 9, aborted: 10, out_of_range: 11,
+  unimplemented: 12, internal: 13, unavailable: 14, data_loss: 15, unauthenticated: 16,
+};
+
+/** A Connect error object ({ code: "not_found", message, details }) as a google.rpc.Status. */
+function connectStatus(error) {
+  return { code: CONNECT_CODES[error?.code] ?? 2, message: error?.message ?? "", details: error?.details ?? [] };
+}
+
+/**
+ * callFetch(baseUrl, path, protocol, messages, options) -> Promise<status>
+ *   One RPC over gRPC-Web (`protocol` "grpc-web") or Connect ("connect"), JSON codecs, with fetch.
+ *   messages   the request messages (one for unary and server streaming)
+ *   options:   { kind: "unary" | "server streaming" | "client streaming" | "bidirectional",
+ *                headers, timeoutMs, signal, onHeaders(headers), onMessage(message) }
+ *   Resolves to the final google.rpc.Status { code, message, details }: code 0 is OK; gRPC-Web's
+ *   trailers and Connect's error JSON and end-stream envelope are read into the same shape.
+ */
+export async function callFetch(baseUrl, path, protocol, messages, options = {}) {
+  const { kind = "unary", headers = {}, timeoutMs, signal, onHeaders, onMessage } = options;
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  const connectUnary = protocol === "connect" && kind === "unary";
+  const request = { method: "POST", signal, headers: { ...headers } };
+  if (protocol === "grpc-web") {
+    request.headers["Content-Type"] = "application/grpc-web+json";
+    request.headers["X-Grpc-Web"] = "1";
+    if (timeoutMs) request.headers["grpc-timeout"] = `${Math.ceil(timeoutMs)}m`;
+  } else {
+    request.headers["Content-Type"] = connectUnary ? "application/json" : "application/connect+json";
+    request.headers["Connect-Protocol-Version"] = "1";
+    if (timeoutMs) request.headers["Connect-Timeout-Ms"] = `${Math.ceil(timeoutMs)}`;
+  }
+  if (connectUnary) {
+    request.body = JSON.stringify(messages[0] ?? {});
+  } else {
+    const parts = messages.map((m) => envelope(0, encoder.encode(JSON.stringify(m ?? {}))));
+    request.body = new Blob(parts);
+  }
+  let response;
+  try {
+    response = await fetch(httpBase(baseUrl) + path, request);
+  } catch (error) {
+    if (error?.name === "AbortError") return { code: 1, message: "aborted" };
+    return { code: 14, message: `network error (gateway unreachable or CORS refused): ${error.message}` };
+  }
+  const head = {};
+  response.headers.forEach((value, key) => { (head[key] ??= []).push(value); });
+  onHeaders?.(head);
+  if (connectUnary) {
+    const text = await response.text();
+    let body;
+    try {
+      body = text ? JSON.parse(text) : {};
+    } catch {
+      return { code: 2, message: `HTTP ${response.status}: ${text.slice(0, 200)}` };
+    }
+    if (!response.ok) return connectStatus(body);
+    onMessage?.(body);
+    return { code: 0, message: "" };
+  }
+  if (protocol === "grpc-web" && response.headers.get("grpc-status") !== null) {
+    // A trailers-only answer: the status is in the headers, there is no body.
+    return { code: Number(response.headers.get("grpc-status")),
+             message: decodeURIComponent(response.headers.get("grpc-message") ?? "") };
+  }
+  if (!response.ok || !response.body) {
+    return { code: 2, message: `HTTP ${response.status} ${response.statusText}` };
+  }
+  let status;
+  const left = await readEnvelopes(response.body, (flags, bytes) => {
+    const text = decoder.decode(bytes);
+    if (protocol === "grpc-web" && flags & 0x80) {
+      const trailers = {};
+      for (const line of text.split("\r\n")) {
+        const at = line.indexOf(":");
+        if (at > 0) trailers[line.slice(0, at).trim().toLowerCase()] = line.slice(at + 1).trim();
+      }
+      status = { code: Number(trailers["grpc-status"] ?? 2),
+                 message: decodeURIComponent(trailers["grpc-message"] ?? "") };
+    } else if (protocol === "connect" && flags & 0x02) {
+      const end = text ? JSON.parse(text) : {};
+      status = end.error ? connectStatus(end.error) : { code: 0, message: "" };
+    } else {
+      onMessage?.(JSON.parse(text));
+    }
+  });
+  if (status) return status;
+  return { code: 13, message: left ? "the response ended inside a message" : "the response ended without a status" };
+}

@@ -690,3 +690,86 @@ def test_explorer_template_rules(browser, plain_gateway):
     method = result["method"]
     assert (method["path"], method["kind"], method["inputType"], method["outputType"]) == (
         "/t.rules.Rules/Walk", "client streaming", "t.rules.Node", "t.rules.Wkt")
+
+
+# --- gRPC-Web and Connect from the page (fetch), across origins -------------------------------------
+
+
+def select_protocol(driver, value):
+    from selenium.webdriver.support.ui import Select
+
+    Select(by_id(driver, "explorer-protocol")).select_by_value(value)
+
+
+def fetch_run_ended(driver, code):
+    state = by_id(driver, "explorer-state")
+    return state.get_attribute("data-state") == "ended" and state.get_attribute("data-code") == str(code)
+
+
+def grpc_web_frames(raw):
+    """(messages, trailers) of a gRPC-Web response body with JSON messages."""
+    import struct
+
+    messages, trailers, offset = [], {}, 0
+    while offset < len(raw):
+        flags, length = struct.unpack(">BI", raw[offset:offset + 5])
+        data = raw[offset + 5:offset + 5 + length]
+        offset += 5 + length
+        if flags & 0x80:
+            trailers = dict(line.split(": ", 1) for line in data.decode().split("\r\n") if line)
+        else:
+            messages.append(json.loads(data))
+    return messages, trailers
+
+
+def test_explorer_runs_grpc_web_and_connect_from_another_origin(browser, start_sluice, static_site):
+    """The page from another origin (python3 -m http.server) runs List over gRPC-Web and SayHi over
+    Connect against a gateway that allows that origin, and shows curl lines that work; a gateway
+    that does not allow it is refused by the browser (CORS), for both protocols."""
+    allowed = start_sluice("--pace-ms", "0", "--allowed-origin", static_site)
+    target = f"http://127.0.0.1:{allowed.http_port}"
+    open_page(browser, f"{static_site}/?gateway={target}")
+    wait(browser, lambda d: attr(d, "explorer-load-state", "data-state") != "loading", "the explorer's reflection")
+
+    pick(browser, "/proto.StreamService/List")
+    type_into(browser, "explorer-request", '{"pt": {"name": "x", "value": 5}}')
+    select_protocol(browser, "grpc-web")
+    click(browser, "explorer-run")
+    wait(browser, lambda d: fetch_run_ended(d, 0), "List over gRPC-Web to end with code 0")
+    expected = [{"pt": {"name": "x", "value": v}} for v in range(5, 12)]
+    assert frames(browser, "explorer-response") == expected
+    assert text(browser, "explorer-count") == "7" and text(browser, "explorer-status") == "0 OK"
+    assert "application/grpc-web+json" in text(browser, "explorer-headers")
+    shot(browser, "18-explorer-grpc-web", "explorer")
+    curl = text(browser, "explorer-curl")
+    assert "Content-Type: application/grpc-web+json" in curl and curl.startswith("printf ")
+    shown = subprocess.run(["bash", "-c", curl], capture_output=True, timeout=WAIT)
+    assert shown.returncode == 0, shown.stderr
+    assert grpc_web_frames(shown.stdout) == (expected, {"grpc-status": "0"})
+
+    pick(browser, "/hello.UserService/SayHi")
+    type_into(browser, "explorer-request", '{"name": "ada"}')
+    select_protocol(browser, "connect")
+    click(browser, "explorer-run")
+    wait(browser, lambda d: fetch_run_ended(d, 0), "SayHi over Connect to end with code 0")
+    assert HI.match(frames(browser, "explorer-response")[0]["result"])
+    curl = text(browser, "explorer-curl")
+    assert "Connect-Protocol-Version: 1" in curl
+    assert HI.match(run_shown(curl, "the shown Connect curl line")[0]["result"])
+    # An error comes back as Connect's error JSON, read into a status.
+    type_into(browser, "explorer-request", '{"nam": "ada"}')
+    click(browser, "explorer-run")
+    wait(browser, lambda d: fetch_run_ended(d, 3), "a bad SayHi over Connect to end with INVALID_ARGUMENT")
+    assert 'unknown field "nam"' in text(browser, "explorer-status")
+    shot(browser, "19-explorer-connect", "explorer")
+
+    # A gateway that does not allow this origin: the browser refuses the answer (403 without CORS).
+    refusing = start_sluice("--allowed-origin", "http://127.0.0.1:1")
+    for protocol in ("grpc-web", "connect"):
+        status = browser.execute_async_script(
+            """const [base, protocol, done] = arguments;
+               import("./sluice-client.js")
+                 .then((m) => m.callFetch(base, "/hello.UserService/SayHi", protocol, [{ name: "ada" }]))
+                 .then(done, (e) => done({ code: -1, message: String(e) }));""",
+            f"http://127.0.0.1:{refusing.http_port}", protocol)
+        assert status["code"] == 14 and "CORS" in status["message"], status
