@@ -18,6 +18,7 @@ import pytest
 
 import sluice_fuzz as fz
 import sluice_h2fuzz as h2fz
+import sluice_webfuzz  # noqa: F401  (registers the "web" family)
 
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
 SEED = int(os.environ.get("SLUICE_FUZZ_SEED", "20261125"))
@@ -26,6 +27,8 @@ ONLY = os.environ.get("SLUICE_FUZZ_ONLY")
 CONCURRENCY = int(os.environ.get("SLUICE_FUZZ_CONCURRENCY", "64"))
 MAX_BYTES = 131072
 SHARE = {"ws": 0.40, "wsproto": 0.25, "http": 0.25, "httpproto": 0.10}
+# gRPC-Web and Connect framing (sluice_webfuzz.py), on the HTTP port.
+SHARE["web"] = 0.5
 # The native port's family runs as many cases as the four HTTP-port families together.
 SHARE["grpc"] = 1.0
 
@@ -88,6 +91,13 @@ def test_fuzz_native_grpc(start_sluice):
     grpc-encoding, pseudo-headers, -bin metadata), lying length prefixes, the compressed flag with
     no encoding, garbage protobuf, RST floods and garbage frames (sluice_h2fuzz.py)."""
     fuzz(start_sluice, "grpc")
+
+
+def test_fuzz_grpc_web_and_connect(start_sluice):
+    """gRPC-Web and Connect requests, valid and broken: lying and huge lengths, frames cut short,
+    trailer frames and end-stream envelopes from clients, bad flags, bad base64, gzip and JSON that
+    are not, bad timeouts, wrong methods and codecs, bodies cut short (sluice_webfuzz.py)."""
+    fuzz(start_sluice, "web")
 
 
 def test_fuzz_http_framing(start_sluice):
