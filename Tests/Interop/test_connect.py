@@ -253,3 +253,31 @@ def test_metrics_count_connect_calls(start_sluice):
         text = response.read().decode()
     assert any('transport="connect"' in line and "sluice_rpcs_total" in line and 'code="ok"' in line
                for line in text.splitlines()), text
+
+
+def test_connectrpc_grpc_web_mode(sluice, stubs):
+    from connectrpc.protocol import ProtocolType
+
+    methods = seed_methods(stubs)
+    with ConnectClientSync(f"http://127.0.0.1:{sluice.http_port}", codec=google_protobuf_binary_codec(),
+                           protocol=ProtocolType.GRPC_WEB) as client:
+        reply = client.execute_unary(request=stubs.hello_pb2.Request(name="ada"), method=methods["SayHi"])
+        assert reply.result.startswith("hi ada---")
+        request = stubs.stream_pb2.StreamRequest(pt=stubs.stream_pb2.StreamPoint(value=1))
+        assert len(list(client.execute_server_stream(request=request, method=methods["List"]))) == 7
+        with pytest.raises(ConnectError) as failure:
+            client.execute_unary(request=stubs.hello_pb2.Request(name="ada"), method=methods["Nope"])
+        assert failure.value.code == Code.UNIMPLEMENTED
+
+
+def test_connect_over_tls_on_both_ports(start_sluice, tmp_path):
+    from conftest import make_pki
+
+    pki = make_pki(tmp_path)
+    s = start_sluice("--tls-cert", str(pki["chain"]), "--tls-key", str(pki["key"]))
+    for port, version in ((s.grpc_port, "HTTP/2.0 200"), (s.http_port, "HTTP/1.1 200")):
+        result = buf_curl(f"https://127.0.0.1:{port}/proto.StreamService/List", "--cacert", str(pki["ca"]), "-v",
+                          data='{"pt":{"value":2}}')
+        assert result.returncode == 0, result.stderr
+        assert [m["pt"].get("value", 0) for m in json_stream(result.stdout)] == list(range(2, 9))
+        assert version in result.stderr
