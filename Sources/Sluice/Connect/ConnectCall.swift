@@ -30,7 +30,7 @@ final class ConnectCall: ExchangeCall {
   private var body: ByteBuffer?
   /// Request bodies (unary) or envelopes (streaming) flagged compressed are gzip.
   private var gzipRequest = false
-  /// The client reads gzip: responses of `compressionThreshold` bytes or more are compressed.
+  /// The client reads gzip: responses worth it are compressed (`ResponseCompression`).
   private var gzipResponse = false
   /// Unary: the one response message, held until the end.
   private var heldResponse: [UInt8]?
@@ -81,7 +81,7 @@ final class ConnectCall: ExchangeCall {
       default: return self.refuse(GRPCErrors.unsupportedContentEncoding(encoding, header: encodingHeader))
       }
     }
-    self.gzipResponse = Self.acceptsGzip(
+    self.gzipResponse = ResponseCompression.acceptsGzip(
       self.request.headers[self.streaming ? "Connect-Accept-Encoding" : "Accept-Encoding"])
     self.startCall(message: nil)
   }
@@ -104,7 +104,7 @@ final class ConnectCall: ExchangeCall {
       return self.refuse(GRPCErrors.connectGetNotAllowed(self.path), status: .methodNotAllowed)
     }
     self.gzipRequest = request.gzip
-    self.gzipResponse = Self.acceptsGzip(self.request.headers["Accept-Encoding"])
+    self.gzipResponse = ResponseCompression.acceptsGzip(self.request.headers["Accept-Encoding"])
     self.startCall(message: request.message)
   }
 
@@ -194,8 +194,8 @@ final class ConnectCall: ExchangeCall {
     }
     if !self.headSent { self.writeStreamHead() }
     var frame = self.exchange.allocator.buffer(capacity: payload.count + 5)
-    if self.gzipResponse, payload.count >= ConnectProtocol.compressionThreshold,
-      let gzipped = GzipMessage.deflate(payload, allocator: self.exchange.allocator)
+    if let gzipped = ResponseCompression.gzipped(
+      payload, accepts: self.gzipResponse, allocator: self.exchange.allocator)
     {
       frame.writeGRPCMessage(gzipped, compressed: true)  // flag 0x01: Connect's compressed flag too
     } else {
@@ -250,8 +250,8 @@ final class ConnectCall: ExchangeCall {
     headers.add(name: "Content-Type", value: self.contentType.mediaType)
     headers.add(name: "Accept-Encoding", value: "gzip")
     var body = self.exchange.allocator.buffer(bytes: message)
-    if self.gzipResponse, message.count >= ConnectProtocol.compressionThreshold,
-      let gzipped = GzipMessage.deflate(message, allocator: self.exchange.allocator)
+    if let gzipped = ResponseCompression.gzipped(
+      message, accepts: self.gzipResponse, allocator: self.exchange.allocator)
     {
       headers.add(name: "Content-Encoding", value: "gzip")
       body = gzipped
@@ -313,11 +313,5 @@ final class ConnectCall: ExchangeCall {
     }
     CORS.exposing(exposed, in: &headers)
     return headers
-  }
-
-  private static func acceptsGzip(_ values: [String]) -> Bool {
-    values.contains { list in
-      list.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "gzip" }
-    }
   }
 }

@@ -24,9 +24,6 @@ enum ConnectProtocol {
   static let compressedFlag: UInt8 = 0x01
   static let endStreamFlag: UInt8 = 0x02
 
-  /// The smallest message worth compressing for a client that accepts gzip (connect-go's default).
-  static let compressionThreshold = 1024
-
   /// Connect by content type: `application/connect+proto|json` (streaming), `application/proto`
   /// (unary), or `application/json` with `Connect-Protocol-Version: 1` (without it, JSON is Sluice's
   /// HTTP JSON). Nil for anything else; `application/connect+` with another codec is Connect with

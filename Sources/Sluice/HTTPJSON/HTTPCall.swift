@@ -59,11 +59,9 @@ final class HTTPCall: CallResponder {
   private var refusedEncoding = false
   /// `Content-Encoding: gzip`: the body (one message) is inflated once it has arrived.
   private var gzipBody = false
-  /// `Accept-Encoding` lists gzip: a single JSON response of `gzipThreshold` bytes or more is
-  /// compressed.
+  /// `Accept-Encoding` lists gzip: a single JSON response worth it is compressed
+  /// (`ResponseCompression`).
   private var acceptsGzip = false
-  /// The smallest single response worth compressing.
-  static let gzipThreshold = 1024
 
   /// A single-message request's body so far, and what it holds of the request budget.
   private var body: ByteBuffer?
@@ -326,8 +324,8 @@ final class HTTPCall: CallResponder {
       metadata.add(contentsOf: trailers)
       var head = self.responseHead(metadata: metadata, keepAlive: keepAlive)
       var body = self.connection.allocator.buffer(bytes: json)
-      if self.acceptsGzip, json.count >= Self.gzipThreshold,
-        let gzipped = GzipMessage.deflate(json, allocator: self.connection.allocator)
+      if let gzipped = ResponseCompression.gzipped(
+        json, accepts: self.acceptsGzip, allocator: self.connection.allocator)
       {
         head.headers.add(name: "Content-Encoding", value: "gzip")
         body = gzipped
@@ -529,11 +527,7 @@ final class HTTPCall: CallResponder {
   /// its lines inflated as they arrive, which is not done); anything else is 415 naming what is
   /// accepted. `Accept-Encoding: gzip` is noted for the response.
   private func checkContentEncoding() throws(RPCError) {
-    self.acceptsGzip = self.head.headers["Accept-Encoding"].contains { list in
-      list.split(separator: ",").contains {
-        $0.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() == "gzip"
-      }
-    }
+    self.acceptsGzip = ResponseCompression.acceptsGzip(self.head.headers["Accept-Encoding"])
     for value in self.head.headers["Content-Encoding"] {
       for encoding in value.split(separator: ",") {
         switch encoding.trimmingCharacters(in: .whitespaces).lowercased() {
