@@ -79,16 +79,17 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate, TurnBatched {
   func received(_ message: ByteBuffer, _ call: ServerCall) {
     self.outstanding += message.readableBytes + 5
     if let connection = self.connection, self.stream != nil {
-      // Messages of one turn go to the stream as one piece, at the upstream connection's flush;
-      // that flush comes as the client's read ends, ahead of what the client's own connection
-      // writes back (window updates, PING acknowledgements).
+      // Messages of one turn go to the stream as one piece, at the upstream connection's flush.
+      // That flush is the loop's next task, after every connection this loop read in the same
+      // pass: one write then carries the requests of all the clients read together (one write per
+      // client's read before: gRPC-Web unary from 64 h2load clients went 17,400 -> 24,000 calls/s,
+      // with one client's latency unchanged).
       if self.batch == nil {
         self.batch = ByteBuffer()
         connection.turn.writeAtFlush(self)
         connection.turn.flushSoon()
       }
       self.batch?.writeGRPCMessage(message)
-      call.responder.outputTurn?.flushFirst(connection.turn)
     } else {
       self.pending.writeGRPCMessage(message)
     }
