@@ -53,7 +53,7 @@ final class HTTPPort: Sendable {
 /// Parts of the next request that arrive early are queued, and reading stops until the current
 /// response is done. Between requests the connection closes after `--idle-timeout`; a graceful
 /// shutdown closes it at once when idle, or after its response.
-final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
+final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatched {
   typealias InboundIn = HTTPServerRequestPart
   typealias OutboundIn = HTTPServerResponsePart
   typealias OutboundOut = HTTPServerResponsePart
@@ -79,6 +79,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
   private var request = Request.idle
   private var requestEnded = true
   private var responseEnded = true
+  /// An exchange's body bytes not yet handed to the channel (see `writeBody`).
+  private var pendingBody: ByteBuffer?
   private var keepAlive = true
   private var quiescing = false
   private var closing = false
@@ -154,6 +156,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
 
   func flushConnection() {
     self.context?.flush()
+  }
+
+  func writePending() {
+    self.writePendingBody()
   }
 
   func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -399,13 +405,22 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing {
   // MARK: - Responses (for `HTTPCall` too)
 
   func write(_ part: HTTPServerResponsePart) {
+    self.writePendingBody()
     self.context?.write(Self.wrapOutboundOut(part), promise: nil)
+  }
+
+  /// Writes the exchange's body bytes gathered this turn, as one chunk.
+  private func writePendingBody() {
+    guard let body = self.pendingBody else { return }
+    self.pendingBody = nil
+    self.context?.write(Self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
   }
 
   /// Ends the current response; the connection carries another request when `keepAlive`, the
   /// request's own `Connection` and a shutdown allow it.
   func endResponse(keepAlive: Bool) {
     guard let context = self.context, !self.responseEnded else { return }
+    self.writePendingBody()
     self.responseEnded = true
     self.responseWritten = context.writeAndFlush(Self.wrapOutboundOut(.end(nil)))
     self.keepAlive = self.keepAlive && keepAlive && !self.quiescing
@@ -518,8 +533,22 @@ extension HTTPConnectionHandler: HTTPExchange {
     self.write(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers)))
   }
 
+  /// Gathers the body bytes an exchange writes in one turn (a server stream's messages that came
+  /// in one upstream read, then its trailer frame) into one chunk, written at the turn's flush or
+  /// once 16 KiB are waiting: one chunk per message cost three iovecs and an encoder pass each.
   func writeBody(_ bytes: ByteBuffer) {
-    self.write(.body(.byteBuffer(bytes)))
+    guard bytes.readableBytes > 0 else { return }
+    if var body = self.pendingBody {
+      self.pendingBody = nil  // unique while written to: no copy
+      var incoming = bytes
+      body.writeBuffer(&incoming)
+      self.pendingBody = body
+    } else {
+      self.pendingBody = bytes
+      self.turn.writeAtFlush(self)
+    }
+    if let body = self.pendingBody, body.readableBytes >= GRPCStream.batchBytes { self.writePendingBody() }
+    self.turn.flushSoon()
   }
 
   func endResponse(reusable: Bool) {
