@@ -15,6 +15,11 @@ then FIN or RST. Invariants, whatever the case:
   last one flagged end-stream holding JSON (415 for a wrong codec);
 - "ok" cases end OK with the expected messages, "error" cases end with an error, "any" cases with
   either; "abandoned" cases only must not keep the connection open.
+
+The "webh2" family sends the same cases over HTTP/2 (h2c, the `h2` library) to the native port, one
+connection and stream each: the request's headers in one HEADERS frame, its body in one or two
+DATA frames; a body cut short is followed by a half-closed connection ("fin": every stream must
+still end, or the connection close) or a dropped one ("rst").
 """
 import base64
 import gzip
@@ -22,6 +27,7 @@ import json
 import struct
 
 import sluice_fuzz as fz
+import sluice_h2fuzz as h2fz
 
 CONNECT_CODES = {
     "canceled": 1, "unknown": 2, "invalid_argument": 3, "deadline_exceeded": 4, "not_found": 5,
@@ -82,7 +88,7 @@ def decode_text(text):
     return decoded
 
 
-def web_case(rng, index, port_ref, max_bytes):
+def web_case(rng, index, port_ref, max_bytes, h2=False):
     protocol = rng.choice(["grpc-web", "connect"])
     method = rng.choice(["sayhi", "list", "record"])
     path = fz.PATHS[method]
@@ -192,18 +198,22 @@ def web_case(rng, index, port_ref, max_bytes):
             body = body[:at] + rng.choice([b"!", b"*", b"\x00", b"~", b"A!A"]) + body[at:]
             # List may have its message, answer and end before the byte that is not base64.
             expect = "any" if method == "list" else "error"
-    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    request = fz.http_request(path, body, method=http_method, content_type=content_type, extra_headers=extra)
-    if after in ("fin", "rst"):
-        request = request[: rng.randint(len(request) - len(body), max(len(request) - len(body), len(request) - 1))]
-    chunks = [request]
-    if rng.random() < 0.3 and len(request) > 4:
-        cut = rng.randint(1, len(request) - 1)
-        chunks = [request[:cut], request[cut:]]
-    description = f"{protocol} {family}: {fz.short(request, 400)} then {after}"
+    if h2:
+        run, description = h2_run(rng, port_ref, path, http_method, content_type, headers, body, after)
+        description = f"h2 {protocol} {family}: {description}"
+    else:
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        request = fz.http_request(path, body, method=http_method, content_type=content_type, extra_headers=extra)
+        if after in ("fin", "rst"):
+            request = request[: rng.randint(len(request) - len(body), max(len(request) - len(body), len(request) - 1))]
+        chunks = [request]
+        if rng.random() < 0.3 and len(request) > 4:
+            cut = rng.randint(1, len(request) - 1)
+            chunks = [request[:cut], request[cut:]]
+        description = f"{protocol} {family}: {fz.short(request, 400)} then {after}"
 
-    async def run():
-        return await fz.raw_http_case(port_ref(), chunks, after=after)
+        async def run():
+            return await fz.raw_http_case(port_ref(), chunks, after=after)
 
     def check(out):
         if expect == "abandoned":
@@ -293,7 +303,57 @@ def web_case(rng, index, port_ref, max_bytes):
             return code, frames[:-1], []
         return 0, frames[:-1], []
 
-    return fz.Case(index, f"web.{protocol}.{family}", "http", path, description, expect, run, check)
+    name = "webh2" if h2 else "web"
+    return fz.Case(index, f"{name}.{protocol}.{family}", "grpc" if h2 else "http", path, description, expect, run,
+                   check)
+
+
+def h2_run(rng, port_ref, path, http_method, content_type, headers, body, after):
+    """The request over HTTP/2: (a coroutine function giving an outcome shaped as HTTP/1.1's, its
+    description)."""
+    fields = [(":method", http_method), (":scheme", "http"), (":path", path), (":authority", "127.0.0.1"),
+              ("content-type", content_type)] + [(k.lower(), v) for k, v in headers.items()]
+    if after in ("fin", "rst"):
+        body = body[: rng.randint(0, max(0, len(body) - 1))]
+    pieces = [body]
+    if rng.random() < 0.3 and len(body) > 1:
+        cut = rng.randint(1, len(body) - 1)
+        pieces = [body[:cut], body[cut:]]
+    ends = after == "keep"
+
+    def plan(conn, out, writer):
+        stream_id = conn.get_next_available_stream_id()
+        out.streams[stream_id] = h2fz.Stream()
+        conn.send_headers(stream_id, fields, end_stream=ends and not body)
+        for i, piece in enumerate(pieces):
+            if piece or (ends and i == len(pieces) - 1 and body):
+                conn.send_data(stream_id, piece, end_stream=ends and i == len(pieces) - 1)
+
+    abandon = {"fin": "fin-then-read", "rst": "rst"}.get(after)
+
+    async def run():
+        return as_http_outcome(await h2fz.exchange(port_ref(), plan, abandon=abandon))
+
+    return run, f"{fields} {fz.short(body, 300)} in {len(pieces)} DATA then {after}"
+
+
+def as_http_outcome(h2_out):
+    """An HTTP/2 exchange's outcome in the shape the checks read (fz.HTTPOutcome)."""
+    out = fz.HTTPOutcome()
+    out.timed_out = h2_out.timed_out
+    out.problems = list(h2_out.problems)
+    stream = next(iter(h2_out.streams.values()), None)
+    if stream is None or stream.headers is None:
+        return out  # no response: status stays None
+    if not (stream.ended or stream.reset is not None or h2_out.eof or h2_out.goaway):
+        out.timed_out = True
+    out.status = int(stream.headers.get(":status", "0"))
+    out.headers = {k: [v] for k, v in stream.headers.items() if not k.startswith(":")}
+    out.body = stream.body
+    if stream.trailers:
+        out.problems.append(f"HTTP/2 trailers on a web answer: {stream.trailers}")
+    return out
 
 
 fz.GENERATORS["web"] = web_case
+fz.GENERATORS["webh2"] = lambda rng, index, port_ref, max_bytes: web_case(rng, index, port_ref, max_bytes, h2=True)

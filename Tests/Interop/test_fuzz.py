@@ -27,8 +27,9 @@ ONLY = os.environ.get("SLUICE_FUZZ_ONLY")
 CONCURRENCY = int(os.environ.get("SLUICE_FUZZ_CONCURRENCY", "64"))
 MAX_BYTES = 131072
 SHARE = {"ws": 0.40, "wsproto": 0.25, "http": 0.25, "httpproto": 0.10}
-# gRPC-Web and Connect framing (sluice_webfuzz.py), on the HTTP port.
+# gRPC-Web and Connect framing (sluice_webfuzz.py), on the HTTP port and over h2c on the native port.
 SHARE["web"] = 0.5
+SHARE["webh2"] = 0.3
 # The native port's family runs as many cases as the four HTTP-port families together.
 SHARE["grpc"] = 1.0
 
@@ -47,7 +48,7 @@ def fuzz(start_sluice, kind):
     rss_before = s.rss_kib()
     progress = 10_000 if count >= 20_000 else None
     print(f"\nfuzz {kind}: seed {SEED}, {count} cases, concurrency {CONCURRENCY}")
-    port = s.grpc_port if kind == "grpc" else s.http_port
+    port = s.grpc_port if kind in ("grpc", "webh2") else s.http_port
     report = asyncio.run(fz.run_cases(port, SEED, count, [kind], concurrency=CONCURRENCY,
                                       max_bytes=MAX_BYTES, only=int(ONLY) if ONLY else None,
                                       alive=lambda: s.process.poll() is None, progress=progress))
@@ -98,6 +99,12 @@ def test_fuzz_grpc_web_and_connect(start_sluice):
     trailer frames and end-stream envelopes from clients, bad flags, bad base64, gzip and JSON that
     are not, bad timeouts, wrong methods and codecs, bodies cut short (sluice_webfuzz.py)."""
     fuzz(start_sluice, "web")
+
+
+def test_fuzz_grpc_web_and_connect_over_http2(start_sluice):
+    """The same gRPC-Web and Connect cases over h2c on the native port: each in a HEADERS frame and
+    one or two DATA frames, bodies cut short then a half-closed or dropped connection."""
+    fuzz(start_sluice, "webh2")
 
 
 def test_fuzz_http_framing(start_sluice):
