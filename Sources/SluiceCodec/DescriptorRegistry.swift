@@ -71,12 +71,20 @@ public struct DescriptorRegistry: Sendable {
             case (true, false): .clientStreaming
             case (true, true): .bidirectionalStreaming
             }
+          let httpRules: [HTTPRule]
+          do {
+            httpRules = try HTTPRule.rules(in: method.options)
+          } catch {
+            throw CodecError(
+              code: .invalidDescriptor,
+              reason: "file \"\(file.name)\": method \(serviceName).\(method.name): \(error.reason)")
+          }
           methods.append(
             MethodDescriptor(
               path: "/\(serviceName)/\(method.name)", serviceName: serviceName, methodName: method.name,
               kind: kind, input: MessageDescriptor(pool: pool, index: input),
               output: MessageDescriptor(pool: pool, index: output),
-              hasNoSideEffects: method.options.idempotencyLevel == .noSideEffects))
+              hasNoSideEffects: method.options.idempotencyLevel == .noSideEffects, httpRules: httpRules))
         }
       }
     }
@@ -139,6 +147,9 @@ public struct MethodDescriptor: Sendable {
   /// Whether the method's options say `idempotency_level = NO_SIDE_EFFECTS` (it may be called with
   /// an HTTP GET, as Connect allows).
   public var hasNoSideEffects: Bool = false
+  /// The method's REST mappings (`google.api.http` and its `additional_bindings`), as declared;
+  /// their templates are checked by whoever serves them.
+  public var httpRules: [HTTPRule] = []
 }
 
 /// A message type of a ``DescriptorRegistry``: a handle on its precomputed layout.
