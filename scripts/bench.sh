@@ -121,7 +121,8 @@ NPID=$!
 PIDS+=("$NPID")
 # Envoy's HTTP/2 flood protection (max_outbound_frames, 10,000 by default) resets a pipelined
 # stream whose client reads slower than it sends; raised here so that Envoy is measured, not its
-# limit. No stream idle or route timeouts (a long Route is one stream).
+# limit. No stream idle or route timeouts (a long Route is one stream). HTTP/1.1 and h2c in (AUTO),
+# with the grpc_web filter for the gRPC-Web rows.
 envoy_config() { # envoy_config PORT
   cat <<ENVOY
 static_resources:
@@ -134,13 +135,15 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: grpc
-          codec_type: HTTP2
+          codec_type: AUTO
           http2_protocol_options: { max_outbound_frames: 100000000 }
           stream_idle_timeout: 0s
           route_config:
             virtual_hosts:
             - { name: all, domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: grpcgo, timeout: 0s } }] }
           http_filters:
+          - name: envoy.filters.http.grpc_web
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb }
           - name: envoy.filters.http.router
             typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
   clusters:
@@ -187,10 +190,12 @@ NGINX_PIDS=$(printf '%s,' "$NPID" $(pgrep -P "$NPID") | sed 's/,$//')
 NGINX_GRPC="name=nginx+grpc-go,grpc=127.0.0.1:$NP,pids=$NGINX_PIDS,$GPID"
 ENVOY1_GRPC="name=envoy-1w+grpc-go,grpc=127.0.0.1:$E1,pids=$E1PID,$GPID"
 ENVOYN_GRPC="name=envoy-$(nproc)w+grpc-go,grpc=127.0.0.1:$EN,pids=$ENPID,$GPID"
+ENVOY1_WEB="name=envoy-1w+grpc-go,http=127.0.0.1:$E1,pids=$E1PID,$GPID"
+ENVOYN_WEB="name=envoy-$(nproc)w+grpc-go,http=127.0.0.1:$EN,pids=$ENPID,$GPID"
 
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
-TOTAL=24
+TOTAL=28
 STEP=0
 run() { # run LABEL SLUICE_TARGET BASELINE_TARGET loadgen-args...
   local label=$1 sluice=$2 baseline=$3
@@ -234,6 +239,17 @@ run "proxy: native gRPC unary to grpc-go, 1 client, vs Envoy (1 worker)" "$PROXY
   --scenario grpc-unary --concurrency 1
 run "proxy: native gRPC Route pipelined to grpc-go, vs Envoy (1 worker)" "$PROXY_GRPC" "$ENVOY1_GRPC" \
   --scenario grpc-route --window 0
+# gRPC-Web over HTTP/1.1 (a browser's grpc-web client), Sluice's HTTP port against Envoy's grpc_web:
+# SayHi from 64 clients, and List's messages per second (N of them a call, as for native List).
+for envoy in "$ENVOY1_WEB" "$ENVOYN_WEB"; do
+  workers=${envoy#name=envoy-}
+  workers=${workers%%w+*}
+  [ "$workers" = 1 ] && workers="1 worker" || workers="$workers workers"
+  run "proxy: gRPC-Web unary to grpc-go, 64 clients, vs Envoy ($workers)" "$PROXY_HTTP" "$envoy" \
+    --scenario grpcweb-unary --concurrency 64
+  run "proxy: gRPC-Web List to grpc-go, vs Envoy ($workers)" "$PROXY_HTTP" "$envoy" \
+    --scenario grpcweb-list --concurrency 1
+done
 
 for pid in "$SPID" "$GPID" "$WPID" "$PPID_" "$NPID" "$E1PID" "$ENPID"; do
   kill -0 "$pid" 2>/dev/null || { say "bench.sh: a server died during the run; see $OUT/*.log"; exit 1; }

@@ -12,15 +12,33 @@ import (
 // httpUnary: Concurrency clients POSTing {"name":"ada"} to /hello.UserService/SayHi back to
 // back for Duration, over keep-alive connections (one per client).
 func httpUnary(cfg Config, t Target, _ bool) (Metrics, error) {
+	calls, _, seconds, err := postLoop(cfg, "http://"+t.HTTP+"/hello.UserService/SayHi", []byte(`{"name":"ada"}`),
+		map[string]string{"Content-Type": "application/json"},
+		func(resp *http.Response, body []byte) (int, error) {
+			if resp.StatusCode != 200 || !bytes.HasPrefix(body, []byte(`{"result":`)) {
+				return 0, fmt.Errorf("HTTP %d: %s", resp.StatusCode, body)
+			}
+			return 1, nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	return Metrics{"req_per_s": float64(calls) / seconds}, nil
+}
+
+// postLoop: Concurrency clients POSTing body to url one request after another for Duration over
+// HTTP/1.1 keep-alive connections (one per client). check reads each answer and says how many
+// messages it held; a request counts when check has no error. Returns the requests that counted,
+// the messages, and the seconds taken; an error if any request failed.
+func postLoop(cfg Config, url string, body []byte, headers map[string]string,
+	check func(resp *http.Response, body []byte) (int, error)) (int64, int64, float64, error) {
 	transport := &http.Transport{
 		MaxIdleConns: cfg.Concurrency, MaxIdleConnsPerHost: cfg.Concurrency, MaxConnsPerHost: cfg.Concurrency,
 		DisableCompression: true, IdleConnTimeout: time.Minute,
 	}
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
-	url := "http://" + t.HTTP + "/hello.UserService/SayHi"
-	body := []byte(`{"name":"ada"}`)
-	var done, failed int64
+	var done, failed, received int64
 	var firstErr atomic.Value
 	deadline := time.Now().Add(cfg.Duration)
 	start := time.Now()
@@ -32,14 +50,17 @@ func httpUnary(cfg Config, t Target, _ bool) (Metrics, error) {
 			var buf bytes.Buffer
 			for time.Now().Before(deadline) {
 				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
+				for name, value := range headers {
+					req.Header.Set(name, value)
+				}
 				resp, err := client.Do(req)
+				count := 0
 				if err == nil {
 					buf.Reset()
 					_, err = buf.ReadFrom(resp.Body)
 					resp.Body.Close()
-					if err == nil && (resp.StatusCode != 200 || !bytes.HasPrefix(buf.Bytes(), []byte(`{"result":`))) {
-						err = fmt.Errorf("HTTP %d: %s", resp.StatusCode, buf.Bytes())
+					if err == nil {
+						count, err = check(resp, buf.Bytes())
 					}
 				}
 				if err != nil {
@@ -48,12 +69,13 @@ func httpUnary(cfg Config, t Target, _ bool) (Metrics, error) {
 					continue
 				}
 				atomic.AddInt64(&done, 1)
+				atomic.AddInt64(&received, int64(count))
 			}
 		}()
 	}
 	wg.Wait()
 	if failed > 0 {
-		return nil, fmt.Errorf("%d requests failed, first: %v", failed, firstErr.Load())
+		return 0, 0, 0, fmt.Errorf("%d requests failed, first: %v", failed, firstErr.Load())
 	}
-	return Metrics{"req_per_s": float64(done) / time.Since(start).Seconds()}, nil
+	return done, received, time.Since(start).Seconds(), nil
 }

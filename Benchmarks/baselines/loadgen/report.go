@@ -183,6 +183,25 @@ func goals(results []*Result) []Goal {
 		}
 		add(g.goal, ok, v, fmt.Sprintf("%.2f×", v))
 	}
+	// gRPC-Web through Sluice against Envoy's grpc_web filter, both in front of grpc-go (the
+	// gRPC-Web and Connect issue): ≥ 2× Envoy with one worker, ≥ 1× with one per core.
+	for _, g := range []struct {
+		scenario, metric, workers, goal string
+		want                            float64
+	}{
+		{"grpcweb-unary", "req_per_s", "(1 worker)", "proxy: gRPC-Web unary, 64 clients ≥ 2.0× Envoy grpc_web (1 worker)", 2},
+		{"grpcweb-list", "msg_per_s", "(1 worker)", "proxy: gRPC-Web List ≥ 2.0× Envoy grpc_web (1 worker)", 2},
+		{"grpcweb-unary", "req_per_s", "workers)", "proxy: gRPC-Web unary, 64 clients ≥ 1.0× Envoy grpc_web (a worker per core)", 1},
+		{"grpcweb-list", "msg_per_s", "workers)", "proxy: gRPC-Web List ≥ 1.0× Envoy grpc_web (a worker per core)", 1},
+	} {
+		for _, r := range results {
+			if r.Config.Scenario == g.scenario && strings.HasSuffix(r.Config.Label, g.workers) {
+				v := ratio(r, g.metric)
+				add(g.goal, v >= g.want, v, fmt.Sprintf("%.2f×", v))
+				break
+			}
+		}
+	}
 	if r := find(results, "ws-idle", 0, false); r != nil {
 		v := median(r, 0, "rss_mb")
 		add(fmt.Sprintf("%s idle WebSocket sessions ≤ 250 MB RSS", human(float64(r.Config.Sessions))), v > 0 && v <= 250, v, fmt.Sprintf("%.0f MB", v))

@@ -71,6 +71,8 @@ var scenarios = map[string]scenario{
 	"ws-route":           {[]string{"msg_per_s"}, true, wsRoute, nil},
 	"ws-list":            {[]string{"msg_per_s"}, true, wsList, nil},
 	"http-unary":         {[]string{"req_per_s"}, true, httpUnary, nil},
+	"grpcweb-unary":      {[]string{"req_per_s"}, true, grpcWebUnary, nil},
+	"grpcweb-list":       {[]string{"msg_per_s"}, true, grpcWebList, nil},
 	"grpc-unary":         {[]string{"req_per_s"}, true, grpcUnary, nil},
 	"grpc-route-streams": {[]string{"msg_per_s"}, true, grpcRouteStreams, nil},
 	"ws-route-streams":   {[]string{"msg_per_s"}, true, wsRouteStreams, nil},
