@@ -173,6 +173,11 @@ public struct MessageDescriptor: Sendable, Hashable, CustomStringConvertible {
   /// The full name.
   public var description: String { fullName }
 
+  /// A field by its proto name (`book_id`) or JSON name (`bookId`), or nil.
+  public func field(named name: String) -> FieldDescriptor? {
+    layout.fieldIndex(name: name).map { FieldDescriptor(layout: layout.fields[$0], pool: pool) }
+  }
+
   /// Equal when both denote the same type of the same registry.
   public static func == (lhs: MessageDescriptor, rhs: MessageDescriptor) -> Bool {
     lhs.pool === rhs.pool && lhs.index == rhs.index
@@ -182,5 +187,64 @@ public struct MessageDescriptor: Sendable, Hashable, CustomStringConvertible {
   public func hash(into hasher: inout Hasher) {
     hasher.combine(ObjectIdentifier(pool))
     hasher.combine(index)
+  }
+}
+
+/// A field of a ``MessageDescriptor``: what another shape of a request (a REST path's variables,
+/// its query parameters) needs to set it as JSON.
+public struct FieldDescriptor: Sendable {
+  /// How the field's value is written in JSON.
+  public enum Kind: Sendable, Hashable {
+    /// `true` / `false`.
+    case bool
+    /// An enum: its value's name, or its number.
+    case enumeration
+    /// A number (any integer or floating-point kind; 64-bit ones also as strings).
+    case number
+    /// A string.
+    case string
+    /// Bytes, as base64.
+    case bytes
+    /// A message: an object, or a string for the well-known types written as strings.
+    case message
+  }
+
+  /// The name in the .proto file.
+  public let name: String
+  /// The JSON name (lowerCamelCase unless `json_name` says otherwise).
+  public let jsonName: String
+  public let kind: Kind
+  /// A repeated field that is not a map.
+  public let isRepeated: Bool
+  public let isMap: Bool
+  /// The field's message type (for `.message`).
+  public let message: MessageDescriptor?
+  /// A message type whose JSON form is a string or a number (Timestamp, Duration, FieldMask, the
+  /// wrappers): it can be set from one text value.
+  public let isScalarWellKnownType: Bool
+
+  init(layout field: FieldLayout, pool: DescriptorPool) {
+    self.name = field.name
+    self.jsonName = field.jsonName
+    self.isRepeated = field.isRepeated && !field.isMap
+    self.isMap = field.isMap
+    switch field.kind {
+    case .bool: self.kind = .bool
+    case .enumeration: self.kind = .enumeration
+    case .string: self.kind = .string
+    case .bytes: self.kind = .bytes
+    case .message, .group: self.kind = .message
+    case .double, .float, .int64, .uint64, .int32, .fixed64, .fixed32, .uint32, .sfixed32, .sfixed64, .sint32, .sint64:
+      self.kind = .number
+    }
+    let message = field.messageIndex >= 0 ? MessageDescriptor(pool: pool, index: field.messageIndex) : nil
+    self.message = message
+    switch message?.layout.wellKnown {
+    case .timestamp?, .duration?, .fieldMask?, .doubleValue?, .floatValue?, .int64Value?, .uint64Value?,
+      .int32Value?, .uint32Value?, .boolValue?, .stringValue?, .bytesValue?:
+      self.isScalarWellKnownType = true
+    default:
+      self.isScalarWellKnownType = false
+    }
   }
 }

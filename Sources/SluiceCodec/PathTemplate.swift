@@ -33,6 +33,11 @@ public struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
   public struct Binding: Sendable, Hashable {
     public var fieldPath: [String]
     public var value: String
+
+    public init(fieldPath: [String], value: String) {
+      self.fieldPath = fieldPath
+      self.value = value
+    }
   }
 
   /// A template that does not follow the grammar, or a request path whose percent-encoding is
@@ -109,7 +114,7 @@ public struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
 
   /// Percent-decodes `text` (`%2F` and `%2f` kept when `keepingSlashes`); nil for a broken escape or
   /// bytes that are not UTF-8.
-  static func decode(_ text: Substring, keepingSlashes: Bool) -> String? {
+  public static func decode(_ text: Substring, keepingSlashes: Bool) -> String? {
     guard text.utf8.contains(UInt8(ascii: "%")) else { return String(text) }
     var bytes: [UInt8] = []
     bytes.reserveCapacity(text.utf8.count)
