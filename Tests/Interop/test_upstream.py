@@ -29,15 +29,19 @@ def free_port():
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """lab.proto compiled by grpcio-tools: Python stubs and a FileDescriptorSet with its imports."""
+    """lab.proto compiled by grpcio-tools: Python stubs and a FileDescriptorSet with its imports
+    (google/api/annotations.proto from PyPI googleapis-common-protos among them)."""
     import grpc_tools
     from grpc_tools import protoc
 
+    import google.api.annotations_pb2  # googleapis-common-protos: google/api/*.proto beside it
+
     out = tmp_path_factory.mktemp("lab")
     include = Path(grpc_tools.__file__).parent / "_proto"
+    googleapis = Path(google.api.annotations_pb2.__file__).parents[2]
     descriptors = out / "lab.protoset"
     args = [
-        "protoc", f"-I{HERE}", f"-I{include}", f"--python_out={out}", f"--grpc_python_out={out}",
+        "protoc", f"-I{HERE}", f"-I{include}", f"-I{googleapis}", f"--python_out={out}", f"--grpc_python_out={out}",
         "--include_imports", f"--descriptor_set_out={descriptors}", str(HERE / "lab.proto"),
     ]
     assert protoc.main(args) == 0, "grpcio-tools could not compile lab.proto"

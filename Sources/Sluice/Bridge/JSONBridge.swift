@@ -9,6 +9,8 @@ public struct JSONBridge: Sendable {
   public let registry: DescriptorRegistry
   /// Translates JSON to protobuf wire bytes and back.
   public let codec: JSONCodec
+  /// The REST routes of the registry's `google.api.http` rules.
+  let rest: RESTRoutes
 
   /// Creates a bridge.
   /// - Parameters:
@@ -17,6 +19,7 @@ public struct JSONBridge: Sendable {
   public init(registry: DescriptorRegistry, codec: JSONCodec) {
     self.registry = registry
     self.codec = codec
+    self.rest = RESTRoutes(registry: registry)
   }
 
   /// The method at `/<package>.<Service>/<Method>`, or `UNIMPLEMENTED`.

@@ -155,13 +155,8 @@ final class ConnectCall: ExchangeCall {
         return self.stop(error)
       }
     } else if var body = self.body {
-      let total = body.readableBytes + chunk.readableBytes
-      guard total <= self.engine.maximumMessageBytes else {
-        return self.stop(GRPCErrors.messageTooLarge(total, limit: self.engine.maximumMessageBytes, received: true))
-      }
       self.body = nil  // unique while written to: no copy
-      var chunk = chunk
-      body.writeBuffer(&chunk)
+      guard self.append(chunk, to: &body) else { return }
       self.body = body
     }
     self.account()

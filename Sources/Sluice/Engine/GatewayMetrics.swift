@@ -22,6 +22,8 @@ public final class GatewayMetrics: Sendable {
     case grpc, websocket, http
     case grpcWeb = "grpc-web"
     case connect
+    /// REST routes from `google.api.http` rules.
+    case rest
   }
 
   /// Which way a message or byte went, seen from the gateway.
@@ -72,9 +74,9 @@ public final class GatewayMetrics: Sendable {
           factory: self.factory
         )
       }
-      // gRPC-Web and Connect have no connections of their own: they run on the HTTP and native
+      // gRPC-Web, Connect and REST have no connections of their own: they run on the HTTP and native
       // ports'.
-      guard transport != .grpcWeb, transport != .connect else { continue }
+      guard transport != .grpcWeb, transport != .connect, transport != .rest else { continue }
       connections[transport] = CoreMetrics.Meter(
         label: "sluice_connections_open",
         dimensions: [("transport", transport.rawValue)],

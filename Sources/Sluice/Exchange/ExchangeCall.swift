@@ -19,6 +19,7 @@ class ExchangeCall: HTTPExchangeHandler, CallResponder {
   let metrics: GatewayMetrics
   let transport: GatewayMetrics.Transport
   let request: HTTPExchangeRequest
+  /// The method's gRPC path: the request's own, or the one a REST route maps it to.
   let path: String
   /// Headers every answer carries (CORS).
   let cors: HTTPHeaders
@@ -46,11 +47,12 @@ class ExchangeCall: HTTPExchangeHandler, CallResponder {
     engine: RPCEngine,
     bridge: JSONBridge,
     metrics: GatewayMetrics,
-    cors: HTTPHeaders
+    cors: HTTPHeaders,
+    path: String? = nil
   ) {
     self.exchange = exchange
     self.request = request
-    self.path = request.path
+    self.path = path ?? request.path
     self.transport = transport
     self.engine = engine
     self.bridge = bridge
@@ -148,6 +150,19 @@ class ExchangeCall: HTTPExchangeHandler, CallResponder {
 
   /// Whether the call still takes request messages.
   var isReceiving: Bool { !self.done && self.lifecycle.isRunning }
+
+  /// Appends `chunk` to a unary request's whole body, within `--max-message-bytes`; past it the
+  /// call stops with the message-too-large error and this returns false.
+  func append(_ chunk: ByteBuffer, to body: inout ByteBuffer) -> Bool {
+    let total = body.readableBytes + chunk.readableBytes
+    guard total <= self.engine.maximumMessageBytes else {
+      self.stop(GRPCErrors.messageTooLarge(total, limit: self.engine.maximumMessageBytes, received: true))
+      return false
+    }
+    var chunk = chunk
+    body.writeBuffer(&chunk)
+    return true
+  }
 
   /// One request message to the handler: inflated when `compressed` (`gzip` says whether the
   /// request declared gzip), translated from JSON with a JSON codec.

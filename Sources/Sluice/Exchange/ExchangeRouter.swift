@@ -1,5 +1,8 @@
+internal import GRPCCore
 internal import NIOCore
+internal import NIOHPACK
 internal import NIOHTTP1
+internal import SluiceCodec
 
 /// Picks the protocol of a request by its content type and headers (PROTOCOL.md, "Ports and
 /// paths"), for both ports: the HTTP port asks it for every request that is not a WebSocket
@@ -27,11 +30,42 @@ final class ExchangeRouter: Sendable {
       || ConnectProtocol.isConnect(mediaType: mediaType, protocolVersion: connectProtocolVersion)
   }
 
-  /// Whether `request` is one of the protocols routed here (a Connect GET included).
+  /// Whether `request` is one of the protocols routed here by its headers (a Connect GET
+  /// included); REST routes are matched by `routes(_:)`.
   static func routes(_ request: HTTPExchangeRequest) -> Bool {
     ConnectProtocol.isGet(method: request.method.rawValue, uri: request.uri)
       || Self.routes(
         mediaType: request.mediaType, connectProtocolVersion: request.headers.first(name: "Connect-Protocol-Version"))
+  }
+
+  /// Whether `request` is routed here: by its headers, or by its method and path on a REST route
+  /// of the current descriptors (a path a route has with another method included: it gets 405).
+  func routes(_ request: HTTPExchangeRequest) -> Bool {
+    if Self.routes(request) { return true }
+    let rest = self.bridges.current.rest
+    guard !rest.isEmpty else { return false }
+    if case .none = rest.match(httpMethod: request.method.rawValue, path: Substring(request.path)) { return false }
+    return true
+  }
+
+  /// Whether an HTTP/2 stream with these headers is routed here (else it is native gRPC's).
+  func routes(http2 headers: HPACKHeaders) -> Bool {
+    let contentType = headers.first(name: "content-type") ?? ""
+    if GRPCServerStreamState.isGRPCContentType(contentType) { return false }
+    if Self.routes(
+      mediaType: HTTPCall.mediaType(of: contentType),
+      connectProtocolVersion: headers.first(name: "connect-protocol-version"))
+      || ConnectProtocol.isGet(method: headers.first(name: ":method") ?? "", uri: headers.first(name: ":path") ?? "")
+    {
+      return true
+    }
+    let rest = self.bridges.current.rest
+    guard !rest.isEmpty, let method = headers.first(name: ":method"), let uri = headers.first(name: ":path") else {
+      return false
+    }
+    let path = uri.firstIndex(of: "?").map { uri[..<$0] } ?? Substring(uri)
+    if case .none = rest.match(httpMethod: method, path: path) { return false }
+    return true
   }
 
   /// The adapter for `request`, begun (it may have answered already: a refusal), or nil when the
@@ -55,9 +89,47 @@ final class ExchangeRouter: Sendable {
         exchange: exchange, request: request, contentType: GRPCWebFraming.contentType(mediaType), engine: engine,
         bridge: bridge, metrics: metrics, cors: cors)
     } else {
-      return nil
+      switch bridge.rest.match(httpMethod: request.method.rawValue, path: Substring(request.path)) {
+      case .route(let route, let bindings):
+        call = RESTCall(
+          exchange: exchange, request: request, route: route, bindings: bindings, engine: engine, bridge: bridge,
+          metrics: metrics, cors: cors)
+      case .methodNotAllowed(let allowed):
+        return Self.answer(
+          GRPCErrors.restMethodNotAllowed(request.method.rawValue, allowed: allowed), status: .methodNotAllowed,
+          allow: allowed, on: exchange, cors: cors)
+      case .badPath(let why):
+        return Self.answer(GRPCErrors.restPath(why), status: .badRequest, allow: [], on: exchange, cors: cors)
+      case .none:
+        return nil
+      }
     }
     call.begin()
     return call
   }
+
+  /// Answers a request no call is made for (the HTTP JSON error body); its body is skipped.
+  private static func answer(
+    _ error: RPCError, status: HTTPResponseStatus, allow: [String], on exchange: any HTTPExchange, cors: HTTPHeaders
+  ) -> any HTTPExchangeHandler {
+    let body = JSONValue.object(StatusJSON.status(code: error.code, message: error.message)).serializedBytes
+    var headers = cors
+    headers.add(name: "Content-Type", value: "application/json")
+    headers.add(name: "Content-Length", value: "\(body.count)")
+    if !allow.isEmpty { headers.add(name: "Allow", value: allow.joined(separator: ", ")) }
+    exchange.writeHead(status, headers: headers)
+    exchange.writeBody(exchange.allocator.buffer(bytes: body))
+    exchange.endResponse(reusable: true)
+    exchange.flushSoon()
+    return AnsweredExchange()
+  }
+}
+
+/// The handler of a request answered at once: what still arrives of it is dropped.
+final class AnsweredExchange: HTTPExchangeHandler {
+  func receivedBody(_ bytes: ByteBuffer) {}
+  func receivedEnd() {}
+  func becameWritable() {}
+  func exchangeGone() {}
+  func quiesce() {}
 }

@@ -303,17 +303,11 @@ final class GRPCServerConnection: ChannelDuplexHandler, TurnFlushing, HTTP2Sessi
     }
   }
 
-  /// Native gRPC, unless the content type is a protocol of the `ExchangeRouter` (gRPC-Web,
-  /// Connect; anything else
-  /// is refused by `GRPCStream` with 415, as gRPC's PROTOCOL-HTTP2 has it).
+  /// Native gRPC, unless the request is one the `ExchangeRouter` routes (gRPC-Web and Connect by
+  /// content type, REST by method and path); anything else is refused by `GRPCStream` with 415, as
+  /// gRPC's PROTOCOL-HTTP2 has it.
   private func makeStream(id: HTTP2StreamID, headers: HPACKHeaders) -> any HTTP2ServerStream {
-    let contentType = headers.first(name: "content-type") ?? ""
-    if !GRPCServerStreamState.isGRPCContentType(contentType),
-      ExchangeRouter.routes(
-        mediaType: HTTPCall.mediaType(of: contentType),
-        connectProtocolVersion: headers.first(name: "connect-protocol-version"))
-        || ConnectProtocol.isGet(method: headers.first(name: ":method") ?? "", uri: headers.first(name: ":path") ?? "")
-    {
+    if self.router.routes(http2: headers) {
       return HTTP2ExchangeStream(id: id, connection: self, router: self.router)
     }
     return GRPCStream(id: id, connection: self, engine: self.engine)

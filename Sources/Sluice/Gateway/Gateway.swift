@@ -68,7 +68,7 @@ public final class Gateway: Sendable {
     // `--descriptor-set` (and, with `--upstream-reflection`, what the upstreams describe: see
     // `useDescriptors`), and call the same engine, on the connection's event loop.
     let registry = try Self.registry(configuration, extra: [])
-    self.bridges = JSONBridgeSource(Self.bridge(registry, configuration))
+    self.bridges = JSONBridgeSource(Self.bridge(registry, configuration, logger: logger))
     var upstreams: UpstreamDirectory?
     if !configuration.upstreams.isEmpty {
       let directory = try UpstreamDirectory(
@@ -96,7 +96,7 @@ public final class Gateway: Sendable {
     self.catalog.replace(with: try Self.catalogContents(registry, hosted: hostedServices, upstreams: upstreams))
     let descriptorParts = DescriptorParts(
       configuration: configuration, bridges: self.bridges, upstreams: upstreams, catalog: self.catalog,
-      hosted: hostedServices, health: self.health)
+      hosted: hostedServices, health: self.health, logger: logger)
     self.descriptorParts = descriptorParts
     for cluster in upstreams?.all ?? [] {
       cluster.health.observe { [health] in health.changed() }
@@ -220,10 +220,11 @@ public final class Gateway: Sendable {
     let catalog: ServiceCatalog
     let hosted: Set<String>
     let health: HealthState
+    let logger: Logger
 
     func use(_ fileDescriptorSets: [[UInt8]]) throws {
       let registry = try Gateway.registry(self.configuration, extra: fileDescriptorSets)
-      self.bridges.replace(with: Gateway.bridge(registry, self.configuration))
+      self.bridges.replace(with: Gateway.bridge(registry, self.configuration, logger: self.logger))
       self.upstreams?.update(registry: registry)
       self.catalog.replace(
         with: try Gateway.catalogContents(registry, hosted: self.hosted, upstreams: self.upstreams))
@@ -250,11 +251,22 @@ public final class Gateway: Sendable {
     )
   }
 
-  private static func bridge(_ registry: DescriptorRegistry, _ configuration: GatewayConfiguration) -> JSONBridge {
+  /// The JSON bridge of `registry`, with its REST routes; the rules that cannot be served are
+  /// logged (and left out).
+  private static func bridge(_ registry: DescriptorRegistry, _ configuration: GatewayConfiguration, logger: Logger)
+    -> JSONBridge
+  {
     let codec = JSONCodec(
       registry: registry,
       decoding: .init(maximumDepth: configuration.maxJSONDepth, maximumBytes: configuration.maxMessageBytes))
-    return JSONBridge(registry: registry, codec: codec)
+    let bridge = JSONBridge(registry: registry, codec: codec)
+    for problem in bridge.rest.problems {
+      logger.error("REST route left out", metadata: ["problem": "\(problem.prefix(512))"])
+    }
+    if !bridge.rest.isEmpty {
+      logger.info("REST routes from google.api.http", metadata: ["routes": "\(bridge.rest.routes.count)"])
+    }
+    return bridge
   }
 
   /// Starts a graceful shutdown: no new connections or RPCs; open streams end with `UNAVAILABLE`;

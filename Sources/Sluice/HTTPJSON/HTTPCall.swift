@@ -496,6 +496,14 @@ final class HTTPCall: CallResponder {
     if self.machine.framing != .json {
       headers.add(name: "Cache-Control", value: "no-cache")
     }
+    Self.addMetadataHeaders(metadata, to: &headers)
+    if !keepAlive { headers.add(name: "Connection", value: "close") }
+    return HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)
+  }
+
+  /// Response metadata as `grpc-metadata-<key>` headers (binary values base64), exposed to a
+  /// page's script: HTTP JSON's and REST's.
+  static func addMetadataHeaders(_ metadata: HPACKHeaders, to headers: inout HTTPHeaders) {
     var exposed: [String] = []
     for (key, values) in StatusJSON.json(metadata).members {
       guard case .array(let values) = values else { continue }
@@ -504,8 +512,6 @@ final class HTTPCall: CallResponder {
       for case .string(let value) in values { headers.add(name: name, value: value) }
     }
     CORS.exposing(exposed, in: &headers)
-    if !keepAlive { headers.add(name: "Connection", value: "close") }
-    return HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)
   }
 
   // MARK: - Checks

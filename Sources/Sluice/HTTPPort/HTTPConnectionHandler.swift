@@ -282,7 +282,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
     }
     if head.method != .OPTIONS {
       let request = HTTPExchangeRequest(method: head.method, uri: head.uri, headers: head.headers)
-      if ExchangeRouter.routes(request),
+      if self.port.router.routes(request),
         let handler = self.port.router.handler(for: request, on: self, cors: cors)
       {
         // The call may have answered at once (a refusal): its request's parts are then skipped.

@@ -95,7 +95,7 @@ final class HTTPFrontEnd: Service {
     // one (HTTPCall), not the body as a whole; the protocols of the `ExchangeRouter` time their
     // messages themselves.
     let streamsBody: @Sendable (HTTPRequestHead) -> Bool = { head in
-      if ExchangeRouter.routes(HTTPExchangeRequest(method: head.method, uri: head.uri, headers: head.headers)) {
+      if httpPort.router.routes(HTTPExchangeRequest(method: head.method, uri: head.uri, headers: head.headers)) {
         return true
       }
       return head.method != .GET

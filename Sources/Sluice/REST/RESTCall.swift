@@ -1,0 +1,160 @@
+internal import GRPCCore
+internal import NIOCore
+internal import NIOHPACK
+internal import NIOHTTP1
+internal import SluiceCodec
+
+/// One call on a REST route (a method's `google.api.http` rule), on an HTTP exchange of either
+/// port: the request message is assembled from the body, the path's variables and the query
+/// (`RESTRequest`), the method is called with it, and the answer is 200 with the response message
+/// (or its `response_body` field) as JSON, the response metadata as `grpc-metadata-<key>` headers;
+/// an error is the HTTP JSON error (a `google.rpc.Status` object) with the status gRPC's code maps
+/// to. `Content-Encoding: gzip` bodies are read and `Accept-Encoding: gzip` answers compressed, as
+/// for HTTP JSON. Unary methods only so far.
+///
+/// The framing only: the call's lifecycle, limits and end are `ExchangeCall`'s.
+final class RESTCall: ExchangeCall {
+  private let route: RESTRoutes.Route
+  private let bindings: [PathTemplate.Binding]
+  /// The body so far.
+  private var body: ByteBuffer?
+  private var gzipRequest = false
+  private var gzipResponse = false
+  /// The one response message (JSON), held until the end so that an error after it still gets
+  /// its status.
+  private var heldResponse: [UInt8]?
+
+  init(
+    exchange: any HTTPExchange,
+    request: HTTPExchangeRequest,
+    route: RESTRoutes.Route,
+    bindings: [PathTemplate.Binding],
+    engine: RPCEngine,
+    bridge: JSONBridge,
+    metrics: GatewayMetrics,
+    cors: HTTPHeaders
+  ) {
+    self.route = route
+    self.bindings = bindings
+    super.init(
+      exchange: exchange, request: request, transport: .rest, engine: engine, bridge: bridge, metrics: metrics,
+      cors: cors, path: route.method.path)
+  }
+
+  // MARK: - The request
+
+  override func begin() {
+    guard self.route.method.kind == .unary else {
+      return self.refuse(GRPCErrors.restStreaming(self.route.method.path))
+    }
+    for encoding in self.request.headers["Content-Encoding"] {
+      switch encoding.lowercased() {
+      case "identity": break
+      case "gzip": self.gzipRequest = true
+      default: return self.refuse(GRPCErrors.unsupportedContentEncoding(encoding, header: "Content-Encoding"))
+      }
+    }
+    self.gzipResponse = ResponseCompression.acceptsGzip(self.request.headers["Accept-Encoding"])
+    self.body = self.exchange.allocator.buffer(capacity: 0)
+    self.start(timeout: nil, json: true) { key in
+      key == "content-type" || key == "content-encoding" || key == "accept-encoding" || key == "accept"
+    }
+  }
+
+  override var heldRequestBytes: Int { self.body?.readableBytes ?? 0 }
+
+  override var waitsForOneMessage: Bool { true }
+
+  override func receivedBody(_ chunk: ByteBuffer) {
+    self.metrics.bytes(.rest, .in, count: chunk.readableBytes)
+    guard self.isReceiving, var body = self.body else { return }
+    self.body = nil  // unique while written to: no copy
+    guard self.append(chunk, to: &body) else { return }
+    self.body = body
+    self.account()
+  }
+
+  override func receivedEnd() {
+    super.receivedEnd()
+    guard self.isReceiving, var body = self.body else { return }
+    self.body = nil
+    do throws(RPCError) {
+      if self.gzipRequest, body.readableBytes > 0 {
+        body = try GzipMessage.inflate(body, limit: self.engine.maximumMessageBytes)
+      }
+      let parsed = body.readableBytes == 0 ? nil : try self.bridge.parse(body.readableBytesView)
+      let uri = self.request.uri
+      let query = uri.firstIndex(of: "?").map { uri[uri.index(after: $0)...] }
+      let message = try RESTRequest.message(
+        rule: self.route.rule, input: self.route.method.input, bindings: self.bindings, query: query, body: parsed)
+      try self.deliver(
+        self.exchange.allocator.buffer(bytes: message.serializedBytes), compressed: false, gzip: false)
+    } catch {
+      return self.stop(error)
+    }
+    self.deliverEnd()
+  }
+
+  // MARK: - The response
+
+  override func send(serialized message: [UInt8], compressed: Bool) {
+    guard let payload = self.responsePayload(message) else { return }
+    guard self.heldResponse == nil else { return self.stop(GRPCErrors.extraResponse) }
+    self.heldResponse = payload
+  }
+
+  override func finalStatus(_ error: RPCError?) -> RPCError? {
+    if error == nil, self.heldResponse == nil { return GRPCErrors.missingResponse }
+    return error
+  }
+
+  override func writeEnd(_ error: RPCError?, trailers: HPACKHeaders) {
+    guard error == nil, let response = self.heldResponse else {
+      return self.writeError(error ?? GRPCErrors.missingResponse, trailers: trailers, status: nil)
+    }
+    let body: [UInt8]
+    do {
+      body = try RESTRequest.responseBody(
+        response, rule: self.route.rule, output: self.route.method.output, bridge: self.bridge)
+    } catch {
+      return self.writeError(error, trailers: trailers, status: nil)
+    }
+    var headers = self.headers(self.initialMetadata)
+    headers.add(name: "Content-Type", value: "application/json")
+    var bytes = self.exchange.allocator.buffer(bytes: body)
+    if let gzipped = ResponseCompression.gzipped(body, accepts: self.gzipResponse, allocator: self.exchange.allocator) {
+      headers.add(name: "Content-Encoding", value: "gzip")
+      bytes = gzipped
+    }
+    headers.add(name: "Content-Length", value: "\(bytes.readableBytes)")
+    self.exchange.writeHead(.ok, headers: headers)
+    self.write(bytes)
+  }
+
+  override func writeRefusal(_ error: RPCError, status: HTTPResponseStatus?) {
+    self.writeError(error, trailers: [:], status: status)
+  }
+
+  /// The HTTP JSON error: `{"code":N,"message":"…","trailers":{…}}` with the status the code maps
+  /// to.
+  private func writeError(_ error: RPCError, trailers: HPACKHeaders, status: HTTPResponseStatus?) {
+    var headers = self.headers(self.initialMetadata)
+    var all = error.metadata
+    for (name, value, _) in trailers { all.addString(value, forKey: name) }
+    let body = JSONValue.object(StatusJSON.status(code: error.code, message: error.message, trailers: all))
+      .serializedBytes
+    headers.add(name: "Content-Type", value: "application/json")
+    headers.add(name: "Content-Length", value: "\(body.count)")
+    if error.code == .unauthenticated { headers.add(name: "WWW-Authenticate", value: "Bearer") }
+    self.exchange.writeHead(status ?? error.code.httpStatus, headers: headers)
+    self.write(self.exchange.allocator.buffer(bytes: body))
+  }
+
+  /// CORS and the response metadata as `grpc-metadata-<key>`, readable by a page's script.
+  private func headers(_ metadata: HPACKHeaders) -> HTTPHeaders {
+    var headers = self.cors
+    headers.add(name: CORS.noSniff.name, value: CORS.noSniff.value)
+    HTTPCall.addMetadataHeaders(metadata, to: &headers)
+    return headers
+  }
+}
