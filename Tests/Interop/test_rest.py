@@ -108,9 +108,6 @@ def test_errors_map_to_http_statuses(rest):
     # A GET route takes no body.
     status, _, reply = call(rest, "GET", "/v1/stats", "{}")
     assert status == 400 and "no request body" in reply["message"], reply
-    # Streaming methods are not served as REST yet: said so, with the HTTP JSON way to call them.
-    status, _, reply = call(rest, "GET", "/v1/count/3")
-    assert status == 501 and reply["code"] == 12 and "POST /upstream.lab.Lab/Count" in reply["message"], reply
     # Paths no rule has keep the HTTP port's other answers.
     status, _, _ = call(rest, "GET", "/v1/unknown/path")
     assert status == 404
@@ -129,3 +126,50 @@ def test_rest_on_the_native_port_over_h2c_and_gzip(rest):
     status, _, reply = call(rest, "POST", "/v1/items/g:echo", gzip.compress(b'{"count":"4"}'),
                             headers={"Content-Encoding": "gzip"})
     assert status == 200 and reply["item"]["count"] == "4", reply
+
+
+def raw(s, path, accept=None):
+    connection = http.client.HTTPConnection("127.0.0.1", s.http_port, timeout=15)
+    try:
+        connection.request("GET", path, headers={"Accept": accept} if accept else {})
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_server_streaming_as_ndjson_sse_or_an_array(rest):
+    status, headers, body = raw(rest, "/v1/count/3")
+    assert status == 200 and headers["content-type"] == "application/x-ndjson", (headers, body)
+    lines = [json.loads(line) for line in body.splitlines()]
+    assert [line["name"] for line in lines] == ["lab-0", "lab-1", "lab-2"], body  # no envelope, no end line
+    status, headers, body = raw(rest, "/v1/count/2?intervalMs=1", accept="text/event-stream")
+    assert status == 200 and headers["content-type"] == "text/event-stream", headers
+    events = [json.loads(chunk[len("data: "):]) for chunk in body.strip().split("\n\n")]
+    assert [e["name"] for e in events] == ["lab-0", "lab-1"], body
+    status, headers, body = raw(rest, "/v1/count/2", accept="application/json")
+    assert status == 200 and [m["name"] for m in json.loads(body)] == ["lab-0", "lab-1"], body
+    status, _, body = raw(rest, "/v1/count/0", accept="application/json")
+    assert status == 200 and json.loads(body) == [], body
+    status, _, body = raw(rest, "/v1/count/0")
+    assert status == 200 and body == "", body
+
+
+def test_a_stream_that_fails_midway_ends_with_its_status(rest):
+    status, _, body = raw(rest, "/v1/count/5?payload_bytes=-1")
+    lines = [json.loads(line) for line in body.splitlines()]
+    assert status == 200 and lines[0]["name"] == "lab-0", body
+    assert lines[-1]["code"] == 10 and lines[-1]["message"] == "stopped midway" and len(lines) == 2, body
+    status, _, body = raw(rest, "/v1/count/5?payloadBytes=-1", accept="text/event-stream")
+    assert "event: error\ndata: " in body and '"code":10' in body, body
+    status, _, body = raw(rest, "/v1/count/5?payloadBytes=-1", accept="application/json")
+    values = json.loads(body)
+    assert values[0]["name"] == "lab-0" and values[-1]["code"] == 10, body
+    # A failure before the first message gets its HTTP status.
+    status, _, body = raw(rest, "/v1/count/x")
+    assert status == 400 and json.loads(body)["code"] == 3, body
+
+
+def test_client_streaming_routes_are_not_served_yet(rest):
+    status, _, reply = call(rest, "POST", "/v1/sum", "{}")
+    assert status == 501 and reply["code"] == 12 and "POST /upstream.lab.Lab/Sum" in reply["message"], reply

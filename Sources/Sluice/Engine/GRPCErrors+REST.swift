@@ -18,12 +18,12 @@ extension GRPCErrors {
     RPCError(code: .invalidArgument, message: why)
   }
 
-  /// A route to a streaming method: served as unary only, for now.
+  /// A route to a client-streaming or bidi method: not served on REST routes yet.
   static func restStreaming(_ path: some StringProtocol) -> RPCError {
     RPCError(
       code: .unimplemented,
       message:
-        "\(path) streams: its REST route is not served yet (call it as HTTP JSON: POST \(path), NDJSON or SSE)"
+        "\(path) takes a stream of requests: its REST route is not served yet (call it as HTTP JSON: POST \(path) with an NDJSON body)"
     )
   }
 

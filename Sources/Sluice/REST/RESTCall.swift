@@ -10,7 +10,15 @@ internal import SluiceCodec
 /// (or its `response_body` field) as JSON, the response metadata as `grpc-metadata-<key>` headers;
 /// an error is the HTTP JSON error (a `google.rpc.Status` object) with the status gRPC's code maps
 /// to. `Content-Encoding: gzip` bodies are read and `Accept-Encoding: gzip` answers compressed, as
-/// for HTTP JSON. Unary methods only so far.
+/// for HTTP JSON.
+///
+/// A server-streaming method answers each message as it comes (no envelope around it), framed by
+/// `Accept`: NDJSON (the default), Server-Sent Events (`text/event-stream`) or one JSON array
+/// (`application/json`). The head waits for the first message, so a failure before it gets its
+/// HTTP status; a failure after it ends the stream with the `google.rpc.Status` object as the last
+/// line, an `event: error`, or the array's last element. Flow control as for every exchange: the
+/// method produces only while the client reads. Client-streaming and bidi methods are not served
+/// on REST routes yet.
 ///
 /// The framing only: the call's lifecycle, limits and end are `ExchangeCall`'s.
 final class RESTCall: ExchangeCall {
@@ -23,6 +31,33 @@ final class RESTCall: ExchangeCall {
   /// The one response message (JSON), held until the end so that an error after it still gets
   /// its status.
   private var heldResponse: [UInt8]?
+  /// How a server stream's messages are written; nil for a unary method.
+  private let streamFraming: StreamFraming?
+  private var headSent = false
+
+  /// A server stream's framing, from `Accept`.
+  enum StreamFraming {
+    case ndjson, eventStream, array
+
+    init(accept: String) {
+      let accept = accept.lowercased()
+      if accept.contains("text/event-stream") {
+        self = .eventStream
+      } else if accept.contains("application/json"), !accept.contains("ndjson") {
+        self = .array
+      } else {
+        self = .ndjson
+      }
+    }
+
+    var contentType: String {
+      switch self {
+      case .ndjson: "application/x-ndjson"
+      case .eventStream: "text/event-stream"
+      case .array: "application/json"
+      }
+    }
+  }
 
   init(
     exchange: any HTTPExchange,
@@ -36,6 +71,9 @@ final class RESTCall: ExchangeCall {
   ) {
     self.route = route
     self.bindings = bindings
+    self.streamFraming =
+      route.method.kind == .serverStreaming
+      ? StreamFraming(accept: request.headers["Accept"].joined(separator: ",")) : nil
     super.init(
       exchange: exchange, request: request, transport: .rest, engine: engine, bridge: bridge, metrics: metrics,
       cors: cors, path: route.method.path)
@@ -44,7 +82,7 @@ final class RESTCall: ExchangeCall {
   // MARK: - The request
 
   override func begin() {
-    guard self.route.method.kind == .unary else {
+    guard !self.route.method.kind.clientStreams else {
       return self.refuse(GRPCErrors.restStreaming(self.route.method.path))
     }
     for encoding in self.request.headers["Content-Encoding"] {
@@ -99,16 +137,65 @@ final class RESTCall: ExchangeCall {
 
   override func send(serialized message: [UInt8], compressed: Bool) {
     guard let payload = self.responsePayload(message) else { return }
-    guard self.heldResponse == nil else { return self.stop(GRPCErrors.extraResponse) }
-    self.heldResponse = payload
+    guard let framing = self.streamFraming else {
+      guard self.heldResponse == nil else { return self.stop(GRPCErrors.extraResponse) }
+      self.heldResponse = payload
+      return
+    }
+    let body: [UInt8]
+    do {
+      body = try RESTRequest.responseBody(
+        payload, rule: self.route.rule, output: self.route.method.output, bridge: self.bridge)
+    } catch {
+      return self.stop(error)
+    }
+    var buffer = self.exchange.allocator.buffer(capacity: body.count + 8)
+    if !self.headSent {
+      self.writeStreamHead(framing)
+      if framing == .array { buffer.writeString("[") }
+    } else if framing == .array {
+      buffer.writeString(",")
+    }
+    Self.frame(body, framing, into: &buffer)
+    self.write(buffer)
+    self.exchange.flushSoon()
+  }
+
+  /// One message (or the closing status) of a server stream.
+  private static func frame(
+    _ json: [UInt8], _ framing: StreamFraming, event: String? = nil, into buffer: inout ByteBuffer
+  ) {
+    switch framing {
+    case .ndjson:
+      buffer.writeBytes(json)
+      buffer.writeString("\n")
+    case .eventStream:
+      if let event { buffer.writeString("event: \(event)\n") }
+      buffer.writeString("data: ")
+      buffer.writeBytes(json)
+      buffer.writeString("\n\n")
+    case .array:
+      buffer.writeBytes(json)
+    }
+  }
+
+  private func writeStreamHead(_ framing: StreamFraming) {
+    self.headSent = true
+    var headers = self.headers(self.initialMetadata)
+    headers.add(name: "Content-Type", value: framing.contentType)
+    headers.add(name: "Cache-Control", value: "no-cache")
+    self.exchange.writeHead(.ok, headers: headers)
   }
 
   override func finalStatus(_ error: RPCError?) -> RPCError? {
-    if error == nil, self.heldResponse == nil { return GRPCErrors.missingResponse }
+    if error == nil, self.streamFraming == nil, self.heldResponse == nil { return GRPCErrors.missingResponse }
     return error
   }
 
   override func writeEnd(_ error: RPCError?, trailers: HPACKHeaders) {
+    if let framing = self.streamFraming {
+      return self.writeStreamEnd(framing, error, trailers: trailers)
+    }
     guard error == nil, let response = self.heldResponse else {
       return self.writeError(error ?? GRPCErrors.missingResponse, trailers: trailers, status: nil)
     }
@@ -129,6 +216,26 @@ final class RESTCall: ExchangeCall {
     headers.add(name: "Content-Length", value: "\(bytes.readableBytes)")
     self.exchange.writeHead(.ok, headers: headers)
     self.write(bytes)
+  }
+
+  /// A server stream's end: nothing more after its messages when it succeeded (`]` for an array,
+  /// `[]` when there were none); after a failure, the status object (before any message, the HTTP
+  /// error answer instead).
+  private func writeStreamEnd(_ framing: StreamFraming, _ error: RPCError?, trailers: HPACKHeaders) {
+    var buffer = self.exchange.allocator.buffer(capacity: 64)
+    if let error {
+      guard self.headSent else { return self.writeError(error, trailers: trailers, status: nil) }
+      var all = error.metadata
+      for (name, value, _) in trailers { all.addString(value, forKey: name) }
+      let status = JSONValue.object(StatusJSON.status(code: error.code, message: error.message, trailers: all))
+      if framing == .array { buffer.writeString(",") }
+      Self.frame(status.serializedBytes, framing, event: "error", into: &buffer)
+    } else if !self.headSent {
+      self.writeStreamHead(framing)
+      if framing == .array { buffer.writeString("[") }
+    }
+    if framing == .array { buffer.writeString("]") }
+    if buffer.readableBytes > 0 { self.write(buffer) }
   }
 
   override func writeRefusal(_ error: RPCError, status: HTTPResponseStatus?) {

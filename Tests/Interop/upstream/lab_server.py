@@ -78,6 +78,9 @@ class Lab(lab_pb2_grpc.LabServicer):
         context.abort(grpc.StatusCode(next(c.value for c in grpc.StatusCode if c.value[0] == request.code)), request.message)
 
     def Count(self, request, context):
+        if request.payload_bytes < 0:  # one item, then a failure (a stream that breaks midway)
+            yield lab_pb2.Item(name=f"{NAME}-0")
+            context.abort(grpc.StatusCode.ABORTED, "stopped midway")
         try:
             for i in range(request.count):
                 if not context.is_active():
