@@ -60,6 +60,7 @@ enum ConfigurationSources {
     ("interop-service", .flag, { .bool($0.services.interopService) }),
     ("upstream", .strings, { .strings($0.services.upstream) }),
     ("descriptor-set", .strings, { .strings($0.services.descriptorSet) }),
+    ("http-rule", .strings, { .strings($0.services.httpRule) }),
     ("upstream-reflection", .flag, { .bool($0.services.upstreamReflection) }),
     ("upstream-tls", .flag, { .bool($0.services.upstreamTls) }),
     ("upstream-ca", .string, { .optional($0.services.upstreamCa) }),

@@ -173,3 +173,47 @@ def test_a_stream_that_fails_midway_ends_with_its_status(rest):
 def test_client_streaming_routes_are_not_served_yet(rest):
     status, _, reply = call(rest, "POST", "/v1/sum", "{}")
     assert status == 501 and reply["code"] == 12 and "POST /upstream.lab.Lab/Sum" in reply["message"], reply
+
+
+def test_http_rule_flags_and_config_file_route_hosted_methods(start_sluice, tmp_path):
+    s = start_sluice("--http-rule", "hello.UserService.SayHi GET /v1/hi/{name}",
+                     "--http-rule", "/proto.StreamService/List GET /v1/points/{pt.name} response_body=pt")
+    status, _, reply = call(s, "GET", "/v1/hi/ada")
+    assert status == 200 and reply["result"].startswith("hi ada---"), reply
+    status, _, body = raw(s, "/v1/points/p?pt.value=3")
+    points = [json.loads(line) for line in body.splitlines()]
+    assert status == 200 and len(points) > 1 and points[0] == {"name": "p", "value": 3}, body
+    # The same from the configuration file (a list of rules, as for every list flag).
+    config = tmp_path / "sluice.yaml"
+    config.write_text('http-rule:\n  - "hello.UserService.SayHi POST /v1/hi body=*"\n')
+    s = start_sluice("--config", str(config))
+    status, _, reply = call(s, "POST", "/v1/hi", {"name": "bo"})
+    assert status == 200 and reply["result"].startswith("hi bo---"), reply
+
+
+@pytest.mark.parametrize("rule, words", [
+    ("SayHi GET /v1/hi", "is not pkg.Service.Method"),
+    ("hello.UserService.SayHi get /v1/hi", "is not an HTTP method"),
+    ("hello.UserService.SayHi GET v1/hi", "does not start with /"),
+    ("hello.UserService.SayHi GET /v1/hi bogus=1", "is not body=FIELD"),
+])
+def test_a_bad_http_rule_stops_the_gateway_naming_it(rule, words):
+    import os
+    from conftest import ROOT
+    binary = os.environ.get("SLUICE_BIN") or str(ROOT / ".build" / "release" / "sluice")
+    out = subprocess.run([binary, "--http-rule", rule], capture_output=True, text=True, timeout=30,
+                         env=dict(os.environ, SWIFT_BACKTRACE="enable=no"))
+    assert out.returncode == 64 and words in out.stderr, out.stderr
+
+
+def test_an_http_rule_for_an_unknown_method_is_logged_and_left_out(start_sluice):
+    s = start_sluice("--http-rule", "hello.UserService.Nope GET /v1/nope", "--http-rule",
+                     "hello.UserService.SayHi GET /v1/hi/{nope}", "--http-rule", "hello.UserService.SayHi GET /v1/ok")
+    status, _, reply = call(s, "GET", "/v1/ok?name=x")
+    assert status == 200 and reply["result"].startswith("hi x---"), reply
+    import time
+    deadline = time.time() + 5
+    while time.time() < deadline and sum("REST route left out" in line for line in s.log) < 2:
+        time.sleep(0.1)
+    log = "".join(s.log)
+    assert "/hello.UserService/Nope: no such method" in log and "binds nope" in log, log

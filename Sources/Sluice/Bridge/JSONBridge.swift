@@ -16,10 +16,11 @@ public struct JSONBridge: Sendable {
   /// - Parameters:
   ///   - registry: The descriptors of every callable method.
   ///   - codec: The JSON translation, with its limits.
-  public init(registry: DescriptorRegistry, codec: JSONCodec) {
+  ///   - httpRules: REST rules that replace the descriptors' own for their methods (`--http-rule`).
+  public init(registry: DescriptorRegistry, codec: JSONCodec, httpRules: [ConfiguredHTTPRule] = []) {
     self.registry = registry
     self.codec = codec
-    self.rest = RESTRoutes(registry: registry)
+    self.rest = RESTRoutes(registry: registry, configured: httpRules)
   }
 
   /// The method at `/<package>.<Service>/<Method>`, or `UNIMPLEMENTED`.

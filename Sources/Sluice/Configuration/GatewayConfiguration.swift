@@ -180,6 +180,10 @@ public struct GatewayConfiguration: Sendable {
   /// translate, besides the hosted ones.
   public var descriptorSets: [[UInt8]]
 
+  /// REST rules for methods whose protos cannot be changed (`--http-rule`): each replaces the
+  /// method's own `google.api.http` rules.
+  public var httpRules: [ConfiguredHTTPRule]
+
   /// TLS to upstreams (`--upstream-tls`); nil connects in plaintext (h2c).
   public var upstreamTLS: UpstreamTLS?
 
@@ -256,6 +260,7 @@ public struct GatewayConfiguration: Sendable {
     hostsSeed: Bool = true,
     upstreams: [UpstreamRoute] = [],
     descriptorSets: [[UInt8]] = [],
+    httpRules: [ConfiguredHTTPRule] = [],
     upstreamTLS: UpstreamTLS? = nil,
     upstreamReflection: Bool = false,
     otlpTraces: OTLPTraces? = nil
@@ -294,6 +299,7 @@ public struct GatewayConfiguration: Sendable {
     self.hostsSeed = hostsSeed
     self.upstreams = upstreams
     self.descriptorSets = descriptorSets
+    self.httpRules = httpRules
     self.upstreamTLS = upstreamTLS
     self.upstreamReflection = upstreamReflection
     self.otlpTraces = otlpTraces

@@ -259,7 +259,7 @@ public final class Gateway: Sendable {
     let codec = JSONCodec(
       registry: registry,
       decoding: .init(maximumDepth: configuration.maxJSONDepth, maximumBytes: configuration.maxMessageBytes))
-    let bridge = JSONBridge(registry: registry, codec: codec)
+    let bridge = JSONBridge(registry: registry, codec: codec, httpRules: configuration.httpRules)
     for problem in bridge.rest.problems {
       logger.error("REST route left out", metadata: ["problem": "\(problem.prefix(512))"])
     }

@@ -32,13 +32,14 @@ enum RESTRequest {
     case (_, nil):
       break
     }
-    // Top-level fields the path or the body set: a query parameter may not set them again.
-    var bound: Set<String> = []
-    if !rule.body.isEmpty, let field = input.field(named: rule.body) { bound.insert(field.jsonName) }
+    // The fields the path or the body set (JSON key paths): a query parameter may not set them,
+    // nor a field inside or around one of them, again.
+    var bound: [String] = []
+    if !rule.body.isEmpty, let field = input.field(named: rule.body) { bound.append(field.jsonName) }
     for binding in bindings {
       let (keys, aliases, field) = try Self.resolve(binding.fieldPath, in: input, what: "the path's")
       Self.set(&object, keys, aliases: aliases, try Self.value(binding.value, for: field))
-      bound.insert(keys.first ?? "")
+      bound.append(keys.joined(separator: "."))
     }
     guard let query, !query.isEmpty else { return .object(object) }
     guard rule.body != "*" else {
@@ -53,7 +54,8 @@ enum RESTRequest {
       }
       let path = key.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
       let (keys, aliases, field) = try Self.resolve(path, in: input, what: "the query parameter")
-      if bound.contains(keys.first ?? "") {
+      let joined = keys.joined(separator: ".")
+      if bound.contains(where: { $0 == joined || joined.hasPrefix($0 + ".") || $0.hasPrefix(joined + ".") }) {
         throw GRPCErrors.restQuery("\(key) is set by the path or the body of this route")
       }
       let value = try Self.value(text, for: field)

@@ -1,7 +1,8 @@
 internal import SluiceCodec
 
 /// The REST routes of a set of descriptors: every method's `google.api.http` rules (and their
-/// `additional_bindings`), their path templates parsed once, looked up by HTTP method and path.
+/// `additional_bindings`), or the ones `--http-rule` gives it, their path templates parsed once,
+/// looked up by HTTP method and path.
 ///
 /// A rule that cannot be served is left out and reported in `problems` (logged when the
 /// descriptors load): a template that does not parse, a body or response field the message does
@@ -37,12 +38,19 @@ struct RESTRoutes: Sendable {
     self.problems = problems
   }
 
-  init(registry: DescriptorRegistry) {
+  /// The routes of `registry`'s rules; a method with `configured` rules (`--http-rule`) has those
+  /// instead of its own.
+  init(registry: DescriptorRegistry, configured: [ConfiguredHTTPRule] = []) {
     var routes: [Route] = []
     var problems: [String] = []
     var shapes: [String: String] = [:]  // "GET /v1/*/books" -> the method that has it
+    var byPath: [String: [HTTPRule]] = [:]
+    for entry in configured { byPath[entry.path, default: []].append(entry.rule) }
+    for path in byPath.keys.sorted() where registry.method(path: path) == nil {
+      problems.append("--http-rule \(path): no such method in the descriptors")
+    }
     for method in registry.methods {
-      for rule in method.httpRules {
+      for rule in byPath[method.path] ?? method.httpRules {
         let template: PathTemplate
         do {
           template = try PathTemplate(rule.pattern)

@@ -50,6 +50,7 @@ extension ServeCommand {
       hostsSeed: services.hosted == .seed,
       upstreams: try services.upstreamRoutes(),
       descriptorSets: try services.descriptorSets(),
+      httpRules: try services.httpRules(),
       upstreamTLS: services.upstreamTls
         ? UpstreamTLS(caPath: services.upstreamCa, serverName: services.upstreamServerName) : nil,
       upstreamReflection: services.upstreamReflection,

@@ -296,6 +296,14 @@ struct ServiceOptions: ParsableArguments {
   )
   var descriptorSet: [String] = []
 
+  @Option(
+    help: ArgumentHelp(
+      "A REST route for a method, in place of its google.api.http rules: 'pkg.Service.Method GET /v1/{name} [body=FIELD] [response_body=FIELD]'; repeatable.",
+      valueName: "rule"
+    )
+  )
+  var httpRule: [String] = []
+
   @Flag(
     help:
       "Ask each upstream for its services and descriptors over gRPC server reflection (v1, then v1alpha) at start and on SIGHUP."
@@ -315,6 +323,7 @@ struct ServiceOptions: ParsableArguments {
     try FlagRange.check("--pace-ms", self.paceMs, 0...3_600_000)
     try FlagRange.check("--list-count", self.listCount, 0...1_000_000_000)
     _ = try self.upstreamRoutes()
+    _ = try self.httpRules()
     if (self.upstreamCa != nil || self.upstreamServerName != nil) && !self.upstreamTls {
       throw ValidationError("--upstream-ca and --upstream-server-name need --upstream-tls.")
     }
@@ -330,6 +339,15 @@ struct ServiceOptions: ParsableArguments {
   func upstreamRoutes() throws -> [UpstreamRoute] {
     do {
       return try self.upstream.map { text throws(UpstreamConfigurationError) in try UpstreamRoute(parsing: text) }
+    } catch {
+      throw ValidationError(error.description)
+    }
+  }
+
+  /// The `--http-rule` flags, parsed.
+  func httpRules() throws -> [ConfiguredHTTPRule] {
+    do {
+      return try self.httpRule.map { text throws(ConfiguredHTTPRuleError) in try ConfiguredHTTPRule(parsing: text) }
     } catch {
       throw ValidationError(error.description)
     }
