@@ -18,6 +18,7 @@ import pytest
 
 import sluice_fuzz as fz
 import sluice_h2fuzz as h2fz
+import sluice_restfuzz  # noqa: F401  (registers the "rest" family)
 import sluice_webfuzz  # noqa: F401  (registers the "web" family)
 
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
@@ -30,6 +31,9 @@ SHARE = {"ws": 0.40, "wsproto": 0.25, "http": 0.25, "httpproto": 0.10}
 # gRPC-Web and Connect framing (sluice_webfuzz.py), on the HTTP port and over h2c on the native port.
 SHARE["web"] = 0.5
 SHARE["webh2"] = 0.3
+# REST routes (sluice_restfuzz.py): paths, queries and bodies against --http-rule routes.
+SHARE["rest"] = 0.3
+EXTRA = {"rest": [arg for rule in sluice_restfuzz.REST_RULES for arg in ("--http-rule", rule)]}
 # The native port's family runs as many cases as the four HTTP-port families together.
 SHARE["grpc"] = 1.0
 
@@ -43,7 +47,7 @@ def record(line):
 
 def fuzz(start_sluice, kind):
     fz.raise_nofile(20000)
-    s = start_sluice("--max-message-bytes", str(MAX_BYTES), "--log-level", "debug")
+    s = start_sluice("--max-message-bytes", str(MAX_BYTES), "--log-level", "debug", *EXTRA.get(kind, []))
     count = max(1, int(TOTAL * SHARE[kind]))
     rss_before = s.rss_kib()
     progress = 10_000 if count >= 20_000 else None
@@ -105,6 +109,12 @@ def test_fuzz_grpc_web_and_connect_over_http2(start_sluice):
     """The same gRPC-Web and Connect cases over h2c on the native port: each in a HEADERS frame and
     one or two DATA frames, bodies cut short then a half-closed or dropped connection."""
     fuzz(start_sluice, "webh2")
+
+
+def test_fuzz_rest_routes(start_sluice):
+    """REST routes from --http-rule: random paths (percent escapes, UTF-8 and not, segments),
+    queries (unknown, nested, repeated fields, broken escapes) and bodies, methods and Accept."""
+    fuzz(start_sluice, "rest")
 
 
 def test_fuzz_http_framing(start_sluice):

@@ -122,10 +122,12 @@ def test_rest_on_the_native_port_over_h2c_and_gzip(rest):
     assert json.loads(body)["item"] == {**json.loads(body)["item"], "name": "h2", "count": "9"}
     status, _, reply = call(rest, "GET", "/v1/stats")
     assert status == 200 and "sumRead" in reply, reply
-    # Request bodies may be gzip, as for HTTP JSON.
+    # Request bodies may be gzip, as for HTTP JSON; one marked gzip that is not is the client's error.
     status, _, reply = call(rest, "POST", "/v1/items/g:echo", gzip.compress(b'{"count":"4"}'),
                             headers={"Content-Encoding": "gzip"})
     assert status == 200 and reply["item"]["count"] == "4", reply
+    status, _, reply = call(rest, "POST", "/v1/items/g:echo", b'{"count":"4"}', headers={"Content-Encoding": "gzip"})
+    assert status == 400 and reply["code"] == 3 and "does not inflate" in reply["message"], reply
 
 
 def raw(s, path, accept=None):

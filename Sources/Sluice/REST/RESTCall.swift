@@ -118,7 +118,12 @@ final class RESTCall: ExchangeCall {
     self.body = nil
     do throws(RPCError) {
       if self.gzipRequest, body.readableBytes > 0 {
-        body = try GzipMessage.inflate(body, limit: self.engine.maximumMessageBytes)
+        do {
+          body = try GzipMessage.inflate(body, limit: self.engine.maximumMessageBytes)
+        } catch  where error.code == .internalError {
+          // A client's body, not a message of gRPC's: its own mistake, told as one.
+          throw GRPCErrors.restBody("the body is marked Content-Encoding: gzip but does not inflate: \(error.message)")
+        }
       }
       let parsed = body.readableBytes == 0 ? nil : try self.bridge.parse(body.readableBytesView)
       let uri = self.request.uri
