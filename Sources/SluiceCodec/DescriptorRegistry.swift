@@ -178,6 +178,14 @@ public struct MessageDescriptor: Sendable, Hashable, CustomStringConvertible {
     layout.fieldIndex(name: name).map { FieldDescriptor(layout: layout.fields[$0], pool: pool) }
   }
 
+  /// Every field, in field-number order.
+  public var fields: [FieldDescriptor] {
+    layout.fields.map { FieldDescriptor(layout: $0, pool: pool) }
+  }
+
+  /// A map field's entry type (its `key` and `value` fields).
+  public var isMapEntry: Bool { layout.isMapEntry }
+
   /// Equal when both denote the same type of the same registry.
   public static func == (lhs: MessageDescriptor, rhs: MessageDescriptor) -> Bool {
     lhs.pool === rhs.pool && lhs.index == rhs.index
@@ -222,10 +230,21 @@ public struct FieldDescriptor: Sendable {
   /// A message type whose JSON form is a string or a number (Timestamp, Duration, FieldMask, the
   /// wrappers): it can be set from one text value.
   public let isScalarWellKnownType: Bool
+  /// The kind as the .proto file names it: `int32`, `int64`, `double`, `string`, `enum`, `message`…
+  public let protoKind: String
+  /// An enum field's value names, in declaration order by number.
+  public let enumValues: [String]
 
   init(layout field: FieldLayout, pool: DescriptorPool) {
     self.name = field.name
     self.jsonName = field.jsonName
+    self.protoKind = field.kind.protoName
+    if field.enumIndex >= 0, pool.enums.indices.contains(field.enumIndex) {
+      let names = pool.enums[field.enumIndex].namesByNumber
+      self.enumValues = names.keys.sorted().compactMap { names[$0] }
+    } else {
+      self.enumValues = []
+    }
     self.isRepeated = field.isRepeated && !field.isMap
     self.isMap = field.isMap
     switch field.kind {

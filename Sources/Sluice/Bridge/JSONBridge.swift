@@ -11,6 +11,8 @@ public struct JSONBridge: Sendable {
   public let codec: JSONCodec
   /// The REST routes of the registry's `google.api.http` rules.
   let rest: RESTRoutes
+  /// Their OpenAPI 3.1 document, serialized (`GET /openapi.json`).
+  let openAPIDocument: [UInt8]
 
   /// Creates a bridge.
   /// - Parameters:
@@ -21,6 +23,7 @@ public struct JSONBridge: Sendable {
     self.registry = registry
     self.codec = codec
     self.rest = RESTRoutes(registry: registry, configured: httpRules)
+    self.openAPIDocument = OpenAPIDocument.make(self.rest).serializedBytes
   }
 
   /// The method at `/<package>.<Service>/<Method>`, or `UNIMPLEMENTED`.

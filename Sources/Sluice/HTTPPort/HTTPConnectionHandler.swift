@@ -317,6 +317,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
       )
       self.request = .call(call)
       call.begin()
+    case .GET where path == "/openapi.json":
+      self.request = .answered
+      self.serveOpenAPI(head, cors: cors)
     case .GET where path == "/metrics":
       self.request = .answered
       self.serveMetrics(head, cors: cors)
@@ -349,27 +352,42 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
     }
   }
 
-  private func serveMetrics(_ head: HTTPRequestHead, cors: HTTPHeaders) {
-    // `/metrics` asks the engine's `--require-bearer` check, as every RPC does.
-    if let authenticator = self.port.engine.authenticator,
+  /// Whether `head` may read `path` (`/metrics`, `/openapi.json`): the engine's `--require-bearer`
+  /// check, as for every RPC; answered 401 when not.
+  private func authorized(_ head: HTTPRequestHead, _ path: String, cors: HTTPHeaders) -> Bool {
+    guard let authenticator = self.port.engine.authenticator,
       !authenticator.allows(authorization: head.headers.first(name: "Authorization"))
-    {
-      var headers = cors
-      headers.add(name: "WWW-Authenticate", value: "Bearer")
-      self.answer(
-        HTTPStatusResponse(
-          .unauthorized,
-          code: .unauthenticated,
-          message: "/metrics requires authorization: Bearer <token> (--require-bearer)",
-          headers: headers
-        ),
-        includingBody: true
-      )
-      return
-    }
-    let body = self.port.metrics.exposition()
+    else { return true }
     var headers = cors
-    headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
+    headers.add(name: "WWW-Authenticate", value: "Bearer")
+    self.answer(
+      HTTPStatusResponse(
+        .unauthorized,
+        code: .unauthenticated,
+        message: "\(path) requires authorization: Bearer <token> (--require-bearer)",
+        headers: headers
+      ),
+      includingBody: true
+    )
+    return false
+  }
+
+  /// The OpenAPI 3.1 document of the REST routes of the descriptors in use.
+  private func serveOpenAPI(_ head: HTTPRequestHead, cors: HTTPHeaders) {
+    guard self.authorized(head, "/openapi.json", cors: cors) else { return }
+    self.answerOK(self.port.bridge.openAPIDocument, contentType: "application/json", cors: cors)
+  }
+
+  private func serveMetrics(_ head: HTTPRequestHead, cors: HTTPHeaders) {
+    guard self.authorized(head, "/metrics", cors: cors) else { return }
+    self.answerOK(
+      self.port.metrics.exposition(), contentType: "text/plain; version=0.0.4; charset=utf-8", cors: cors)
+  }
+
+  /// A 200 with `body`; the connection stays open.
+  private func answerOK(_ body: [UInt8], contentType: String, cors: HTTPHeaders) {
+    var headers = cors
+    headers.add(name: "Content-Type", value: contentType)
     headers.add(name: CORS.noSniff.name, value: CORS.noSniff.value)
     headers.add(name: "Content-Length", value: "\(body.count)")
     self.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)))
