@@ -52,7 +52,7 @@ def route_for(rng):
     if kind == 2:
         return "/v1/files/" + "/".join(seg() for _ in range(rng.randint(0, 4))), "PUT", b""
     if kind == 3:
-        return "/v1/hi", "PATCH", rng.choice([b'"ada"', b'"\u00e9"', b"1", b"null"])
+        return "/v1/hi", "PATCH", rng.choice([b'"ada"', rb'"\u00e9"', b"1", b"null"])
     if kind == 4:
         return f"/v1/points/{seg()}", "GET", b""
     if kind == 5:
