@@ -261,6 +261,12 @@ def test_openapi_is_behind_the_bearer_check(start_sluice, tmp_path):
     assert status == 401 and reply["code"] == 16 and headers["www-authenticate"] == "Bearer"
     status, _, document = call(s, "GET", "/openapi.json", headers={"Authorization": "Bearer s3cret"})
     assert status == 200 and list(document["paths"]) == ["/v1/hi/{name}"]
+    # The routes themselves: nothing about them is told without the token (not 405, not 400).
+    for method, path in [("GET", "/v1/hi/ada"), ("DELETE", "/v1/hi/ada"), ("GET", "/v1/hi/%ZZ")]:
+        status, headers, reply = call(s, method, path)
+        assert status == 401 and reply["code"] == 16 and headers["www-authenticate"] == "Bearer", (method, path, reply)
+    status, _, reply = call(s, "GET", "/v1/hi/ada", headers={"Authorization": "Bearer s3cret"})
+    assert status == 200 and reply["result"].startswith("hi ada---"), reply
 
 
 def test_schemathesis_finds_no_server_error(rest):

@@ -41,11 +41,7 @@ final class ExchangeRouter: Sendable {
   /// Whether `request` is routed here: by its headers, or by its method and path on a REST route
   /// of the current descriptors (a path a route has with another method included: it gets 405).
   func routes(_ request: HTTPExchangeRequest) -> Bool {
-    if Self.routes(request) { return true }
-    let rest = self.bridges.current.rest
-    guard !rest.isEmpty else { return false }
-    if case .none = rest.match(httpMethod: request.method.rawValue, path: Substring(request.path)) { return false }
-    return true
+    Self.routes(request) || self.hasRESTRoute(method: request.method.rawValue, path: Substring(request.path))
   }
 
   /// Whether an HTTP/2 stream with these headers is routed here (else it is native gRPC's).
@@ -59,11 +55,15 @@ final class ExchangeRouter: Sendable {
     {
       return true
     }
+    guard let method = headers.first(name: ":method"), let uri = headers.first(name: ":path") else { return false }
+    return self.hasRESTRoute(method: method, path: uri.firstIndex(of: "?").map { uri[..<$0] } ?? Substring(uri))
+  }
+
+  /// Whether a REST route of the current descriptors has this path (with this method or another:
+  /// the other gets 405).
+  private func hasRESTRoute(method: String, path: Substring) -> Bool {
     let rest = self.bridges.current.rest
-    guard !rest.isEmpty, let method = headers.first(name: ":method"), let uri = headers.first(name: ":path") else {
-      return false
-    }
-    let path = uri.firstIndex(of: "?").map { uri[..<$0] } ?? Substring(uri)
+    guard !rest.isEmpty else { return false }
     if case .none = rest.match(httpMethod: method, path: path) { return false }
     return true
   }
@@ -95,10 +95,17 @@ final class ExchangeRouter: Sendable {
           exchange: exchange, request: request, route: route, bindings: bindings, engine: engine, bridge: bridge,
           metrics: metrics, cors: cors)
       case .methodNotAllowed(let allowed):
+        // Credentials first, as for every refusal: without them, nothing is told about the routes.
+        if let refusal = engine.credentialRefusal(request.headers["Authorization"]) {
+          return Self.answer(refusal, status: .unauthorized, allow: [], on: exchange, cors: cors)
+        }
         return Self.answer(
           GRPCErrors.restMethodNotAllowed(request.method.rawValue, allowed: allowed), status: .methodNotAllowed,
           allow: allowed, on: exchange, cors: cors)
       case .badPath(let why):
+        if let refusal = engine.credentialRefusal(request.headers["Authorization"]) {
+          return Self.answer(refusal, status: .unauthorized, allow: [], on: exchange, cors: cors)
+        }
         return Self.answer(GRPCErrors.restPath(why), status: .badRequest, allow: [], on: exchange, cors: cors)
       case .none:
         return nil
@@ -117,6 +124,7 @@ final class ExchangeRouter: Sendable {
     headers.add(name: "Content-Type", value: "application/json")
     headers.add(name: "Content-Length", value: "\(body.count)")
     if !allow.isEmpty { headers.add(name: "Allow", value: allow.joined(separator: ", ")) }
+    if error.code == .unauthenticated { headers.add(name: "WWW-Authenticate", value: "Bearer") }
     exchange.writeHead(status, headers: headers)
     exchange.writeBody(exchange.allocator.buffer(bytes: body))
     exchange.endResponse(reusable: true)

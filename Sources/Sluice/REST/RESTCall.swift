@@ -83,7 +83,10 @@ final class RESTCall: ExchangeCall {
 
   override func begin() {
     guard !self.route.method.kind.clientStreams else {
-      return self.refuse(GRPCErrors.restStreaming(self.route.method.path))
+      // Credentials first: without them, nothing is told about the method.
+      return self.refuse(
+        self.engine.credentialRefusal(self.request.headers["Authorization"])
+          ?? GRPCErrors.restStreaming(self.route.method.path))
     }
     for encoding in self.request.headers["Content-Encoding"] {
       switch encoding.lowercased() {
