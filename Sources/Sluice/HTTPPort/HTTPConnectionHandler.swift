@@ -282,9 +282,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
     }
     if head.method != .OPTIONS {
       let request = HTTPExchangeRequest(method: head.method, uri: head.uri, headers: head.headers)
-      if self.port.router.routes(request),
-        let handler = self.port.router.handler(for: request, on: self, cors: cors)
-      {
+      // nil for a request none of the router's protocols takes (it has matched it once).
+      if let handler = self.port.router.handler(for: request, on: self, cors: cors) {
         // The call may have answered at once (a refusal): its request's parts are then skipped.
         self.request = self.responseEnded ? .answered : .exchange(handler)
         return
