@@ -1144,13 +1144,19 @@ def parse_ndjson(out):
     return lines, []
 
 
-def http_common_checks(out):
+def response_problems(out):
+    """What is wrong before any answer is read: a problem the exchange saw, no response within the
+    timeout, or a connection closed without one."""
     errs = list(out.problems)
     if out.timed_out:
         return errs + ["HANG: no HTTP response within the timeout"]
     if out.status is None:
         return errs + ["the connection closed without an HTTP response"]
-    if errs:
+    return errs
+
+
+def http_common_checks(out):
+    if errs := response_problems(out):
         return errs
     if out.status != 200:
         ctype = out.headers.get("content-type", [""])[0]

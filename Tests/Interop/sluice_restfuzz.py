@@ -15,10 +15,8 @@ JSON, garbage, arrays, deep, gzip that is not), a random HTTP method and `Accept
 - a 200 is JSON: SayHi's `{"result":…}`, List's response_body (one `StreamPoint` a line, or an
   array, or SSE events) ending without a status line, unless a status object says why it ended.
 """
-import base64
 import gzip
 import json
-import urllib.parse
 
 import sluice_fuzz as fz
 
@@ -98,12 +96,7 @@ def rest_case(rng, index, port_ref, max_bytes):
         return await fz.raw_http_case(port_ref(), [request])
 
     def check(out):
-        errs = list(out.problems)
-        if out.timed_out:
-            return errs + ["HANG: no HTTP response within the timeout"]
-        if out.status is None:
-            return errs + ["the connection closed without an HTTP response"]
-        if errs:
+        if errs := fz.response_problems(out):
             return errs
         if method == "OPTIONS":
             return [] if status_ok(out.status) else [f"OPTIONS answered HTTP {out.status}"]

@@ -218,12 +218,7 @@ def web_case(rng, index, port_ref, max_bytes, h2=False):
     def check(out):
         if expect == "abandoned":
             return ["HANG: the server kept an abandoned connection open"] if out.timed_out else []
-        errs = list(out.problems)
-        if out.timed_out:
-            return errs + ["HANG: no HTTP response within the timeout"]
-        if out.status is None:
-            return errs + ["the connection closed without an HTTP response"]
-        if errs:
+        if errs := fz.response_problems(out):
             return errs
         if expect == "refused":
             return [] if out.status in (405, 415) else [f"a wrong method or codec answered HTTP {out.status}"]

