@@ -30,41 +30,10 @@ GPID=$!; PIDS+=("$GPID")
 SWIFT_BACKTRACE=enable=no "$SLUICE_BIN" --host 127.0.0.1 --grpc-port "$SP" --http-port "$SH" --hosted none \
   --upstream "*=127.0.0.1:$GP" --log-level error >"$OUT/sluice.log" 2>&1 &
 SPID=$!; PIDS+=("$SPID")
-envoy_config() { # envoy_config PORT: HTTP/1.1 and h2c in, grpc_web, HTTP/2 to grpc-go
-  cat <<ENVOY
-static_resources:
-  listeners:
-  - name: web
-    address: { socket_address: { address: 127.0.0.1, port_value: $1 } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: web
-          codec_type: AUTO
-          route_config:
-            virtual_hosts:
-            - { name: all, domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: grpcgo, timeout: 0s } }] }
-          http_filters:
-          - name: envoy.filters.http.grpc_web
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb }
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
-  clusters:
-  - name: grpcgo
-    type: STATIC
-    load_assignment:
-      cluster_name: grpcgo
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $GP } } } }] }]
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: { http2_protocol_options: {} }
-ENVOY
-}
-envoy_config "$E1" >"$OUT/envoy-1.yaml"
-envoy_config "$EN" >"$OUT/envoy-n.yaml"
+# shellcheck source=SCRIPTDIR/envoy-config.sh
+source scripts/envoy-config.sh  # envoy_config PORT UPSTREAM_PORT (bench.sh's Envoy)
+envoy_config "$E1" "$GP" >"$OUT/envoy-1.yaml"
+envoy_config "$EN" "$GP" >"$OUT/envoy-n.yaml"
 envoy -c "$OUT/envoy-1.yaml" --concurrency 1 --base-id 41 -l error >"$OUT/envoy-1.log" 2>&1 &
 E1PID=$!; PIDS+=("$E1PID")
 envoy -c "$OUT/envoy-n.yaml" --concurrency "$(nproc)" --base-id 42 -l error >"$OUT/envoy-n.log" 2>&1 &
