@@ -24,7 +24,10 @@ let runs = arguments.dropFirst().first ?? 3
 
 let gateway = try Gateway(
   configuration: GatewayConfiguration(
-    host: "127.0.0.1", grpcPort: 0, httpPort: 0, pace: .zero, listCount: messages, webSocketPingInterval: nil
+    grpc: .init(port: 0),
+    http: .init(port: 0),
+    webSocket: .init(pingInterval: nil),
+    services: .init(pace: .zero, listCount: messages)
   ),
   logger: Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
 )

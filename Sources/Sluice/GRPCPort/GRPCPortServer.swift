@@ -18,7 +18,9 @@ internal import Synchronization
 /// connection has closed; the service group's drain timeout cancels it, which closes what is left.
 final class GRPCPortServer: Service {
 
-  private let configuration: GatewayConfiguration
+  private let listening: GatewayConfiguration.Listener
+  private let port: Int
+  private let settings: GRPCServerConnection.Settings
   private let engine: RPCEngine
   private let router: ExchangeRouter
   private let metrics: GatewayMetrics
@@ -28,10 +30,16 @@ final class GRPCPortServer: Service {
   private let connections = ConnectionTracker()
 
   init(
-    configuration: GatewayConfiguration, engine: RPCEngine, router: ExchangeRouter, metrics: GatewayMetrics,
+    listener: GatewayConfiguration.Listener,
+    grpc: GatewayConfiguration.GRPCPort,
+    engine: RPCEngine,
+    router: ExchangeRouter,
+    metrics: GatewayMetrics,
     logger: Logger
   ) {
-    self.configuration = configuration
+    self.listening = listener
+    self.port = grpc.port
+    self.settings = Self.nghttp2Settings(grpc, handshakeTimeout: listener.handshakeTimeout)
     self.engine = engine
     self.router = router
     self.metrics = metrics
@@ -71,7 +79,7 @@ final class GRPCPortServer: Service {
   // MARK: - Connections
 
   private func bind() async throws -> any Channel {
-    let configuration = self.configuration
+    let configuration = self.listening
     let tls = try configuration.tls.map { try TLSServerContext.make($0, applicationProtocols: ["h2", "grpc-exp"]) }
     let connections = ConnectionCounter(limit: configuration.maxConnections)
     return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -87,7 +95,7 @@ final class GRPCPortServer: Service {
           try self.configure(channel, tls: tls)
         }
       }
-      .bind(host: configuration.host, port: configuration.grpcPort)
+      .bind(host: configuration.host, port: self.port)
       .get()
   }
 
@@ -99,7 +107,7 @@ final class GRPCPortServer: Service {
     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
     // HTTP/2 by its preface; an HTTP/1.1 client is told to use the HTTP port.
     try channel.pipeline.syncOperations.addHandler(
-      HTTPVersionSniffer(timeout: TimeAmount(self.configuration.handshakeTimeout)) { isHTTP2 in
+      HTTPVersionSniffer(timeout: TimeAmount(self.listening.handshakeTimeout)) { isHTTP2 in
         if isHTTP2 {
           try self.addHTTP2Connection(to: channel)
         } else {
@@ -115,8 +123,8 @@ final class GRPCPortServer: Service {
   func addHTTP2Connection(to channel: any Channel) throws {
     try channel.pipeline.syncOperations.addHandler(
       GRPCServerConnection(
-        engine: self.engine, router: self.router, channel: channel, secure: self.configuration.tls != nil,
-        settings: Self.nghttp2Settings(self.configuration)))
+        engine: self.engine, router: self.router, channel: channel, secure: self.listening.tls != nil,
+        settings: self.settings))
     self.metrics.connectionOpened(.grpc)
     channel.closeFuture.whenComplete { _ in self.metrics.connectionClosed(.grpc) }
   }
@@ -124,9 +132,10 @@ final class GRPCPortServer: Service {
   // MARK: - HTTP/2 settings
 
   /// The HTTP/2 settings and connection management of a native-port connection.
-  static func nghttp2Settings(_ configuration: GatewayConfiguration) -> GRPCServerConnection.Settings {
-    let grpc = configuration.grpc
-    return GRPCServerConnection.Settings(
+  static func nghttp2Settings(_ grpc: GatewayConfiguration.GRPCPort, handshakeTimeout: Duration)
+    -> GRPCServerConnection.Settings
+  {
+    GRPCServerConnection.Settings(
       http2: HTTP2Session.Settings(
         maxConcurrentStreams: grpc.maxConcurrentStreams,
         initialWindowSize: grpc.initialWindowSize,
@@ -135,7 +144,7 @@ final class GRPCPortServer: Service {
         connectionWindow: grpc.initialWindowSize
       ),
       management: HTTP2ConnectionManager.Configuration(
-        handshakeTimeout: TimeAmount(configuration.handshakeTimeout),
+        handshakeTimeout: TimeAmount(handshakeTimeout),
         maxIdle: grpc.maxConnectionIdle.map { TimeAmount($0) },
         maxAge: grpc.maxConnectionAge.map { TimeAmount($0) },
         maxAgeGrace: grpc.maxConnectionAgeGrace.map { TimeAmount($0) }

@@ -10,7 +10,7 @@ public import UnixSignals
 /// The Sluice process: every front end and the hosted services, run as one `ServiceGroup`.
 ///
 /// ```swift
-/// let gateway = Gateway(configuration: .init(grpcPort: 0), logger: logger)
+/// let gateway = Gateway(configuration: .init(grpc: .init(port: 0)), logger: logger)
 /// try await gateway.run()  // until SIGTERM/SIGINT or `beginGracefulShutdown()`
 /// ```
 public final class Gateway: Sendable {
@@ -54,9 +54,10 @@ public final class Gateway: Sendable {
     // One engine for every front end: the seed services as event-loop handlers, the upstreams
     // behind them, and one place for limits, auth and metrics, whichever transport a call came in
     // on.
-    var methods = configuration.hostsSeed ? SeedMethods.make(configuration: configuration, logger: logger) : []
-    if configuration.interopService {
-      methods += InteropMethods.make(maximumMessageBytes: configuration.maxMessageBytes)
+    let (calls, services) = (configuration.calls, configuration.services)
+    var methods = services.hostsSeed ? SeedMethods.make(services, logger: logger) : []
+    if services.interopService {
+      methods += InteropMethods.make(maximumMessageBytes: calls.maxMessageBytes)
     }
     // Health and reflection are the gateway's own, whatever it hosts, and report on everything it
     // serves: the catalog is filled in below, once the upstreams are known.
@@ -67,16 +68,16 @@ public final class Gateway: Sendable {
     // The JSON front ends translate with the hosted services' descriptors and those of
     // `--descriptor-set` (and, with `--upstream-reflection`, what the upstreams describe: see
     // `useDescriptors`), and call the same engine, on the connection's event loop.
-    let registry = try Self.registry(configuration, extra: [])
-    self.bridges = JSONBridgeSource(Self.bridge(registry, configuration, logger: logger))
+    let registry = try Self.registry(services, extra: [])
+    self.bridges = JSONBridgeSource(Self.bridge(registry, services, calls, logger: logger))
     var upstreams: UpstreamDirectory?
-    if !configuration.upstreams.isEmpty {
+    if !configuration.upstream.routes.isEmpty {
       let directory = try UpstreamDirectory(
-        routes: configuration.upstreams,
-        tls: configuration.upstreamTLS,
+        routes: configuration.upstream.routes,
+        tls: configuration.upstream.tls,
         registry: registry,
         hostedPaths: Set(methods.map(\.path)),
-        maximumMessageBytes: configuration.maxMessageBytes,
+        maximumMessageBytes: calls.maxMessageBytes,
         logger: logger
       )
       directory.start(on: MultiThreadedEventLoopGroup.singleton.any())
@@ -95,7 +96,7 @@ public final class Gateway: Sendable {
     let hostedServices = Set(methods.compactMap { UpstreamDirectory.service(of: $0.path) })
     self.catalog.replace(with: try Self.catalogContents(registry, hosted: hostedServices, upstreams: upstreams))
     let descriptorParts = DescriptorParts(
-      configuration: configuration, bridges: self.bridges, upstreams: upstreams, catalog: self.catalog,
+      services: services, calls: calls, bridges: self.bridges, upstreams: upstreams, catalog: self.catalog,
       hosted: hostedServices, health: self.health, logger: logger)
     self.descriptorParts = descriptorParts
     for cluster in upstreams?.all ?? [] {
@@ -105,7 +106,7 @@ public final class Gateway: Sendable {
     // its exporter, which runs as a service of the group.
     var tracingService: (any Service)?
     var tracing: CallTracing?
-    if let otlp = configuration.otlpTraces {
+    if let otlp = configuration.tracing {
       var otel = OTel.Configuration.default
       otel.serviceName = "sluice"
       otel.logs.enabled = false
@@ -123,14 +124,14 @@ public final class Gateway: Sendable {
     }
     let engine = RPCEngine(
       router: RPCRouter(methods, upstreams: upstreams),
-      limiter: RPCLimiter(limit: configuration.maxConcurrentRPCs),
+      limiter: RPCLimiter(limit: calls.maxConcurrentRPCs),
       monitor: self.monitor,
-      authenticator: configuration.bearerTokens.map { BearerAuthenticator(tokens: $0) },
-      forwardsBearer: configuration.forwardBearer,
-      maximumMessageBytes: configuration.maxMessageBytes,
-      budget: RequestByteBudget(limit: configuration.maxBufferedRequestBytes),
-      bodyTimeout: configuration.bodyTimeout,
-      echoMetadata: configuration.echoMetadata,
+      authenticator: configuration.auth.bearerTokens.map { BearerAuthenticator(tokens: $0) },
+      forwardsBearer: configuration.auth.forwardBearer,
+      maximumMessageBytes: calls.maxMessageBytes,
+      budget: RequestByteBudget(limit: calls.maxBufferedRequestBytes),
+      bodyTimeout: calls.bodyTimeout,
+      echoMetadata: calls.echoMetadata,
       logger: logger,
       tracing: tracing
     )
@@ -139,27 +140,33 @@ public final class Gateway: Sendable {
       bridges: self.bridges,
       metrics: self.metrics,
       originPolicy: OriginPolicy(
-        allowedOrigins: configuration.allowedOrigins,
-        allowedHosts: configuration.allowedHosts,
-        usesTLS: configuration.tls != nil
+        allowedOrigins: configuration.origins.allowed,
+        allowedHosts: configuration.origins.hosts,
+        usesTLS: configuration.listener.tls != nil
       )
     )
     self.grpcServer = GRPCPortServer(
-      configuration: configuration, engine: engine, router: router, metrics: self.metrics, logger: logger)
+      listener: configuration.listener, grpc: configuration.grpc, engine: engine, router: router,
+      metrics: self.metrics, logger: logger)
     self.httpFrontEnd = HTTPFrontEnd(
       bridges: self.bridges,
       engine: engine,
       router: router,
-      grpc: configuration.grpcOnHTTPPort ? self.grpcServer : nil,
-      configuration: configuration,
+      grpc: configuration.http.servesGRPC ? self.grpcServer : nil,
+      listener: configuration.listener,
+      http: configuration.http,
+      calls: calls,
+      webSocket: WebSocketSessionHandler.Settings(
+        configuration.webSocket, auth: configuration.auth, origins: configuration.origins,
+        maxMetadataBytes: configuration.http.maxHeaderBytes, secure: configuration.listener.tls != nil),
       metrics: self.metrics,
       logger: logger
     )
 
     var reflection: UpstreamReflectionRefresh?
-    if configuration.upstreamReflection {
+    if configuration.upstream.reflection {
       reflection = UpstreamReflectionRefresh(
-        routes: configuration.upstreams, tls: configuration.upstreamTLS, logger: logger,
+        routes: configuration.upstream.routes, tls: configuration.upstream.tls, logger: logger,
         apply: { try descriptorParts.use($0) })
     }
     self.reflection = reflection
@@ -170,12 +177,13 @@ public final class Gateway: Sendable {
     var groupConfiguration = ServiceGroupConfiguration(
       services: (tracingService.map { [.init(service: $0)] } ?? []) + [
         .init(service: self.grpcServer), .init(service: self.httpFrontEnd),
-        .init(service: HealthShutdown(health: self.health, delay: configuration.shutdownDelay, logger: logger)),
+        .init(service: HealthShutdown(health: self.health, delay: configuration.shutdown.delay, logger: logger)),
       ] + (reflection.map { [.init(service: $0, successTerminationBehavior: .ignore)] } ?? []),
       gracefulShutdownSignals: shutdownSignals,
       logger: logger
     )
-    groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownDelay + configuration.drainTimeout
+    let shutdown = configuration.shutdown
+    groupConfiguration.maximumGracefulShutdownDuration = shutdown.delay + shutdown.drainTimeout
     self.serviceGroup = ServiceGroup(configuration: groupConfiguration)
   }
 
@@ -188,8 +196,8 @@ public final class Gateway: Sendable {
       group.addTask { try await self.serviceGroup.run() }
       let port = try await self.grpcPort()
       self.logger.info(
-        self.configuration.tls == nil ? "Serving native gRPC (h2c)" : "Serving native gRPC (HTTP/2 over TLS)",
-        metadata: ["sluice.grpc.address": "\(self.configuration.host):\(port)"]
+        self.configuration.listener.tls == nil ? "Serving native gRPC (h2c)" : "Serving native gRPC (HTTP/2 over TLS)",
+        metadata: ["sluice.grpc.address": "\(self.configuration.listener.host):\(port)"]
       )
     }
   }
@@ -214,7 +222,8 @@ public final class Gateway: Sendable {
   /// What a change of descriptors updates: a value of its own, so that the reflection refresh
   /// (made before the gateway is whole) holds it rather than the gateway.
   private struct DescriptorParts: Sendable {
-    let configuration: GatewayConfiguration
+    let services: GatewayConfiguration.Services
+    let calls: GatewayConfiguration.Calls
     let bridges: JSONBridgeSource
     let upstreams: UpstreamDirectory?
     let catalog: ServiceCatalog
@@ -223,8 +232,8 @@ public final class Gateway: Sendable {
     let logger: Logger
 
     func use(_ fileDescriptorSets: [[UInt8]]) throws {
-      let registry = try Gateway.registry(self.configuration, extra: fileDescriptorSets)
-      self.bridges.replace(with: Gateway.bridge(registry, self.configuration, logger: self.logger))
+      let registry = try Gateway.registry(self.services, extra: fileDescriptorSets)
+      self.bridges.replace(with: Gateway.bridge(registry, self.services, self.calls, logger: self.logger))
       self.upstreams?.update(registry: registry)
       self.catalog.replace(
         with: try Gateway.catalogContents(registry, hosted: self.hosted, upstreams: self.upstreams))
@@ -232,9 +241,11 @@ public final class Gateway: Sendable {
     }
   }
 
-  private static func registry(_ configuration: GatewayConfiguration, extra: [[UInt8]]) throws -> DescriptorRegistry {
+  private static func registry(_ services: GatewayConfiguration.Services, extra: [[UInt8]]) throws
+    -> DescriptorRegistry
+  {
     try DescriptorRegistry(
-      fileDescriptorSets: [SluiceDescriptors.fileDescriptorSet] + configuration.descriptorSets + extra)
+      fileDescriptorSets: [SluiceDescriptors.fileDescriptorSet] + services.descriptorSets + extra)
   }
 
   /// What reflection and health report: the hosted services, and the upstream ones Sluice can name.
@@ -253,13 +264,16 @@ public final class Gateway: Sendable {
 
   /// The JSON bridge of `registry`, with its REST routes; the rules that cannot be served are
   /// logged (and left out).
-  private static func bridge(_ registry: DescriptorRegistry, _ configuration: GatewayConfiguration, logger: Logger)
-    -> JSONBridge
-  {
+  private static func bridge(
+    _ registry: DescriptorRegistry,
+    _ services: GatewayConfiguration.Services,
+    _ calls: GatewayConfiguration.Calls,
+    logger: Logger
+  ) -> JSONBridge {
     let codec = JSONCodec(
       registry: registry,
-      decoding: .init(maximumDepth: configuration.maxJSONDepth, maximumBytes: configuration.maxMessageBytes))
-    let bridge = JSONBridge(registry: registry, codec: codec, httpRules: configuration.httpRules)
+      decoding: .init(maximumDepth: calls.maxJSONDepth, maximumBytes: calls.maxMessageBytes))
+    let bridge = JSONBridge(registry: registry, codec: codec, httpRules: services.httpRules)
     for problem in bridge.rest.problems {
       logger.error("REST route left out", metadata: ["problem": "\(problem.prefix(512))"])
     }

@@ -106,7 +106,7 @@ final class HTTPCall: CallResponder {
   /// The request's head arrived: everything that can be refused before the RPC starts is
   /// checked; an NDJSON request's RPC starts now.
   func begin() {
-    let allowed = Self.allowedMethods(for: self.method, allowGet: self.port.configuration.allowGetCalls)
+    let allowed = Self.allowedMethods(for: self.method, allowGet: self.port.http.allowGetCalls)
     guard allowed.contains(self.head.method), self.head.method != .OPTIONS else {
       let list = allowed.map { "\($0)" }.joined(separator: ", ")
       var headers = self.cors
@@ -131,7 +131,7 @@ final class HTTPCall: CallResponder {
       }
       if self.method.takesOneRequest {
         if let length = self.head.headers.first(name: "Content-Length").flatMap(Int.init),
-          length > self.port.configuration.maxMessageBytes
+          length > self.port.calls.maxMessageBytes
         {
           throw self.tooLarge("the request body")
         }
@@ -139,7 +139,7 @@ final class HTTPCall: CallResponder {
         self.body = ByteBuffer()
       } else {
         self.sendContinueIfExpected()
-        self.lines = NDJSONLines(maxLineBytes: self.port.configuration.maxMessageBytes)
+        self.lines = NDJSONLines(maxLineBytes: self.port.calls.maxMessageBytes)
         self.start(message: nil, end: false)
       }
     } catch {
@@ -176,7 +176,7 @@ final class HTTPCall: CallResponder {
           throw GRPCErrors.expectedOneJSONMessage(got: 0)
         }
         if self.gzipBody {
-          body = try GzipMessage.inflate(body, limit: self.port.configuration.maxMessageBytes)
+          body = try GzipMessage.inflate(body, limit: self.port.calls.maxMessageBytes)
         }
         let message = try self.bridge.encodeRequest(
           try self.bridge.parse(body.readableBytesView),
@@ -275,7 +275,7 @@ final class HTTPCall: CallResponder {
       timeout: self.timeout,
       origin: CallOrigin(
         peerAddress: self.connection.remoteAddress,
-        source: .headers(self.head.headers, secure: self.port.configuration.tls != nil)
+        source: .headers(self.head.headers, secure: self.port.secure)
       ),
       transport: .http,
       responder: self,
@@ -386,7 +386,7 @@ final class HTTPCall: CallResponder {
 
   private func append(_ chunk: ByteBuffer) throws(RPCError) {
     var chunk = chunk
-    guard let count = self.body?.readableBytes, count + chunk.readableBytes <= self.port.configuration.maxMessageBytes
+    guard let count = self.body?.readableBytes, count + chunk.readableBytes <= self.port.calls.maxMessageBytes
     else {
       throw self.tooLarge("the request body")
     }
@@ -425,7 +425,7 @@ final class HTTPCall: CallResponder {
       try self.receivedLine(line)
     }
     if pending > 0, self.lineTimer == nil, !self.done {
-      let timeout = self.port.configuration.bodyTimeout
+      let timeout = self.port.calls.bodyTimeout
       self.lineTimer = self.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
         self.lineTimer = nil
         self.connection.inCallback { self.bodyFailed(GRPCErrors.bodyTimedOut("an NDJSON line", after: timeout)) }
@@ -526,7 +526,7 @@ final class HTTPCall: CallResponder {
 
   private func tooLarge(_ what: String) -> RPCError {
     self.refusedTooLarge = true
-    return GRPCErrors.requestTooLarge(what, limit: self.port.configuration.maxMessageBytes)
+    return GRPCErrors.requestTooLarge(what, limit: self.port.calls.maxMessageBytes)
   }
 
   /// `Content-Encoding`: identity, or gzip for a body that is one message (an NDJSON stream would need

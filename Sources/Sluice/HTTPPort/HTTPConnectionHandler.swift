@@ -12,7 +12,12 @@ final class HTTPPort: Sendable {
   let bridges: JSONBridgeSource
   /// The JSON bridge new calls take (see `JSONBridgeSource`).
   var bridge: JSONBridge { self.bridges.current }
-  let configuration: GatewayConfiguration
+  /// The port's own settings.
+  let http: GatewayConfiguration.HTTPPort
+  /// What every call shares (message size, body deadline).
+  let calls: GatewayConfiguration.Calls
+  /// Whether the port is TLS.
+  let secure: Bool
   let originPolicy: OriginPolicy
   let staticFiles: StaticFiles?
   let budget: RequestByteBudget
@@ -23,7 +28,9 @@ final class HTTPPort: Sendable {
     engine: RPCEngine,
     router: ExchangeRouter,
     bridges: JSONBridgeSource,
-    configuration: GatewayConfiguration,
+    http: GatewayConfiguration.HTTPPort,
+    calls: GatewayConfiguration.Calls,
+    secure: Bool,
     originPolicy: OriginPolicy,
     staticFiles: StaticFiles?,
     budget: RequestByteBudget,
@@ -33,7 +40,9 @@ final class HTTPPort: Sendable {
     self.engine = engine
     self.router = router
     self.bridges = bridges
-    self.configuration = configuration
+    self.http = http
+    self.calls = calls
+    self.secure = secure
     self.originPolicy = originPolicy
     self.staticFiles = staticFiles
     self.budget = budget
@@ -234,7 +243,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
       if self.responseEnded {
         // Answered early: the rest is skipped, within the limits.
         self.skipped += chunk.readableBytes
-        if self.skipped > self.port.configuration.maxMessageBytes * Self.skipLimit.bytesPerMessageLimit {
+        if self.skipped > self.port.calls.maxMessageBytes * Self.skipLimit.bytesPerMessageLimit {
           self.closeAfterResponse()
         }
       } else if case .call(let call) = self.request {
@@ -297,7 +306,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
       var headers = CORS.preflightHeaders(origin: origin, request: head.headers)
       var allowed = ["GET", "HEAD", "OPTIONS"]
       if let method {
-        allowed = HTTPCall.allowedMethods(for: method, allowGet: self.port.configuration.allowGetCalls).map { "\($0)" }
+        allowed = HTTPCall.allowedMethods(for: method, allowGet: self.port.http.allowGetCalls).map { "\($0)" }
       }
       headers.add(name: "Allow", value: allowed.joined(separator: ", "))
       headers.add(name: "Content-Length", value: "0")
@@ -494,7 +503,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
   private func armIdleTimer() {
     guard let context = self.context else { return }
     self.timer?.cancel()
-    self.timer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(self.port.configuration.idleTimeout)) {
+    self.timer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(self.port.http.idleTimeout)) {
       self.close()
     }
   }
@@ -540,7 +549,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
 extension HTTPConnectionHandler: HTTPExchange {
   var outputTurn: ConnectionTurn? { self.turn }
 
-  var isSecure: Bool { self.port.configuration.tls != nil }
+  var isSecure: Bool { self.port.secure }
 
   var isHTTP2: Bool { false }
 

@@ -20,7 +20,8 @@ final class HTTPFrontEnd: Service {
   /// frames and the kernel the memory to hold them, per session.
   static let unsentBytesLimit: SocketOptionValue = 16 * 1024
 
-  private let configuration: GatewayConfiguration
+  private let listening: GatewayConfiguration.Listener
+  private let webSocket: WebSocketSessionHandler.Settings
   private let logger: Logger
   private let boundPort = BoundPort()
   /// Every open connection, for a graceful shutdown.
@@ -45,21 +46,27 @@ final class HTTPFrontEnd: Service {
     engine: RPCEngine,
     router: ExchangeRouter,
     grpc: GRPCPortServer?,
-    configuration: GatewayConfiguration,
+    listener: GatewayConfiguration.Listener,
+    http: GatewayConfiguration.HTTPPort,
+    calls: GatewayConfiguration.Calls,
+    webSocket: WebSocketSessionHandler.Settings,
     metrics: GatewayMetrics,
     logger: Logger
   ) {
     self.grpc = grpc
-    self.configuration = configuration
+    self.listening = listener
+    self.webSocket = webSocket
     self.logger = logger
     self.httpPort = HTTPPort(
       engine: engine,
       router: router,
       bridges: bridges,
-      configuration: configuration,
+      http: http,
+      calls: calls,
+      secure: listener.tls != nil,
       originPolicy: router.originPolicy,
-      staticFiles: configuration.servesPublicFiles
-        ? configuration.publicDirectory.map { StaticFiles(root: $0) } ?? .embedded : nil,
+      staticFiles: http.servesPublicFiles
+        ? http.publicDirectory.map { StaticFiles(root: $0) } ?? .embedded : nil,
       budget: engine.budget,
       metrics: metrics,
       logger: logger
@@ -81,16 +88,17 @@ final class HTTPFrontEnd: Service {
   }
 
   private func serve() async throws {
-    let maxBytes = self.configuration.maxMessageBytes
+    let (http, calls) = (self.httpPort.http, self.httpPort.calls)
+    let maxBytes = calls.maxMessageBytes
     let originPolicy = self.httpPort.originPolicy
-    let counter = ConnectionCounter(limit: self.configuration.maxConnections)
-    let handshakeTimeout = TimeAmount(self.configuration.handshakeTimeout)
-    let sendTimeout = TimeAmount(self.configuration.sendTimeout)
-    let maxHeaderBytes = self.configuration.maxHeaderBytes
-    let (bodyTimeout, budget) = (self.configuration.bodyTimeout, self.httpPort.budget)
+    let counter = ConnectionCounter(limit: self.listening.maxConnections)
+    let handshakeTimeout = TimeAmount(self.listening.handshakeTimeout)
+    let sendTimeout = TimeAmount(http.sendTimeout)
+    let maxHeaderBytes = http.maxHeaderBytes
+    let (bodyTimeout, budget) = (calls.bodyTimeout, self.httpPort.budget)
     let (httpPort, tracker) = (self.httpPort, self.connections)
     let (engine, metrics, logger) = (httpPort.engine, httpPort.metrics, httpPort.logger)
-    let configuration = self.configuration
+    let webSocket = self.webSocket
     // NDJSON bodies of client-streaming and bidi calls are streams: their lines are timed one by
     // one (HTTPCall), not the body as a whole; the protocols of the `ExchangeRouter` time their
     // messages themselves.
@@ -105,7 +113,7 @@ final class HTTPFrontEnd: Service {
     // HTTP/1.1 for browsers and curl (WebSocket needs it); with --grpc-on-http-port, HTTP/2 for
     // gRPC clients: ALPN picks in the server's order, so grpcio (`grpc-exp`, `h2`) gets `grpc-exp`,
     // grpc-go (`h2` only) `h2`, and clients that offer both `h2` and `http/1.1` get HTTP/1.1.
-    let tlsContext = try self.configuration.tls.map {
+    let tlsContext = try self.listening.tls.map {
       try TLSServerContext.make($0, applicationProtocols: grpc == nil ? ["http/1.1"] : ["grpc-exp", "http/1.1", "h2"])
     }
     // An HTTP/1.1 connection: WebSocket upgrade, HTTP JSON calls, the page.
@@ -150,8 +158,8 @@ final class HTTPFrontEnd: Service {
                 bridge: bridge,
                 path: head.path,
                 setup: WebSocketSessionHandler.setup(
-                  for: head, bridge: bridge, engine: engine, configuration: configuration),
-                configuration: configuration,
+                  for: head, bridge: bridge, engine: engine, settings: webSocket),
+                settings: webSocket,
                 metrics: metrics,
                 logger: logger
               )
@@ -217,7 +225,7 @@ final class HTTPFrontEnd: Service {
       // clients on long paths are not slowed.
       .childChannelOption(.tcpOption(.tcp_notsent_lowat), value: Self.unsentBytesLimit)
       .childChannelOption(.writeBufferWaterMark, value: .init(low: 8 * 1024, high: 16 * 1024))
-      .bind(host: self.configuration.host, port: self.configuration.httpPort) { channel in
+      .bind(host: self.listening.host, port: http.port) { channel in
         channel.eventLoop.makeCompletedFuture {
           try channel.pipeline.syncOperations.addHandler(SendTimeout(timeout: sendTimeout))
           if let tlsContext {
@@ -256,11 +264,11 @@ final class HTTPFrontEnd: Service {
         }
       }
 
-    let port = server.channel.localAddress?.port ?? self.configuration.httpPort
+    let port = server.channel.localAddress?.port ?? http.port
     self.boundPort.resolve(.success(port))
     self.logger.info(
       "Serving WebSocket/JSON and HTTP JSON (HTTP/1.1)",
-      metadata: ["sluice.http.address": "\(self.configuration.host):\(port)"]
+      metadata: ["sluice.http.address": "\(self.listening.host):\(port)"]
     )
 
     try await withTaskCancellationHandler {

@@ -14,10 +14,10 @@ internal import SwiftProtobuf
 /// The seed tutorial's services on the engine's handler API, for every front end, run on the
 /// call's event loop.
 enum SeedMethods {
-  /// Every seed method, configured from `configuration`.
-  static func make(configuration: GatewayConfiguration, logger: Logger) -> [RPCMethod] {
-    let pace = TimeAmount(configuration.pace)
-    let listCount = configuration.listCount
+  /// Every seed method, at the pace and `List` count of `services`.
+  static func make(_ services: GatewayConfiguration.Services, logger: Logger) -> [RPCMethod] {
+    let pace = TimeAmount(services.pace)
+    let listCount = services.listCount
     return [
       RPCMethod(path: "/proto.StreamService/List", kind: .serverStreaming) {
         ListHandler(count: listCount, pace: pace)

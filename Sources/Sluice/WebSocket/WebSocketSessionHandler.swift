@@ -24,6 +24,32 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
   /// How long the server waits for the client's Close after sending its own.
   static let closeHandshakeTimeout = TimeAmount.seconds(2)
 
+  /// What every session on the port shares, from the configuration's `webSocket`, `auth`,
+  /// `origins`, `http` and `listener` parts.
+  struct Settings: Sendable {
+    /// Keepalive: a ping after this much quiet; nil for none.
+    var pingInterval: TimeAmount?
+    /// The most bytes a `$metadata` frame may carry (the port's header limit).
+    var maxMetadataBytes: Int
+    /// Whether the port is TLS (for a proxied call's `x-forwarded-*`).
+    var secure: Bool
+    /// `--bearer-cookie`, only when an Origin allow list guards it.
+    var bearerCookie: String?
+
+    init(
+      _ webSocket: GatewayConfiguration.WebSocket,
+      auth: GatewayConfiguration.Auth,
+      origins: GatewayConfiguration.Origins,
+      maxMetadataBytes: Int,
+      secure: Bool
+    ) {
+      self.pingInterval = webSocket.pingInterval.map { TimeAmount($0) }
+      self.maxMetadataBytes = maxMetadataBytes
+      self.secure = secure
+      self.bearerCookie = origins.hasAllowList ? auth.bearerCookie : nil
+    }
+  }
+
   /// What the handshake decided: the method, and the metadata and deadline from its headers; or
   /// the error that ends the session at once.
   struct Setup {
@@ -79,7 +105,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
     bridge: JSONBridge,
     path: String,
     setup: Result<Setup, RPCError>,
-    configuration: GatewayConfiguration,
+    settings: Settings,
     metrics: GatewayMetrics,
     logger: Logger
   ) {
@@ -88,9 +114,9 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
     self.engine = engine
     self.bridge = bridge
     self.path = path
-    self.pingInterval = configuration.webSocketPingInterval.map { TimeAmount($0) }
-    self.maxMetadataBytes = configuration.maxHeaderBytes
-    self.secure = configuration.tls != nil
+    self.pingInterval = settings.pingInterval
+    self.maxMetadataBytes = settings.maxMetadataBytes
+    self.secure = settings.secure
     self.metrics = metrics
     self.logger = logger
     let ready = try? setup.get()
@@ -442,13 +468,13 @@ extension WebSocketSessionHandler {
     for head: HTTPRequestHead,
     bridge: JSONBridge,
     engine: RPCEngine,
-    configuration: GatewayConfiguration
+    settings: Settings
   ) -> Result<Setup, RPCError> {
     do throws(RPCError) {
       var (metadata, timeout) = try RequestMetadata.from(headers: head.headers)
       if let token = WebSocketHandshake.bearerToken(in: head.headers) {
         metadata.replaceOrAddString("Bearer \(token)", forKey: "authorization")
-      } else if let name = configuration.bearerCookie, configuration.hasOriginAllowList,
+      } else if let name = settings.bearerCookie,
         metadata[stringValues: "authorization"].first(where: { _ in true }) == nil,
         let token = WebSocketHandshake.cookie(named: name, in: head.headers)
       {

@@ -8,33 +8,28 @@ extension ServeCommand {
       self.listen, self.limits, self.access, self.grpc, self.services, self.process
     )
     return GatewayConfiguration(
-      host: listen.host,
-      grpcPort: listen.grpcPort,
-      httpPort: listen.httpPort,
-      pace: .milliseconds(services.paceMs),
-      listCount: services.listCount,
-      drainTimeout: Self.duration(seconds: process.drainTimeout),
-      shutdownDelay: Self.duration(seconds: process.shutdownDelay),
-      maxMessageBytes: limits.maxMessageBytes,
-      allowedOrigins: access.allowedOrigins,
-      webSocketPingInterval: Self.duration(orNeverFromSeconds: access.wsPingInterval),
-      publicDirectory: listen.publicDir?.isEmpty == false ? listen.publicDir : nil,
-      servesPublicFiles: listen.publicDir?.isEmpty != true,
-      grpcOnHTTPPort: listen.grpcOnHttpPort,
-      bearerTokens: try access.bearerTokens(),
-      bearerCookie: access.bearerCookie,
-      maxJSONDepth: limits.maxJsonDepth,
-      maxHeaderBytes: listen.maxHeaderBytes,
-      maxConcurrentRPCs: limits.maxConcurrentRpcs,
-      maxConnections: listen.maxConnections,
-      handshakeTimeout: Self.duration(seconds: listen.handshakeTimeout),
-      idleTimeout: Self.duration(seconds: listen.idleTimeout),
-      sendTimeout: Self.duration(seconds: listen.sendTimeout),
-      bodyTimeout: Self.duration(seconds: limits.bodyTimeout),
-      maxBufferedRequestBytes: limits.maxBufferedRequestBytes,
-      allowedHosts: access.allowedHosts,
-      allowGetCalls: !access.noGetCalls,
-      grpc: GatewayConfiguration.GRPCPort(
+      listener: .init(
+        host: listen.host,
+        tls: listen.tlsCert.map { .init(certificateChainPath: $0, privateKeyPath: listen.tlsKey ?? "") },
+        maxConnections: listen.maxConnections,
+        handshakeTimeout: Self.duration(seconds: listen.handshakeTimeout)
+      ),
+      calls: .init(
+        maxConcurrentRPCs: limits.maxConcurrentRpcs,
+        maxMessageBytes: limits.maxMessageBytes,
+        maxBufferedRequestBytes: limits.maxBufferedRequestBytes,
+        bodyTimeout: Self.duration(seconds: limits.bodyTimeout),
+        maxJSONDepth: limits.maxJsonDepth,
+        echoMetadata: services.echoMetadata
+      ),
+      auth: .init(
+        bearerTokens: try access.bearerTokens(),
+        forwardBearer: access.forwardBearer,
+        bearerCookie: access.bearerCookie
+      ),
+      origins: .init(allowed: access.allowedOrigins, hosts: access.allowedHosts),
+      grpc: .init(
+        port: listen.grpcPort,
         maxConcurrentStreams: grpc.grpcMaxConcurrentStreams,
         maxConnectionIdle: Self.duration(orNeverFromSeconds: grpc.grpcMaxConnectionIdle),
         maxConnectionAge: Self.duration(orNeverFromSeconds: grpc.grpcMaxConnectionAge),
@@ -43,18 +38,36 @@ extension ServeCommand {
         maxFrameSize: grpc.grpcMaxFrameSize,
         maxHeaderListSize: grpc.grpcMaxHeaderListSize
       ),
-      echoMetadata: services.echoMetadata,
-      forwardBearer: access.forwardBearer,
-      interopService: services.interopService,
-      tls: listen.tlsCert.map { .init(certificateChainPath: $0, privateKeyPath: listen.tlsKey ?? "") },
-      hostsSeed: services.hosted == .seed,
-      upstreams: try services.upstreamRoutes(),
-      descriptorSets: try services.descriptorSets(),
-      httpRules: try services.httpRules(),
-      upstreamTLS: services.upstreamTls
-        ? UpstreamTLS(caPath: services.upstreamCa, serverName: services.upstreamServerName) : nil,
-      upstreamReflection: services.upstreamReflection,
-      otlpTraces: process.otlpEndpoint.map { .init(endpoint: $0, grpc: process.otlpProtocol == .grpc) }
+      http: .init(
+        port: listen.httpPort,
+        servesGRPC: listen.grpcOnHttpPort,
+        maxHeaderBytes: listen.maxHeaderBytes,
+        idleTimeout: Self.duration(seconds: listen.idleTimeout),
+        sendTimeout: Self.duration(seconds: listen.sendTimeout),
+        allowGetCalls: !access.noGetCalls,
+        servesPublicFiles: listen.publicDir?.isEmpty != true,
+        publicDirectory: listen.publicDir?.isEmpty == false ? listen.publicDir : nil
+      ),
+      webSocket: .init(pingInterval: Self.duration(orNeverFromSeconds: access.wsPingInterval)),
+      services: .init(
+        hostsSeed: services.hosted == .seed,
+        pace: .milliseconds(services.paceMs),
+        listCount: services.listCount,
+        interopService: services.interopService,
+        descriptorSets: try services.descriptorSets(),
+        httpRules: try services.httpRules()
+      ),
+      upstream: .init(
+        routes: try services.upstreamRoutes(),
+        tls: services.upstreamTls
+          ? UpstreamTLS(caPath: services.upstreamCa, serverName: services.upstreamServerName) : nil,
+        reflection: services.upstreamReflection
+      ),
+      shutdown: .init(
+        delay: Self.duration(seconds: process.shutdownDelay),
+        drainTimeout: Self.duration(seconds: process.drainTimeout)
+      ),
+      tracing: process.otlpEndpoint.map { .init(endpoint: $0, grpc: process.otlpProtocol == .grpc) }
     )
   }
 

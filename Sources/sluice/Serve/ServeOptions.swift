@@ -29,16 +29,16 @@ enum FlagRange {
 /// Where the gateway listens and what its connections may do: both ports.
 struct ListenOptions: ParsableArguments {
   @Option(help: "The address to listen on; 0.0.0.0 or :: exposes the gateway beyond this machine.")
-  var host = GatewayConfiguration().host
+  var host = GatewayConfiguration.defaults.listener.host
 
   @Option(help: "The native gRPC (h2c) port; 0 picks a free port, which is logged.")
-  var grpcPort = GatewayConfiguration().grpcPort
+  var grpcPort = GatewayConfiguration.defaults.grpc.port
 
   @Option(
     help:
       "The HTTP/1.1 port for WebSocket/JSON sessions, HTTP JSON calls and the page; 0 picks a free port, which is logged."
   )
-  var httpPort = GatewayConfiguration().httpPort
+  var httpPort = GatewayConfiguration.defaults.http.port
 
   @Flag(
     help:
@@ -53,7 +53,7 @@ struct ListenOptions: ParsableArguments {
   var tlsKey: String?
 
   @Option(help: "Connections allowed open at once on each port; more get 503 (HTTP) or are closed (gRPC).")
-  var maxConnections = GatewayConfiguration().maxConnections
+  var maxConnections = GatewayConfiguration.defaults.listener.maxConnections
 
   @Option(
     help: "Seconds a new connection may take to send its request head (HTTP) or HTTP/2 preface and SETTINGS (gRPC)."
@@ -69,7 +69,7 @@ struct ListenOptions: ParsableArguments {
   var sendTimeout = 60.0
 
   @Option(help: "The largest HTTP request head (all headers) accepted, in bytes.")
-  var maxHeaderBytes = GatewayConfiguration().maxHeaderBytes
+  var maxHeaderBytes = GatewayConfiguration.defaults.http.maxHeaderBytes
 
   @Option(
     help:
@@ -97,13 +97,13 @@ struct ListenOptions: ParsableArguments {
 /// What one call may send and hold, on every transport.
 struct CallLimitOptions: ParsableArguments {
   @Option(help: "The largest JSON message or WebSocket frame accepted, in bytes.")
-  var maxMessageBytes = GatewayConfiguration().maxMessageBytes
+  var maxMessageBytes = GatewayConfiguration.defaults.calls.maxMessageBytes
 
   @Option(help: "The deepest nesting of JSON arrays and objects accepted in a request.")
-  var maxJsonDepth = GatewayConfiguration().maxJSONDepth
+  var maxJsonDepth = GatewayConfiguration.defaults.calls.maxJSONDepth
 
   @Option(help: "RPCs allowed to run at once over every transport; more get RESOURCE_EXHAUSTED.")
-  var maxConcurrentRpcs = GatewayConfiguration().maxConcurrentRPCs
+  var maxConcurrentRpcs = GatewayConfiguration.defaults.calls.maxConcurrentRPCs
 
   @Option(
     help:
@@ -112,11 +112,11 @@ struct CallLimitOptions: ParsableArguments {
   var bodyTimeout = 30.0
 
   @Option(help: "The most bytes of unfinished request messages held over all connections; past it, RESOURCE_EXHAUSTED.")
-  var maxBufferedRequestBytes = GatewayConfiguration().maxBufferedRequestBytes
+  var maxBufferedRequestBytes = GatewayConfiguration.defaults.calls.maxBufferedRequestBytes
 
   func validate() throws {
     try FlagRange.check("--max-message-bytes", self.maxMessageBytes, 64...(1 << 30))
-    try FlagRange.check("--max-json-depth", self.maxJsonDepth, 1...GatewayConfiguration.maximumJSONDepth)
+    try FlagRange.check("--max-json-depth", self.maxJsonDepth, 1...GatewayConfiguration.Calls.maximumJSONDepth)
     try FlagRange.check("--max-concurrent-rpcs", self.maxConcurrentRpcs, 1...10_000_000)
     try FlagRange.check("--max-buffered-request-bytes", self.maxBufferedRequestBytes, 64...(1 << 40))
     try FlagRange.checkSeconds("--body-timeout", self.bodyTimeout, allowZero: false)
@@ -191,7 +191,7 @@ struct AccessOptions: ParsableArguments {
       guard !cookie.isEmpty, !cookie.contains(where: { ";=, \t".contains($0) }) else {
         throw ValidationError("--bearer-cookie: \"\(cookie)\" is not a cookie name.")
       }
-      guard GatewayConfiguration(allowedOrigins: self.allowedOrigins).hasOriginAllowList else {
+      guard GatewayConfiguration.Origins(allowed: self.allowedOrigins).hasAllowList else {
         throw ValidationError(
           "--bearer-cookie needs an Origin allow list (--allowed-origin, not *): cookies are sent with every handshake, even from other sites' pages."
         )
@@ -272,7 +272,7 @@ struct ServiceOptions: ParsableArguments {
   var paceMs = 1000
 
   @Option(help: "How many responses proto.StreamService/List sends.")
-  var listCount = GatewayConfiguration().listCount
+  var listCount = GatewayConfiguration.defaults.services.listCount
 
   @Flag(help: "Debugging aid: response headers echo each RPC's request metadata as echo-<key>.")
   var echoMetadata = false

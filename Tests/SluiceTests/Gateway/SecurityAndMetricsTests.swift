@@ -14,7 +14,7 @@ struct SecurityAndMetricsTests {
   @Test("--require-bearer refuses calls without a listed token on gRPC, HTTP JSON and WebSocket")
   func bearerTokens() async throws {
     var configuration = testConfiguration()
-    configuration.bearerTokens = ["t0k", "second"]
+    configuration.auth.bearerTokens = ["t0k", "second"]
     try await withGateway(configuration) { gateway, client in
       let users = Hello_UserService.Client(wrapping: client)
       let request = Hello_Request.with { $0.name = "ada" }
@@ -78,7 +78,7 @@ struct SecurityAndMetricsTests {
   @Test("GET /metrics: active RPCs while a stream runs, then totals, messages and bytes by transport")
   func metrics() async throws {
     var configuration = testConfiguration()
-    configuration.pace = .seconds(600)  // the List stays open after its first message
+    configuration.services.pace = .seconds(600)  // the List stays open after its first message
     try await withGateway(configuration) { gateway, _ in
       let port = try await gateway.httpPort()
       func scrape() async throws -> String {

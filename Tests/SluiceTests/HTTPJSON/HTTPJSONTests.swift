@@ -100,7 +100,7 @@ struct HTTPJSONTests {
   func listStreamsAndHangUpCancels() async throws {
     // A pace far longer than the test: the first line can only be seen while the RPC still runs.
     var configuration = testConfiguration()
-    configuration.pace = .seconds(600)
+    configuration.services.pace = .seconds(600)
     try await withGateway(configuration) { gateway, _ in
       let port = try await gateway.httpPort()
       let (firstLines, firstLine) = AsyncStream.makeStream(of: String.self)
@@ -171,7 +171,7 @@ struct HTTPJSONTests {
   @Test("Errors before any response: mapped HTTP status and a google.rpc.Status body")
   func errors() async throws {
     var configuration = testConfiguration()
-    configuration.maxMessageBytes = 1024
+    configuration.calls.maxMessageBytes = 1024
     let answers = try await withGateway(configuration) { gateway, _ in
       let port = try await gateway.httpPort()
       return [
@@ -199,7 +199,7 @@ struct HTTPJSONTests {
   @Test("Request headers become metadata; response metadata comes back as grpc-metadata-* headers")
   func metadata() async throws {
     var configuration = testConfiguration()
-    configuration.echoMetadata = true
+    configuration.calls.echoMetadata = true
     let answer = try await withGateway(configuration) { gateway, _ in
       try await send(
         httpRequest(
@@ -239,8 +239,8 @@ struct HTTPJSONTests {
   @Test("CORS: preflight and calls from an allowed origin; other origins refused with 403")
   func cors() async throws {
     var configuration = testConfiguration()
-    configuration.allowedOrigins = ["http://app.example"]
-    configuration.echoMetadata = true
+    configuration.origins.allowed = ["http://app.example"]
+    configuration.calls.echoMetadata = true
     let answers = try await withGateway(configuration) { gateway, _ in
       let port = try await gateway.httpPort()
       return [
@@ -290,7 +290,7 @@ struct HTTPJSONTests {
     try Data("hidden".utf8).write(to: root.appending(path: ".hidden"))
 
     var configuration = testConfiguration()
-    configuration.publicDirectory = root.path
+    configuration.http.publicDirectory = root.path
     let answers = try await withGateway(configuration) { gateway, _ in
       let port = try await gateway.httpPort()
       return [

@@ -5,7 +5,11 @@ import Sluice
 
 /// Test configuration: loopback, ports picked by the OS, no pace.
 func testConfiguration(listCount: Int = 7) -> GatewayConfiguration {
-  GatewayConfiguration(host: "127.0.0.1", grpcPort: 0, httpPort: 0, pace: .zero, listCount: listCount)
+  GatewayConfiguration(
+    grpc: .init(port: 0),
+    http: .init(port: 0),
+    services: .init(pace: .zero, listCount: listCount)
+  )
 }
 
 /// Runs a real gateway on loopback, hands `body` a grpc-swift client connected to its HTTP/2

@@ -63,7 +63,7 @@ struct WebSocketSessionTests {
   @Test("Handshake headers and $metadata reach the service as metadata")
   func metadata() async throws {
     var configuration = testConfiguration()
-    configuration.echoMetadata = true
+    configuration.calls.echoMetadata = true
     let transcript = try await withGateway(configuration) { gateway, _ in
       try await session(
         port: try await gateway.httpPort(),
