@@ -56,12 +56,10 @@ final class HTTPPort: Sendable {
 /// `ExchangeRouter` picks (gRPC-Web, with this connection as its `HTTPExchange`), a CORS
 /// preflight, `/metrics` or a file of `public/`.
 ///
-/// A request is over when it has been read to its end and its response written. A response that
-/// ends before its request (an early answer) is followed by skipping the rest, within
-/// `skipLimit`, so that a client still sending reads the answer rather than a reset connection.
-/// Parts of the next request that arrive early are queued, and reading stops until the current
-/// response is done. Between requests the connection closes after `--idle-timeout`; a graceful
-/// shutdown closes it at once when idle, or after its response.
+/// The request/response cycle (keep-alive, pipelined parts queued, skipping the rest of a request
+/// answered early, shutdown) is `HTTPConnectionStateMachine`'s; this handler feeds it, dispatches
+/// heads, hands parts to the call and keeps the timers: `--idle-timeout` between requests, and
+/// `skipLimit.time` for skipping.
 final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatched {
   typealias InboundIn = HTTPServerRequestPart
   typealias OutboundIn = HTTPServerResponsePart
@@ -86,15 +84,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
   let eventLoop: any EventLoop
   private var context: ChannelHandlerContext?
   private var request = Request.idle
-  private var requestEnded = true
-  private var responseEnded = true
+  private var machine: HTTPConnectionStateMachine
   /// An exchange's body bytes not yet handed to the channel (see `writeBody`).
   private var pendingBody: ByteBuffer?
-  private var keepAlive = true
-  private var quiescing = false
-  private var closing = false
-  private var skipped = 0
-  private var queued = CircularBuffer<HTTPServerRequestPart>()
   private var timer: Scheduled<Void>?
   private var readPending = false
   /// The call holds its requests back (`HTTPCall.holdRequests`): reading stops.
@@ -111,7 +103,11 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
     self.port = port
     self.eventLoop = eventLoop
     self.turn = ConnectionTurn(eventLoop: eventLoop)
-    self.quiescing = quiescing
+    self.machine = HTTPConnectionStateMachine(
+      skipLimit: port.calls.maxMessageBytes.multipliedReportingOverflow(by: Self.skipLimit.bytesPerMessageLimit)
+        .partialValue,
+      quiescing: quiescing
+    )
   }
 
   var allocator: ByteBufferAllocator { self.context?.channel.allocator ?? ByteBufferAllocator() }
@@ -151,11 +147,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     self.turn.beginRead()
     let part = Self.unwrapInboundIn(data)
-    if !self.queued.isEmpty || (self.requestEnded && !self.responseEnded) {
-      self.queued.append(part)  // the next request, early: after this response
-    } else {
-      self.received(part)
-    }
+    if self.machine.read(part) == .handle { self.received(part) }
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
@@ -186,7 +178,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
   func read(context: ChannelHandlerContext) {
     // While the channel cannot take more output, or the next request waits for this response,
     // the client's bytes stay in TCP.
-    if context.channel.isWritable, self.queued.isEmpty, !self.requestsHeld {
+    if context.channel.isWritable, self.machine.mayRead, !self.requestsHeld {
       context.read()
     } else {
       self.readPending = true
@@ -197,20 +189,24 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
     // A request HTTP/1.1 itself rejects after its call's response began (`HTTPProtocolErrorHandler`
     // answers the others): the call ends with a `$end` line, then the connection closes.
     if let parserError = error as? HTTPParserError {
-      if case .call(let call) = self.request, !self.responseEnded {
-        self.keepAlive = false
+      let inCall: Bool
+      switch self.request {
+      case .call, .exchange: inCall = true
+      case .idle, .answered: inCall = false
+      }
+      switch (self.machine.receivedMalformedRequest(callInProgress: inCall), self.request) {
+      case (.failRequestInProgress, .call(let call)):
         self.turn.inCallback {
           call.requestFailed(GRPCErrors.malformedHTTPRequest(parserError))
         }
-      } else if case .exchange(let handler) = self.request, !self.responseEnded {
+      case (.failRequestInProgress, .exchange(let handler)):
         // The body broke HTTP/1.1 framing: its call is cancelled, and the connection closed.
         self.request = .answered
         self.turn.inCallback { handler.exchangeGone() }
         self.close()
-      } else {
+      case (.failRequestInProgress, _), (.answeredElsewhere, _):
         // Answered by `HTTPProtocolErrorHandler`, which closes the connection: nothing more here.
-        self.responseEnded = true
-        self.closing = true
+        break
       }
     }
     context.fireErrorCaught(error)
@@ -221,9 +217,12 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
       context.fireUserInboundEventTriggered(event)
       return
     }
-    self.quiescing = true
-    if case .idle = self.request, self.queued.isEmpty { self.close() }
-    if case .exchange(let handler) = self.request { self.turn.inCallback { handler.quiesce() } }
+    switch self.machine.quiesce() {
+    case .close:
+      self.close()
+    case .finishRequest:
+      if case .exchange(let handler) = self.request { self.turn.inCallback { handler.quiesce() } }
+    }
   }
 
   // MARK: - Requests
@@ -231,35 +230,30 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
   private func received(_ part: HTTPServerRequestPart) {
     switch part {
     case .head(let head):
-      guard case .idle = self.request, !self.closing else { return }
+      guard self.machine.receivedHead(keepAlive: head.isKeepAlive) == .dispatch else { return }
       self.timer?.cancel()
       self.timer = nil
-      self.requestEnded = false
-      self.responseEnded = false
-      self.keepAlive = head.isKeepAlive
-      self.skipped = 0
       self.dispatch(head)
     case .body(let chunk):
-      if self.responseEnded {
-        // Answered early: the rest is skipped, within the limits.
-        self.skipped += chunk.readableBytes
-        if self.skipped > self.port.calls.maxMessageBytes * Self.skipLimit.bytesPerMessageLimit {
-          self.closeAfterResponse()
+      switch self.machine.receivedBody(bytes: chunk.readableBytes) {
+      case .deliver:
+        if case .call(let call) = self.request {
+          call.receivedBody(chunk)
+        } else if case .exchange(let handler) = self.request {
+          handler.receivedBody(chunk)
         }
-      } else if case .call(let call) = self.request {
-        call.receivedBody(chunk)
-      } else if case .exchange(let handler) = self.request {
-        handler.receivedBody(chunk)
+      case .skip:
+        break  // answered early: the rest is skipped, within the limits
+      case .closeAfterResponse:
+        self.closeAfterResponse()
       }
     case .end:
-      self.requestEnded = true
-      if !self.responseEnded {
+      let action = self.machine.receivedEnd()
+      if action == .deliver {
         if case .call(let call) = self.request { call.receivedEnd() }
         if case .exchange(let handler) = self.request { handler.receivedEnd() }
       }
-      if self.responseEnded {
-        if self.keepAlive { self.next() } else { self.closeAfterResponse() }
-      }
+      self.carryOut(action)
     }
   }
 
@@ -294,7 +288,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
       // nil for a request none of the router's protocols takes (it has matched it once).
       if let handler = self.port.router.handler(for: request, on: self, cors: cors) {
         // The call may have answered at once (a refusal): its request's parts are then skipped.
-        self.request = self.responseEnded ? .answered : .exchange(handler)
+        self.request = self.machine.responseEnded ? .answered : .exchange(handler)
         return
       }
     }
@@ -409,7 +403,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
     let files = self.port.staticFiles
     let path = head.path
     context.eventLoop.makeFutureWithTask { await files?.file(at: path) }.assumeIsolated().whenComplete { result in
-      guard self.context != nil, !self.responseEnded else { return }
+      guard self.context != nil, !self.machine.responseEnded else { return }
       guard case .success(let file?) = result else {
         self.answer(
           HTTPStatusResponse(.notFound, code: .notFound, message: "no file at \(path)", headers: cors),
@@ -445,25 +439,34 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
   /// Ends the current response; the connection carries another request when `keepAlive`, the
   /// request's own `Connection` and a shutdown allow it.
   func endResponse(keepAlive: Bool) {
-    guard let context = self.context, !self.responseEnded else { return }
+    guard let context = self.context, !self.machine.responseEnded else { return }
     self.writePendingBody()
-    self.responseEnded = true
+    let action = self.machine.responseDidEnd(keepAlive: keepAlive)
     self.responseWritten = context.writeAndFlush(Self.wrapOutboundOut(.end(nil)))
-    self.keepAlive = self.keepAlive && keepAlive && !self.quiescing
-    if self.requestEnded {
-      if self.keepAlive { self.next() } else { self.closeAfterResponse() }
-    } else {
+    self.carryOut(action)
+  }
+
+  /// Goes on after a request's or a response's end, as the state machine says.
+  private func carryOut(_ action: HTTPConnectionStateMachine.EndAction) {
+    switch action {
+    case .nextRequest:
+      self.next()
+    case .closeAfterResponse:
+      self.closeAfterResponse()
+    case .skipRest:
       // Skip the rest of the request, within the limits, so that a client still sending it reads
       // the answer rather than a reset connection; then go on (keep-alive) or close.
-      self.timer = context.eventLoop.assumeIsolated().scheduleTask(in: Self.skipLimit.time) {
+      self.timer = self.context?.eventLoop.assumeIsolated().scheduleTask(in: Self.skipLimit.time) {
         self.closeAfterResponse()
       }
+    case .deliver, .none:
+      break
     }
   }
 
   /// An answer whose body is a `google.rpc.Status`; the connection closes after it.
   func answer(_ response: HTTPStatusResponse, includingBody: Bool) {
-    guard !self.responseEnded else { return }
+    guard !self.machine.responseEnded else { return }
     self.write(.head(response.head))
     if includingBody { self.write(.body(.byteBuffer(self.allocator.buffer(bytes: response.body)))) }
     self.endResponse(keepAlive: false)
@@ -486,17 +489,17 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
     self.request = .idle
     self.timer?.cancel()
     self.timer = nil
-    if self.quiescing {
-      self.close()
+    guard self.machine.beginNextRequest() else {
+      self.close()  // shutting down
       return
     }
     guard !self.replaying else { return }  // the replay below goes on with the next part
     self.replaying = true
-    while !self.closing, !(self.requestEnded && !self.responseEnded), let part = self.queued.popFirst() {
+    while let part = self.machine.nextQueuedPart() {
       self.received(part)
     }
     self.replaying = false
-    if case .idle = self.request, self.requestEnded, self.responseEnded { self.armIdleTimer() }
+    if self.machine.isIdle { self.armIdleTimer() }
     self.resumeReading()
   }
 
@@ -509,7 +512,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
   }
 
   private func resumeReading() {
-    guard self.readPending, self.queued.isEmpty, !self.requestsHeld, let context = self.context,
+    guard self.readPending, self.machine.mayRead, !self.requestsHeld, let context = self.context,
       context.channel.isWritable
     else { return }
     self.readPending = false
@@ -519,13 +522,13 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
   /// Closes once the last response has been written (a close before would drop what is still
   /// queued for a slow reader).
   private func closeAfterResponse() {
-    self.closing = true
+    self.machine.close()
     guard let written = self.responseWritten, let context = self.context else { return self.close() }
     written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
   }
 
   private func close() {
-    self.closing = true
+    self.machine.close()
     self.timer?.cancel()
     self.timer = nil
     self.context?.close(promise: nil)
@@ -537,7 +540,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, TurnFlushing, TurnBatch
     if case .call(let call) = self.request { call.clientGone() }
     if case .exchange(let handler) = self.request { handler.exchangeGone() }
     self.request = .idle
-    self.queued.removeAll()
+    self.machine.reset()
     if self.counted {
       self.counted = false
       self.port.metrics.connectionClosed(.http)
@@ -555,7 +558,7 @@ extension HTTPConnectionHandler: HTTPExchange {
 
   func writeHead(_ status: HTTPResponseStatus, headers: HTTPHeaders) {
     var headers = headers
-    if !self.keepAlive || self.quiescing { headers.replaceOrAdd(name: "Connection", value: "close") }
+    if self.machine.closesAfterResponse { headers.replaceOrAdd(name: "Connection", value: "close") }
     self.write(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers)))
   }
 
