@@ -14,7 +14,7 @@ internal import SluiceCodec
 ///
 /// The call runs the method's `RPCHandler` through the `RPCEngine`, like a native call. A
 /// single-message request starts it once its body is in; an NDJSON request at its head, each
-/// line handed over as it completes. Backpressure: the handler is writable while the connection
+/// line handed over as it completes (`HTTPCallRequestStateMachine` reads the body). Backpressure: the handler is writable while the connection
 /// is; `HTTPConnectionHandler` stops reading while it is not, so an NDJSON body is held back by
 /// TCP.
 final class HTTPCall: CallResponder {
@@ -41,6 +41,8 @@ final class HTTPCall: CallResponder {
   private let path: String
   private let cors: HTTPHeaders
   private var machine: HTTPCallStateMachine
+  /// The request body, read as its framing says; nil until the head has been checked.
+  private var request: HTTPCallRequestStateMachine?
 
   private var metadata = Metadata()
   private var timeout: Duration?
@@ -53,24 +55,19 @@ final class HTTPCall: CallResponder {
   private(set) var requestEnded = false
   /// Whether the response has been written to its end (or abandoned).
   private var done = false
-  /// The request was refused for its size: its answer is 413.
-  private var refusedTooLarge = false
   /// The request was refused for its `Content-Encoding`: its answer is 415.
   private var refusedEncoding = false
   /// `Content-Encoding: gzip`: the body (one message) is inflated once it has arrived.
   private var gzipBody = false
+  /// A request refused before its body was read (its `Content-Length`): its answer is 413.
+  private var refusedTooLarge = false
   /// `Accept-Encoding` lists gzip: a single JSON response worth it is compressed
   /// (`ResponseCompression`).
   private var acceptsGzip = false
 
-  /// A single-message request's body so far, and what it holds of the request budget.
-  private var body: ByteBuffer?
+  /// What the request holds of the request budget (`HTTPCallRequestStateMachine.heldBytes`).
   private var held = 0
-  /// A GET's request, from its query.
-  private var queryMessage: [UInt8]?
-  /// An NDJSON request's lines, and the `--body-timeout` of an unfinished one.
-  private var lines: NDJSONLines?
-  private var lineNumber = 0
+  /// The `--body-timeout` of an unfinished NDJSON line.
   private var lineTimer: Scheduled<Void>?
 
   init(
@@ -125,21 +122,25 @@ final class HTTPCall: CallResponder {
       try self.checkContentType()
       try self.checkContentEncoding()
       (self.metadata, self.timeout) = try RequestMetadata.from(headers: self.head.headers)
+      let limit = self.port.calls.maxMessageBytes
       if self.head.method == .GET {
-        self.queryMessage = try self.bridge.encodeRequest(try self.queryRequest(), for: self.method)
+        let message = try self.bridge.encodeRequest(try self.queryRequest(), for: self.method)
+        self.request = HTTPCallRequestStateMachine(body: .query(message), maxMessageBytes: limit)
         return  // the RPC starts once the (empty) body has ended
       }
       if self.method.takesOneRequest {
-        if let length = self.head.headers.first(name: "Content-Length").flatMap(Int.init),
-          length > self.port.calls.maxMessageBytes
-        {
-          throw self.tooLarge("the request body")
+        var request = HTTPCallRequestStateMachine.single(gzip: self.gzipBody, maxMessageBytes: limit)
+        do throws(RPCError) {
+          try request.checkDeclaredLength(self.head.headers.first(name: "Content-Length").flatMap(Int.init))
+        } catch {
+          self.refusedTooLarge = true
+          throw error
         }
         self.sendContinueIfExpected()
-        self.body = ByteBuffer()
+        self.request = request
       } else {
         self.sendContinueIfExpected()
-        self.lines = NDJSONLines(maxLineBytes: self.port.calls.maxMessageBytes)
+        self.request = .ndjson(maxMessageBytes: limit)
         self.start(message: nil, end: false)
       }
     } catch {
@@ -149,14 +150,28 @@ final class HTTPCall: CallResponder {
 
   func receivedBody(_ chunk: ByteBuffer) {
     self.port.metrics.bytes(.http, .in, count: chunk.readableBytes)
-    guard !self.done else { return }
+    guard !self.done, var request = self.request else { return }
     do throws(RPCError) {
-      if self.body != nil {
-        try self.append(chunk)
-      } else if self.lines != nil {
-        try self.receivedLines(chunk)
+      let received = try request.received(chunk)
+      self.request = request
+      try self.hold(request.heldBytes)
+      if received.cancelsLineTimer {
+        self.lineTimer?.cancel()
+        self.lineTimer = nil
+      }
+      for line in received.lines {
+        guard !self.done else { return }
+        try self.receivedLine(line)
+      }
+      if received.startsLineTimer, !self.done {
+        let timeout = self.port.calls.bodyTimeout
+        self.lineTimer = self.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
+          self.lineTimer = nil
+          self.connection.inCallback { self.bodyFailed(GRPCErrors.bodyTimedOut("an NDJSON line", after: timeout)) }
+        }
       }
     } catch {
+      if !self.done { self.request = request }  // what it refused, for the answer's status
       self.bodyFailed(error)
     }
   }
@@ -165,32 +180,27 @@ final class HTTPCall: CallResponder {
     self.requestEnded = true
     self.lineTimer?.cancel()
     self.lineTimer = nil
-    guard !self.done else { return }
+    guard !self.done, var request = self.request else { return }
     do throws(RPCError) {
-      if let message = self.queryMessage {
+      defer { self.request = request }
+      let ended = try request.ended()
+      self.releaseBudget()
+      switch ended {
+      case .queryMessage(let message):
         self.start(message: message, end: true)
-      } else if var body = self.body {
-        self.body = nil
-        self.releaseBudget()
-        guard body.readableBytes > 0 else {
-          throw GRPCErrors.expectedOneJSONMessage(got: 0)
-        }
-        if self.gzipBody {
-          body = try GzipMessage.inflate(body, limit: self.port.calls.maxMessageBytes)
-        }
+      case .message(let body):
         let message = try self.bridge.encodeRequest(
           try self.bridge.parse(body.readableBytesView),
           for: self.method
         )
         self.start(message: message, end: true)
-      } else if var lines = self.lines {
-        let last = lines.finish()
-        self.lines = lines
+      case .halfClose(let last):
         if let last { try self.receivedLine(last) }
-        self.releaseBudget()
         if let handler = self.lifecycle.handler, let call = self.lifecycle.call, !self.done {
           handler.receivedEnd(call)
         }
+      case .none:
+        break
       }
     } catch {
       self.bodyFailed(error)
@@ -351,6 +361,7 @@ final class HTTPCall: CallResponder {
       self.requestsHeld = false
       self.connection.holdRequests(false)
     }
+    self.request?.stop()
     self.releaseBudget()
     self.port.logger.debug(
       "HTTP RPC ended",
@@ -365,6 +376,7 @@ final class HTTPCall: CallResponder {
   /// A request that was refused before its RPC started.
   private func failBeforeStart(_ error: RPCError) {
     self.done = true
+    self.request?.stop()
     self.releaseBudget()
     _ = self.machine.finished(error)
     self.writeError(error, status: self.status(for: error) ?? error.code.httpStatus)
@@ -384,62 +396,22 @@ final class HTTPCall: CallResponder {
 
   // MARK: - Body
 
-  private func append(_ chunk: ByteBuffer) throws(RPCError) {
-    var chunk = chunk
-    guard let count = self.body?.readableBytes, count + chunk.readableBytes <= self.port.calls.maxMessageBytes
-    else {
-      throw self.tooLarge("the request body")
-    }
-    guard self.port.budget.reserve(chunk.readableBytes) else {
-      throw GRPCErrors.requestBufferFull(limit: self.port.budget.limit)
-    }
-    self.held += chunk.readableBytes
-    self.body?.writeBuffer(&chunk)
-  }
-
-  private func receivedLines(_ chunk: ByteBuffer) throws(RPCError) {
-    guard var lines = self.lines else { return }
-    let completed: [[UInt8]]
-    do {
-      completed = try lines.append(chunk)
-    } catch {
-      throw self.tooLarge("an NDJSON line")
-    }
-    self.lines = lines
-    // An unfinished line is held to `--body-timeout` from its first byte and to the budget.
-    let pending = lines.pendingBytes
-    if pending > self.held {
-      guard self.port.budget.reserve(pending - self.held) else {
+  /// Holds `bytes` of the request budget for the request's unfinished messages (more, or less,
+  /// than before).
+  private func hold(_ bytes: Int) throws(RPCError) {
+    if bytes > self.held {
+      guard self.port.budget.reserve(bytes - self.held) else {
         throw GRPCErrors.requestBufferFull(limit: self.port.budget.limit)
       }
-    } else {
-      self.port.budget.release(self.held - pending)
+    } else if bytes < self.held {
+      self.port.budget.release(self.held - bytes)
     }
-    self.held = pending
-    if !completed.isEmpty || pending == 0 {
-      self.lineTimer?.cancel()
-      self.lineTimer = nil
-    }
-    for line in completed {
-      guard !self.done else { return }
-      try self.receivedLine(line)
-    }
-    if pending > 0, self.lineTimer == nil, !self.done {
-      let timeout = self.port.calls.bodyTimeout
-      self.lineTimer = self.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
-        self.lineTimer = nil
-        self.connection.inCallback { self.bodyFailed(GRPCErrors.bodyTimedOut("an NDJSON line", after: timeout)) }
-      }
-    }
+    self.held = bytes
   }
 
-  private func receivedLine(_ line: [UInt8]) throws(RPCError) {
-    self.lineNumber += 1
-    if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\r") }) {
-      return  // blank lines separate nothing
-    }
+  private func receivedLine(_ line: HTTPCallRequestStateMachine.Line) throws(RPCError) {
     do throws(RPCError) {
-      let value = try self.bridge.parse(line)
+      let value = try self.bridge.parse(line.bytes)
       if let control = JSONBridge.controlFrame(value), let key = control.members.first?.key {
         throw GRPCErrors.controlFrameOverHTTP(key)
       }
@@ -448,7 +420,7 @@ final class HTTPCall: CallResponder {
       self.lifecycle.receiving()
       handler.received(ByteBuffer(bytes: message), call)
     } catch {
-      throw GRPCErrors.ndjsonLine(self.lineNumber, error)
+      throw GRPCErrors.ndjsonLine(line.number, error)
     }
   }
 
@@ -516,17 +488,12 @@ final class HTTPCall: CallResponder {
 
   // MARK: - Checks
 
-  /// 413 for a request that is too large (`tooLarge`), 408 for one that did not arrive in time
+  /// 413 for a request that is too large, 408 for one that did not arrive in time
   /// (the only deadline before the RPC runs is `--body-timeout`); the standard mapping otherwise.
   private func status(for error: RPCError) -> HTTPResponseStatus? {
     if error.code == .deadlineExceeded { return .requestTimeout }
     if self.refusedEncoding { return .unsupportedMediaType }
-    return self.refusedTooLarge ? .payloadTooLarge : nil
-  }
-
-  private func tooLarge(_ what: String) -> RPCError {
-    self.refusedTooLarge = true
-    return GRPCErrors.requestTooLarge(what, limit: self.port.calls.maxMessageBytes)
+    return self.refusedTooLarge || self.request?.refusedTooLarge == true ? .payloadTooLarge : nil
   }
 
   /// `Content-Encoding`: identity, or gzip for a body that is one message (an NDJSON stream would need
