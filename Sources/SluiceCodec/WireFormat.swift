@@ -100,7 +100,11 @@ struct WireReader {
   /// Reads a tag; returns (field number, wire type).
   @inline(__always)
   mutating func readTag() throws(CodecError) -> (Int32, UInt8) {
+    let start = position
     let tag = try readVarint()
+    // A tag is a 32-bit varint: protobuf's parsers refuse one spelled in more than 5 bytes (an
+    // overlong 0x88 0x80 … 0x00 is not field 1), whatever its value.
+    guard position - start <= 5 else { throw .wire("tag varint longer than 5 bytes") }
     let number = tag >> 3
     guard number > 0 && number <= 0x1FFF_FFFF else { throw .wire("invalid field number \(number)") }
     let wireType = UInt8(tag & 7)

@@ -96,6 +96,12 @@ struct JSONCodecTests {
     #expect(throws: CodecError.self) { try codec.json(fromBinary: [0x0A, 1, 0x80], as: request) }
     #expect(throws: CodecError.self) { try codec.json(fromBinary: [0x0F], as: request) }
     #expect(throws: CodecError.self) { try codec.json(fromBinary: [0x00], as: request) }
+    // A tag is at most 5 bytes: field 1 (wire type 0) spelled in 9 is refused, as protobuf does
+    // (conformance: BadTag_OverlongVarint); in 5 it is still field 1.
+    let overlong: [UInt8] = [0x88, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0x01]
+    #expect(throws: CodecError.self) { try codec.json(fromBinary: overlong, as: request) }
+    let fiveBytes: [UInt8] = [0x8A, 0x80, 0x80, 0x80, 0x00, 0x00]
+    #expect(try codec.jsonString(fromBinary: fiveBytes, as: request) == #"{"pt":{"name":"","value":0}}"#)
   }
 
   @Test("A parsed frame splits into control keys and a message")
