@@ -14,9 +14,9 @@ internal import SluiceCodec
 ///
 /// The call runs the method's `RPCHandler` through the `RPCEngine`, like a native call. A
 /// single-message request starts it once its body is in; an NDJSON request at its head, each
-/// line handed over as it completes (`HTTPCallRequestStateMachine` reads the body). Backpressure: the handler is writable while the connection
-/// is; `HTTPConnectionHandler` stops reading while it is not, so an NDJSON body is held back by
-/// TCP.
+/// line handed over as it completes (`HTTPCallRequestStateMachine` reads the body).
+/// Backpressure: the handler is writable while the connection is; `HTTPConnectionHandler` stops
+/// reading while it is not, so an NDJSON body is held back by TCP.
 final class HTTPCall: CallResponder {
   /// Media types accepted as JSON request bodies: curl's `-d` default and `fetch`'s default for a
   /// string body (which needs no CORS preflight) are accepted too.
