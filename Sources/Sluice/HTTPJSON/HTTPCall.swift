@@ -59,8 +59,6 @@ final class HTTPCall: CallResponder {
   private var refusedEncoding = false
   /// `Content-Encoding: gzip`: the body (one message) is inflated once it has arrived.
   private var gzipBody = false
-  /// A request refused before its body was read (its `Content-Length`): its answer is 413.
-  private var refusedTooLarge = false
   /// `Accept-Encoding` lists gzip: a single JSON response worth it is compressed
   /// (`ResponseCompression`).
   private var acceptsGzip = false
@@ -129,15 +127,9 @@ final class HTTPCall: CallResponder {
         return  // the RPC starts once the (empty) body has ended
       }
       if self.method.takesOneRequest {
-        var request = HTTPCallRequestStateMachine.single(gzip: self.gzipBody, maxMessageBytes: limit)
-        do throws(RPCError) {
-          try request.checkDeclaredLength(self.head.headers.first(name: "Content-Length").flatMap(Int.init))
-        } catch {
-          self.refusedTooLarge = true
-          throw error
-        }
+        self.request = .single(gzip: self.gzipBody, maxMessageBytes: limit)
+        try self.request?.checkDeclaredLength(self.head.headers.first(name: "Content-Length").flatMap(Int.init))
         self.sendContinueIfExpected()
-        self.request = request
       } else {
         self.sendContinueIfExpected()
         self.request = .ndjson(maxMessageBytes: limit)
@@ -150,11 +142,10 @@ final class HTTPCall: CallResponder {
 
   func receivedBody(_ chunk: ByteBuffer) {
     self.port.metrics.bytes(.http, .in, count: chunk.readableBytes)
-    guard !self.done, var request = self.request else { return }
+    guard !self.done else { return }
     do throws(RPCError) {
-      let received = try request.received(chunk)
-      self.request = request
-      try self.hold(request.heldBytes)
+      guard let received = try self.request?.received(chunk) else { return }
+      try self.hold(self.request?.heldBytes ?? 0)
       if received.cancelsLineTimer {
         self.lineTimer?.cancel()
         self.lineTimer = nil
@@ -171,7 +162,6 @@ final class HTTPCall: CallResponder {
         }
       }
     } catch {
-      if !self.done { self.request = request }  // what it refused, for the answer's status
       self.bodyFailed(error)
     }
   }
@@ -180,10 +170,9 @@ final class HTTPCall: CallResponder {
     self.requestEnded = true
     self.lineTimer?.cancel()
     self.lineTimer = nil
-    guard !self.done, var request = self.request else { return }
+    guard !self.done else { return }
     do throws(RPCError) {
-      defer { self.request = request }
-      let ended = try request.ended()
+      guard let ended = try self.request?.ended() else { return }
       self.releaseBudget()
       switch ended {
       case .queryMessage(let message):
@@ -493,7 +482,7 @@ final class HTTPCall: CallResponder {
   private func status(for error: RPCError) -> HTTPResponseStatus? {
     if error.code == .deadlineExceeded { return .requestTimeout }
     if self.refusedEncoding { return .unsupportedMediaType }
-    return self.refusedTooLarge || self.request?.refusedTooLarge == true ? .payloadTooLarge : nil
+    return self.request?.refusedTooLarge == true ? .payloadTooLarge : nil
   }
 
   /// `Content-Encoding`: identity, or gzip for a body that is one message (an NDJSON stream would need
