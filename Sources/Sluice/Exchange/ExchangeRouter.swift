@@ -95,24 +95,37 @@ final class ExchangeRouter: Sendable {
           exchange: exchange, request: request, route: route, bindings: bindings, engine: engine, bridge: bridge,
           metrics: metrics, cors: cors)
       case .methodNotAllowed(let allowed):
-        // Credentials first, as for every refusal: without them, nothing is told about the routes.
-        if let refusal = engine.credentialRefusal(request.headers["Authorization"]) {
-          return Self.answer(refusal, status: .unauthorized, allow: [], on: exchange, cors: cors)
-        }
-        return Self.answer(
+        return Self.refuse(
           GRPCErrors.restMethodNotAllowed(request.method.rawValue, allowed: allowed), status: .methodNotAllowed,
-          allow: allowed, on: exchange, cors: cors)
+          allow: allowed, request: request, engine: engine, on: exchange, cors: cors)
       case .badPath(let why):
-        if let refusal = engine.credentialRefusal(request.headers["Authorization"]) {
-          return Self.answer(refusal, status: .unauthorized, allow: [], on: exchange, cors: cors)
-        }
-        return Self.answer(GRPCErrors.restPath(why), status: .badRequest, allow: [], on: exchange, cors: cors)
+        return Self.refuse(
+          GRPCErrors.restPath(why), status: .badRequest, allow: [], request: request, engine: engine, on: exchange,
+          cors: cors)
       case .none:
         return nil
       }
     }
     call.begin()
     return call
+  }
+
+  /// Refuses a request for what it tells about the REST routes (405 with `Allow`, 400), once its
+  /// credentials pass: without them it gets the 401 every call gets, so the routes cannot be
+  /// enumerated.
+  private static func refuse(
+    _ error: RPCError,
+    status: HTTPResponseStatus,
+    allow: [String],
+    request: HTTPExchangeRequest,
+    engine: RPCEngine,
+    on exchange: any HTTPExchange,
+    cors: HTTPHeaders
+  ) -> any HTTPExchangeHandler {
+    if let refusal = engine.credentialRefusal(request.headers["Authorization"]) {
+      return Self.answer(refusal, status: .unauthorized, allow: [], on: exchange, cors: cors)
+    }
+    return Self.answer(error, status: status, allow: allow, on: exchange, cors: cors)
   }
 
   /// Answers a request no call is made for (the HTTP JSON error body); its body is skipped.
