@@ -18,15 +18,6 @@ extension GRPCErrors {
     RPCError(code: .invalidArgument, message: why)
   }
 
-  /// A route to a client-streaming or bidi method: not served on REST routes yet.
-  static func restStreaming(_ path: some StringProtocol) -> RPCError {
-    RPCError(
-      code: .unimplemented,
-      message:
-        "\(path) takes a stream of requests: its REST route is not served yet (call it as HTTP JSON: POST \(path) with an NDJSON body)"
-    )
-  }
-
   /// A path that REST routes know, with an HTTP method none of them takes.
   static func restMethodNotAllowed(_ method: some StringProtocol, allowed: [String]) -> RPCError {
     RPCError(

@@ -153,9 +153,7 @@ struct HTTPCallRequestStateMachine {
     var numbered: [Line] = []
     for line in lines {
       self.lineNumber += 1
-      if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\r") }) {
-        continue
-      }
+      if NDJSONLines.isBlank(line) { continue }
       numbered.append(Line(number: self.lineNumber, bytes: line))
     }
     return numbered

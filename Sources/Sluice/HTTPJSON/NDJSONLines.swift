@@ -44,6 +44,11 @@ struct NDJSONLines {
     return self.partial.isEmpty ? nil : self.partial
   }
 
+  /// Whether a line is blank (spaces, tabs, a `\r`): it separates nothing and is not a message.
+  static func isBlank(_ line: [UInt8]) -> Bool {
+    line.allSatisfy { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\r") }
+  }
+
   private func checkLength() throws(Failure) {
     if self.partial.count > self.maxLineBytes { throw .lineTooLong }
   }

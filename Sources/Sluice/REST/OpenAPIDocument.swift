@@ -3,7 +3,8 @@ internal import SluiceCodec
 /// The OpenAPI 3.1 document of the REST routes (`GET /openapi.json`): a path and an operation per
 /// route, its parameters (the path's variables, and for routes without `body: "*"` the request's
 /// other scalar fields as query parameters), its request body, its response (the message or its
-/// `response_body` field; a server stream as NDJSON, SSE or a JSON array), the error object, and a
+/// `response_body` field; a server stream as NDJSON, SSE or a JSON array; a request stream as an
+/// NDJSON body), the error object, and a
 /// schema per message as proto JSON writes it (64-bit integers as strings, enums by name, the
 /// well-known types in their JSON forms).
 enum OpenAPIDocument {
@@ -11,8 +12,7 @@ enum OpenAPIDocument {
     var schemas = Schemas()
     var paths = JSONObject()
     var operationIds: Set<String> = []
-    // Client-streaming and bidi routes are not served yet (501): not described.
-    for route in routes.routes where !route.method.kind.clientStreams {
+    for route in routes.routes {
       let (path, parameters) = Self.openAPIPath(route.template, input: route.method.input, schemas: &schemas)
       let verb = route.httpMethod.lowercased()
       guard ["get", "put", "post", "delete", "patch", "head", "options", "trace"].contains(verb) else { continue }
@@ -168,21 +168,24 @@ enum OpenAPIDocument {
       } else {
         schema = [:]
       }
-      operation.members.append(
-        (
-          key: "requestBody",
-          value: .object([
-            "required": .bool(false),
-            "content": .object(["application/json": .object(["schema": .object(schema)])]),
-          ])
-        ))
+      // A stream of requests is NDJSON: each line is one message (`schema`).
+      let mediaType = method.kind.clientStreams ? "application/x-ndjson" : "application/json"
+      var body: JSONObject = [
+        "required": .bool(false),
+        "content": .object([mediaType: .object(["schema": .object(schema)])]),
+      ]
+      if method.kind.clientStreams {
+        body.members.append(
+          (key: "description", value: .string("A stream of requests: one per line, each as this schema")))
+      }
+      operation.members.append((key: "requestBody", value: .object(body)))
     }
     var response = schemas.reference(method.output)
     if !route.rule.responseBody.isEmpty, let field = method.output.field(named: route.rule.responseBody) {
       response = Self.schema(field, schemas: &schemas, wholeField: true)
     }
     let content: JSONObject
-    if method.kind == .serverStreaming {
+    if method.kind.serverStreams {
       content = [
         "application/x-ndjson": .object(["schema": .object(response)]),
         "text/event-stream": .object(["schema": .object(["type": .string("string")])]),
@@ -197,7 +200,7 @@ enum OpenAPIDocument {
         value: .object([
           "200": .object([
             "description": .string(
-              method.kind == .serverStreaming
+              method.kind.serverStreams
                 ? "The stream's messages, one a line (NDJSON), an event (SSE) or an array element, by Accept"
                 : "The response message"),
             "content": .object(content),

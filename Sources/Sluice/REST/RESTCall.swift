@@ -17,15 +17,24 @@ internal import SluiceCodec
 /// (`application/json`). The head waits for the first message, so a failure before it gets its
 /// HTTP status; a failure after it ends the stream with the `google.rpc.Status` object as the last
 /// line, an `event: error`, or the array's last element. Flow control as for every exchange: the
-/// method produces only while the client reads. Client-streaming and bidi methods are not served
-/// on REST routes yet.
+/// method produces only while the client reads.
+///
+/// A client-streaming or bidi method reads its requests from an NDJSON body, a message a line as
+/// each line completes (blank lines skipped); the path's variables and the query are set on every
+/// message, and `body` applies to each line as to a unary body. Its call starts with the request's
+/// head, so a bidi method's answers stream while the body is still coming; a client-streaming one
+/// answers its one message as a unary method does.
 ///
 /// The framing only: the call's lifecycle, limits and end are `ExchangeCall`'s.
 final class RESTCall: ExchangeCall {
   private let route: RESTRoutes.Route
   private let bindings: [PathTemplate.Binding]
-  /// The body so far.
+  /// The body so far (a method that takes one request).
   private var body: ByteBuffer?
+  /// A streaming request's lines (a client-streaming or bidi method).
+  private var lines: NDJSONLines?
+  /// The number of the last line read, for errors naming it.
+  private var lineNumber = 0
   private var gzipRequest = false
   private var gzipResponse = false
   /// The one response message (JSON), held until the end so that an error after it still gets
@@ -72,7 +81,7 @@ final class RESTCall: ExchangeCall {
     self.route = route
     self.bindings = bindings
     self.streamFraming =
-      route.method.kind == .serverStreaming
+      route.method.kind.serverStreams
       ? StreamFraming(accept: request.headers["Accept"].joined(separator: ",")) : nil
     super.init(
       exchange: exchange, request: request, transport: .rest, engine: engine, bridge: bridge, metrics: metrics,
@@ -82,33 +91,51 @@ final class RESTCall: ExchangeCall {
   // MARK: - The request
 
   override func begin() {
-    guard !self.route.method.kind.clientStreams else {
-      // Credentials first: without them, nothing is told about the method.
-      return self.refuse(
-        self.engine.credentialRefusal(self.request.headers["Authorization"])
-          ?? GRPCErrors.restStreaming(self.route.method.path))
-    }
+    let streams = self.route.method.kind.clientStreams
     for encoding in self.request.headers["Content-Encoding"] {
       switch encoding.lowercased() {
       case "identity": break
-      case "gzip": self.gzipRequest = true
+      case "gzip" where !streams: self.gzipRequest = true
+      case _ where streams:
+        // Lines are read as they come: a stream of requests is not inflated.
+        return self.refuse(
+          GRPCErrors.unsupportedBodyEncoding(encoding, accepted: "identity"), status: .unsupportedMediaType)
       default: return self.refuse(GRPCErrors.unsupportedContentEncoding(encoding, header: "Content-Encoding"))
       }
     }
     self.gzipResponse = ResponseCompression.acceptsGzip(self.request.headers["Accept-Encoding"])
-    self.body = self.exchange.allocator.buffer(capacity: 0)
+    if streams {
+      self.lines = NDJSONLines(maxLineBytes: self.engine.maximumMessageBytes)
+    } else {
+      self.body = self.exchange.allocator.buffer(capacity: 0)
+    }
     self.start(timeout: nil, json: true) { key in
       key == "content-type" || key == "content-encoding" || key == "accept-encoding" || key == "accept"
     }
   }
 
-  override var heldRequestBytes: Int { self.body?.readableBytes ?? 0 }
+  override var heldRequestBytes: Int { self.body?.readableBytes ?? self.lines?.pendingBytes ?? 0 }
 
-  override var waitsForOneMessage: Bool { true }
+  override var waitsForOneMessage: Bool { !self.route.method.kind.clientStreams }
 
   override func receivedBody(_ chunk: ByteBuffer) {
     self.metrics.bytes(.rest, .in, count: chunk.readableBytes)
-    guard self.isReceiving, var body = self.body else { return }
+    guard self.isReceiving else { return }
+    if var lines = self.lines {
+      let completed: [[UInt8]]
+      do {
+        completed = try lines.append(chunk)
+      } catch {
+        return self.stop(GRPCErrors.requestTooLarge("an NDJSON line", limit: self.engine.maximumMessageBytes))
+      }
+      self.lines = lines
+      for line in completed {
+        guard self.isReceiving else { return }
+        self.receivedLine(line)
+      }
+      return self.account()
+    }
+    guard var body = self.body else { return }
     self.body = nil  // unique while written to: no copy
     guard self.append(chunk, to: &body) else { return }
     self.body = body
@@ -117,7 +144,14 @@ final class RESTCall: ExchangeCall {
 
   override func receivedEnd() {
     super.receivedEnd()
-    guard self.isReceiving, var body = self.body else { return }
+    guard self.isReceiving else { return }
+    if var lines = self.lines {
+      self.lines = nil
+      if let last = lines.finish() { self.receivedLine(last) }
+      if self.isReceiving { self.deliverEnd() }
+      return
+    }
+    guard var body = self.body else { return }
     self.body = nil
     do throws(RPCError) {
       if self.gzipRequest, body.readableBytes > 0 {
@@ -128,17 +162,35 @@ final class RESTCall: ExchangeCall {
           throw GRPCErrors.restBody("the body is marked Content-Encoding: gzip but does not inflate: \(error.message)")
         }
       }
-      let parsed = body.readableBytes == 0 ? nil : try self.bridge.parse(body.readableBytesView)
-      let uri = self.request.uri
-      let query = uri.firstIndex(of: "?").map { uri[uri.index(after: $0)...] }
-      let message = try RESTRequest.message(
-        rule: self.route.rule, input: self.route.method.input, bindings: self.bindings, query: query, body: parsed)
-      try self.deliver(
-        self.exchange.allocator.buffer(bytes: message.serializedBytes), compressed: false, gzip: false)
+      try self.deliverMessage(body.readableBytes == 0 ? nil : try self.bridge.parse(body.readableBytesView))
     } catch {
       return self.stop(error)
     }
     self.deliverEnd()
+  }
+
+  /// One line of a streaming request: a message unless blank; an error names the line.
+  private func receivedLine(_ line: [UInt8]) {
+    self.lineNumber += 1
+    guard !NDJSONLines.isBlank(line) else { return }
+    do throws(RPCError) {
+      do throws(RPCError) {
+        try self.deliverMessage(try self.bridge.parse(line))
+      } catch {
+        throw GRPCErrors.ndjsonLine(self.lineNumber, error)
+      }
+    } catch {
+      self.stop(error)
+    }
+  }
+
+  /// The request message from `body` (a JSON value, nil for none), the path and the query.
+  private func deliverMessage(_ body: JSONValue?) throws(RPCError) {
+    let uri = self.request.uri
+    let query = uri.firstIndex(of: "?").map { uri[uri.index(after: $0)...] }
+    let message = try RESTRequest.message(
+      rule: self.route.rule, input: self.route.method.input, bindings: self.bindings, query: query, body: body)
+    try self.deliver(self.exchange.allocator.buffer(bytes: message.serializedBytes), compressed: false, gzip: false)
   }
 
   // MARK: - The response
