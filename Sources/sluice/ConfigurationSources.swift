@@ -61,6 +61,7 @@ enum ConfigurationSources {
     ("upstream", .strings, { .strings($0.services.upstream) }),
     ("descriptor-set", .strings, { .strings($0.services.descriptorSet) }),
     ("http-rule", .strings, { .strings($0.services.httpRule) }),
+    ("json-output", .strings, { .strings($0.services.jsonOutput) }),
     ("upstream-reflection", .flag, { .bool($0.services.upstreamReflection) }),
     ("upstream-tls", .flag, { .bool($0.services.upstreamTls) }),
     ("upstream-ca", .string, { .optional($0.services.upstreamCa) }),

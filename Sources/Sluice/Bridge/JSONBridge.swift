@@ -8,7 +8,7 @@ public struct JSONBridge: Sendable {
   /// The descriptors of every method the bridge can call.
   public let registry: DescriptorRegistry
   /// Translates JSON to protobuf wire bytes and back.
-  public let codec: JSONCodec
+  public private(set) var codec: JSONCodec
   /// The REST routes of the registry's `google.api.http` rules.
   let rest: RESTRoutes
   /// Their OpenAPI 3.1 document, serialized (`GET /openapi.json`).
@@ -24,6 +24,13 @@ public struct JSONBridge: Sendable {
     self.codec = codec
     self.rest = RESTRoutes(registry: registry, configured: httpRules)
     self.openAPIDocument = OpenAPIDocument.make(self.rest).serializedBytes
+  }
+
+  /// The same bridge, writing JSON with `options`.
+  func writing(_ options: JSONCodec.EncodingOptions) -> JSONBridge {
+    var bridge = self
+    bridge.codec = JSONCodec(registry: self.registry, encoding: options, decoding: self.codec.decoding)
+    return bridge
   }
 
   /// The method at `/<package>.<Service>/<Method>`, or `UNIMPLEMENTED`.

@@ -1,3 +1,5 @@
+public import SluiceCodec
+
 extension GatewayConfiguration {
   /// What the gateway hosts itself, and what its JSON front ends translate with.
   public struct Services: Sendable {
@@ -17,6 +19,9 @@ extension GatewayConfiguration {
     /// REST rules for methods whose protos cannot be changed (`--http-rule`): each replaces the
     /// method's own `google.api.http` rules.
     public var httpRules: [ConfiguredHTTPRule]
+    /// How the JSON front ends write answers (`--json-output`); a request's `Sluice-JSON-Output`
+    /// header applies over it.
+    public var jsonOutput: JSONCodec.EncodingOptions
 
     public init(
       hostsSeed: Bool = true,
@@ -24,7 +29,8 @@ extension GatewayConfiguration {
       listCount: Int = 7,
       interopService: Bool = false,
       descriptorSets: [[UInt8]] = [],
-      httpRules: [ConfiguredHTTPRule] = []
+      httpRules: [ConfiguredHTTPRule] = [],
+      jsonOutput: JSONCodec.EncodingOptions = .init()
     ) {
       self.hostsSeed = hostsSeed
       self.pace = pace
@@ -32,6 +38,7 @@ extension GatewayConfiguration {
       self.interopService = interopService
       self.descriptorSets = descriptorSets
       self.httpRules = httpRules
+      self.jsonOutput = jsonOutput
     }
 
     /// The seed services at the seed's pace (1 s, 7 `List` responses).

@@ -9,6 +9,11 @@ extension GRPCErrors {
     RPCError(code: .invalidArgument, message: Self.expectedOneMessage(got: count).message)
   }
 
+  /// A `Sluice-JSON-Output` header with a word that is not an option.
+  static func invalidJSONOutput(_ why: String) -> RPCError {
+    RPCError(code: .invalidArgument, message: "Sluice-JSON-Output: \(why)")
+  }
+
   /// A JSON document that does not parse, or is over the codec's limits.
   static func invalidJSON(_ error: CodecError) -> RPCError {
     RPCError(code: error.code == .tooLarge ? .resourceExhausted : .invalidArgument, message: error.message)

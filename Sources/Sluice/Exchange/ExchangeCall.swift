@@ -23,8 +23,9 @@ class ExchangeCall: HTTPExchangeHandler, CallResponder {
   let path: String
   /// Headers every answer carries (CORS).
   let cors: HTTPHeaders
-  /// The descriptors of the JSON codec, taken when the call begins.
-  let bridge: JSONBridge
+  /// The descriptors of the JSON codec, taken when the call begins (writing JSON as the request's
+  /// `Sluice-JSON-Output` asks, once the call starts).
+  private(set) var bridge: JSONBridge
   /// With a JSON codec: the method whose messages are translated.
   private(set) var jsonMethod: SluiceCodec.MethodDescriptor?
 
@@ -104,9 +105,16 @@ class ExchangeCall: HTTPExchangeHandler, CallResponder {
             ? GRPCErrors.unknownMethod(self.path) : GRPCErrors.jsonNeedsDescriptors(self.path))
         return self.refuse(refusal)
       }
+      do {
+        self.bridge = try self.bridge.forRequest(self.request.headers)
+      } catch {
+        return self.refuse(self.engine.credentialRefusal(self.request.headers["Authorization"]) ?? error)
+      }
       self.jsonMethod = method
     }
-    let metadata = self.request.callMetadata(path: self.path, secure: self.exchange.isSecure, framing: framing)
+    let metadata = self.request.callMetadata(path: self.path, secure: self.exchange.isSecure) { key in
+      framing(key) || key == JSONCodec.EncodingOptions.headerName
+    }
     let refusal = self.lifecycle.begin(
       self.engine,
       path: self.path,

@@ -272,6 +272,7 @@ public final class Gateway: Sendable {
   ) -> JSONBridge {
     let codec = JSONCodec(
       registry: registry,
+      encoding: services.jsonOutput,
       decoding: .init(maximumDepth: calls.maxJSONDepth, maximumBytes: calls.maxMessageBytes))
     let bridge = JSONBridge(registry: registry, codec: codec, httpRules: services.httpRules)
     for problem in bridge.rest.problems {

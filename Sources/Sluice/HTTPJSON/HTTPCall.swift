@@ -35,7 +35,8 @@ final class HTTPCall: CallResponder {
   private let connection: HTTPConnectionHandler
   private let port: HTTPPort
   /// The descriptors the call started with (see `JSONBridgeSource`).
-  private let bridge: JSONBridge
+  /// Writing JSON as the request's `Sluice-JSON-Output` asks, once `begin` has read it.
+  private var bridge: JSONBridge
   private let method: SluiceCodec.MethodDescriptor
   private let head: HTTPRequestHead
   private let path: String
@@ -120,6 +121,7 @@ final class HTTPCall: CallResponder {
       try self.checkContentType()
       try self.checkContentEncoding()
       (self.metadata, self.timeout) = try RequestMetadata.from(headers: self.head.headers)
+      self.bridge = try self.bridge.forRequest(self.head.headers)
       let limit = self.port.calls.maxMessageBytes
       if self.head.method == .GET {
         let message = try self.bridge.encodeRequest(try self.queryRequest(), for: self.method)

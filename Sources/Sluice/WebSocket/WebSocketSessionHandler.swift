@@ -58,6 +58,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
     var timeout: Duration?
     /// The handshake's headers (`Host` and `X-Forwarded-For` for a proxied call).
     var headers: HTTPHeaders
+    /// The bridge, writing JSON as the handshake's `Sluice-JSON-Output` asks.
+    var bridge: JSONBridge
   }
 
   let eventLoop: any EventLoop
@@ -112,7 +114,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
     self.eventLoop = eventLoop
     self.turn = ConnectionTurn(eventLoop: eventLoop)
     self.engine = engine
-    self.bridge = bridge
+    self.bridge = (try? setup.get())?.bridge ?? bridge
     self.path = path
     self.pingInterval = settings.pingInterval
     self.maxMetadataBytes = settings.maxMetadataBytes
@@ -487,12 +489,19 @@ extension WebSocketSessionHandler {
         // Without a valid token an unknown path answers as a real one would (no enumeration).
         throw engine.credentialRefusal(Array(metadata[stringValues: "authorization"])) ?? error
       }
+      let writing: JSONBridge
+      do throws(RPCError) {
+        writing = try bridge.forRequest(head.headers)
+      } catch {
+        throw engine.credentialRefusal(Array(metadata[stringValues: "authorization"])) ?? error
+      }
       return .success(
         Setup(
           method: method,
           metadata: metadata,
           timeout: timeout,
-          headers: head.headers
+          headers: head.headers,
+          bridge: writing
         )
       )
     } catch {

@@ -55,7 +55,8 @@ extension ServeCommand {
         listCount: services.listCount,
         interopService: services.interopService,
         descriptorSets: try services.descriptorSets(),
-        httpRules: try services.httpRules()
+        httpRules: try services.httpRules(),
+        jsonOutput: try services.jsonOutputOptions()
       ),
       upstream: .init(
         routes: try services.upstreamRoutes(),

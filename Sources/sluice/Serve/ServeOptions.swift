@@ -2,6 +2,7 @@ public import ArgumentParser
 internal import Foundation
 public import Logging
 import Sluice
+internal import SluiceCodec
 
 // The `serve` flags in groups, one per part of the gateway they configure (`--help` lists them in
 // this order). Each group checks its own values; rules across groups are `ServeCommand.validate`'s,
@@ -304,6 +305,14 @@ struct ServiceOptions: ParsableArguments {
   )
   var httpRule: [String] = []
 
+  @Option(
+    help: ArgumentHelp(
+      "How JSON answers are written: proto-names, enum-numbers, omit-defaults (and json-names, enum-names, emit-defaults, the defaults), comma-separated; a request's Sluice-JSON-Output header applies over it.",
+      valueName: "options"
+    )
+  )
+  var jsonOutput: [String] = []
+
   @Flag(
     help:
       "Ask each upstream for its services and descriptors over gRPC server reflection (v1, then v1alpha) at start and on SIGHUP."
@@ -324,6 +333,7 @@ struct ServiceOptions: ParsableArguments {
     try FlagRange.check("--list-count", self.listCount, 0...1_000_000_000)
     _ = try self.upstreamRoutes()
     _ = try self.httpRules()
+    _ = try self.jsonOutputOptions()
     if (self.upstreamCa != nil || self.upstreamServerName != nil) && !self.upstreamTls {
       throw ValidationError("--upstream-ca and --upstream-server-name need --upstream-tls.")
     }
@@ -351,6 +361,19 @@ struct ServiceOptions: ParsableArguments {
     } catch {
       throw ValidationError(error.description)
     }
+  }
+
+  /// The `--json-output` flags, applied in order over Sluice's defaults.
+  func jsonOutputOptions() throws -> JSONCodec.EncodingOptions {
+    var options = JSONCodec.EncodingOptions()
+    for text in self.jsonOutput {
+      do {
+        try options.apply(words: text)
+      } catch {
+        throw ValidationError("--json-output: \(error.description).")
+      }
+    }
+    return options
   }
 
   /// The `--descriptor-set` files' bytes.
