@@ -4,7 +4,7 @@ internal import Foundation
 internal import Logging
 import Sluice
 internal import Synchronization
-internal import SystemPackage
+internal import Yams
 
 /// `sluice --config FILE` (YAML or JSON) and `SLUICE_*` environment variables: every `serve` flag
 /// under its own name (`grpc-port: 9000`, `SLUICE_GRPC_PORT=9000`), read with swift-configuration
@@ -123,7 +123,7 @@ enum ConfigurationSources {
 
     var file: ConfigFile?
     if let path { file = try await ConfigFile(path: path) }
-    let environmentProvider = EnvironmentVariablesProvider(environmentVariables: environment)
+    let environmentValues = EnvironmentVariablesProvider(environmentVariables: environment).snapshot()
     var arguments: [String] = []
     var origins = Origins()
     for (key, kind, _) in Self.keys where !given.contains(key) {
@@ -131,11 +131,20 @@ enum ConfigurationSources {
       let value: ConfigValue?
       let origin: String
       if environment[variable] != nil {
-        value = try Self.lookUp(key, kind, in: environmentProvider, as: ["sluice", key], source: variable)
+        value = try Self.lookUp(key, kind, in: environmentValues, as: ["sluice", key], source: variable)
         origin = variable
       } else if let file {
-        value = try Self.lookUp(key, kind, in: file.provider, as: [key], source: "\(file.path): \(key)")
+        value = try Self.lookUp(key, kind, in: file.snapshot, as: [key], source: "\(file.path): \(key)")
         origin = "\(file.path), key \(key)"
+        if key == "http-rule", !file.httpRules.isEmpty {
+          // The http: section's rules join the http-rule list's.
+          var rules: [String] = []
+          if case .stringArray(let listed)? = value?.content { rules = listed }
+          if case .string(let listed)? = value?.content { rules = [listed] }
+          arguments += Self.tokens(key, ConfigValue(.stringArray(rules + file.httpRules), isSecret: false))
+          origins.byFlag[key] = "\(file.path), keys http-rule and http"
+          continue
+        }
       } else {
         continue
       }
@@ -150,7 +159,7 @@ enum ConfigurationSources {
   private static func lookUp(
     _ key: String,
     _ kind: Kind,
-    in provider: some ConfigProvider,
+    in provider: any ConfigSnapshot,
     as components: [String],
     source: String
   ) throws -> ConfigValue? {
@@ -195,14 +204,18 @@ enum ConfigurationSources {
 }
 
 /// A `--config` file: YAML (`.yaml`, `.yml`) or JSON (any other name), with the names of every
-/// key it holds, so that a key that is not a flag (a typo) is an error naming it.
+/// key it holds, so that a key that is not a flag (a typo) is an error naming it. Its `http:`
+/// section (API Configuration's rules, `HTTPRulesSection`) is taken out first and read as
+/// `--http-rule` values: swift-configuration reads the flat rest.
 private struct ConfigFile {
   let path: String
-  let provider: any ConfigProvider
+  let snapshot: any ConfigSnapshot
+  /// The `http:` section's rules, as `--http-rule` values.
+  let httpRules: [String]
 
   init(path: String) async throws {
     self.path = path
-    guard FileManager.default.isReadableFile(atPath: path) else {
+    guard let data = FileManager.default.contents(atPath: path) else {
       throw ValidationError("--config: cannot read \(path).")
     }
     // swift-configuration hands every key of the file to the secrets check while it parses:
@@ -216,12 +229,16 @@ private struct ConfigFile {
     }
     let yaml = path.hasSuffix(".yaml") || path.hasSuffix(".yml")
     do {
-      self.provider =
-        yaml
-        ? try await FileProvider<YAMLSnapshot>(
-          parsingOptions: .init(secretsSpecifier: listing()), filePath: FilePath(path))
-        : try await FileProvider<JSONSnapshot>(
-          parsingOptions: .init(secretsSpecifier: listing()), filePath: FilePath(path))
+      let rest: [UInt8]
+      if yaml {
+        (rest, self.httpRules) = try Self.splitYAML(data, path: path)
+        self.snapshot = try Self.snapshot(YAMLSnapshot.self, rest, path, .init(secretsSpecifier: listing()))
+      } else {
+        (rest, self.httpRules) = try Self.splitJSON(data, path: path)
+        self.snapshot = try Self.snapshot(JSONSnapshot.self, rest, path, .init(secretsSpecifier: listing()))
+      }
+    } catch let error as ValidationError {
+      throw error
     } catch {
       throw ValidationError(
         "--config \(path) is not valid \(yaml ? "YAML" : "JSON") of flag names and values: \(error)")
@@ -232,6 +249,52 @@ private struct ConfigFile {
       throw ValidationError(
         "\(path): \(unknown.map { "'\($0)'" }.joined(separator: ", ")) \(unknown.count == 1 ? "is not a flag" : "are not flags") of sluice serve (the keys are the flags' names, e.g. grpc-port)."
       )
+    }
+  }
+
+  private static func snapshot<Snapshot: FileConfigSnapshot>(
+    _ type: Snapshot.Type, _ bytes: [UInt8], _ path: String, _ options: Snapshot.ParsingOptions
+  ) throws -> Snapshot {
+    try Snapshot(data: bytes.span.bytes, providerName: path, parsingOptions: options)
+  }
+
+  /// The YAML without its `http:` section, and the section's rules.
+  private static func splitYAML(_ data: Data, path: String) throws -> ([UInt8], [String]) {
+    guard var mapping = try Yams.compose(yaml: String(decoding: data, as: UTF8.self))?.mapping,
+      let http = mapping["http"]
+    else { return (Array(data), []) }
+    mapping["http"] = nil
+    let rules = try HTTPRulesSection.rules(Self.plain(http), file: path)
+    return (Array(try Yams.serialize(node: .mapping(mapping)).utf8), rules)
+  }
+
+  /// A YAML node as strings, arrays and dictionaries.
+  private static func plain(_ node: Yams.Node) -> Any {
+    switch node {
+    case .scalar(let scalar): scalar.string
+    case .sequence(let sequence): sequence.map(Self.plain)
+    case .mapping(let mapping):
+      Dictionary(mapping.map { (Self.plain($0.key) as? String ?? "", Self.plain($0.value)) }) { first, _ in first }
+    case .alias: ""
+    }
+  }
+
+  /// The JSON without its `"http"` member, and the member's rules.
+  private static func splitJSON(_ data: Data, path: String) throws -> ([UInt8], [String]) {
+    guard var object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let http = object["http"]
+    else { return (Array(data), []) }
+    object["http"] = nil
+    let rules = try HTTPRulesSection.rules(Self.plainJSON(http), file: path)
+    return (Array(try JSONSerialization.data(withJSONObject: object)), rules)
+  }
+
+  /// JSON values with numbers and booleans as text, as YAML's scalars are.
+  private static func plainJSON(_ value: Any) -> Any {
+    switch value {
+    case let array as [Any]: array.map(Self.plainJSON)
+    case let object as [String: Any]: object.mapValues(Self.plainJSON)
+    case let text as String: text
+    default: "\(value)"
     }
   }
 }

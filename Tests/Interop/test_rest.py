@@ -249,6 +249,63 @@ def test_http_rule_flags_and_config_file_route_hosted_methods(start_sluice, tmp_
     assert status == 200 and reply["result"].startswith("hi bo---"), reply
 
 
+def test_api_configuration_rules_in_the_config_file(start_sluice, tmp_path):
+    """The file's `http: rules:` section, in gRPC API Configuration's shape (selector, a method
+    key or custom, body, response_body, additional_bindings), in YAML and in JSON, beside the
+    flags' own keys and an `http-rule` list."""
+    config = tmp_path / "sluice.yaml"
+    config.write_text("""
+list-count: 2
+http-rule: ["hello.UserService.SayHi GET /v1/flat/{name}"]
+http:
+  rules:
+    - selector: hello.UserService.SayHi
+      get: /v1/hi/{name}
+      additional_bindings:
+        - post: /v1/hi
+          body: "*"
+        - custom:
+            kind: SEARCH
+            path: /v1/search/{name}
+    - selector: proto.StreamService.List
+      get: /v1/points/{pt.name}
+      response_body: pt
+""")
+    s = start_sluice("--config", str(config))
+    for method, path, body in [("GET", "/v1/hi/ada", None), ("POST", "/v1/hi", {"name": "ada"}),
+                               ("SEARCH", "/v1/search/ada", None), ("GET", "/v1/flat/ada", None)]:
+        status, _, reply = call(s, method, path, body)
+        assert status == 200 and reply["result"].startswith("hi ada---"), (method, path, reply)
+    status, _, body = raw(s, "/v1/points/p")
+    points = [json.loads(line) for line in body.splitlines()]
+    assert status == 200 and [p["name"] for p in points] == ["p", "p"], body  # list-count 2 from the same file
+    config = tmp_path / "sluice.json"
+    config.write_text(json.dumps({"http": {"rules": [{"selector": "hello.UserService.SayHi", "put": "/v1/j/{name}"}]}}))
+    s = start_sluice("--config", str(config))
+    status, _, reply = call(s, "PUT", "/v1/j/bo")
+    assert status == 200 and reply["result"].startswith("hi bo---"), reply
+
+
+@pytest.mark.parametrize("section, words", [
+    ("http:\n  rules:\n    - get: /v1/x\n", "'selector' (pkg.Service.Method) is missing"),
+    ("http:\n  rules:\n    - selector: a.B.C\n      gett: /v1/x\n", "'gett' is not a key of an HTTP rule"),
+    ("http:\n  rules:\n    - selector: a.B.C\n      get: /v1/x\n      post: /v1/y\n", "not 2"),
+    ("http:\n  rules:\n    - selector: a.B.C\n      get: v1/x\n", "does not start with /"),
+    ("http:\n  rulez: []\n", "'rulez' is not supported"),
+    ("http:\n  rules:\n    - selector: a.B.C\n      get: /v1/x\n      additional_bindings:\n"
+     "        - {selector: a.B.D, get: /v1/y}\n", "no selector or additional_bindings of its own"),
+])
+def test_a_bad_http_section_stops_the_gateway_naming_it(tmp_path, section, words):
+    import os
+    from conftest import ROOT
+    binary = os.environ.get("SLUICE_BIN") or str(ROOT / ".build" / "release" / "sluice")
+    config = tmp_path / "sluice.yaml"
+    config.write_text(section)
+    out = subprocess.run([binary, "--config", str(config)], capture_output=True, text=True, timeout=30,
+                         env=dict(os.environ, SWIFT_BACKTRACE="enable=no"))
+    assert out.returncode == 64 and words in out.stderr, out.stderr
+
+
 @pytest.mark.parametrize("rule, words", [
     ("SayHi GET /v1/hi", "is not pkg.Service.Method"),
     ("hello.UserService.SayHi get /v1/hi", "is not an HTTP method"),
