@@ -116,8 +116,19 @@ def test_a_word_that_is_not_an_option_is_refused_naming_it(gateway):
                              headers={"Sluice-JSON-Output": "proto-names, camel"})
         assert status == 400 and reply["code"] == 3, (path, reply)
         assert "Sluice-JSON-Output" in reply["message"] and "'camel'" in reply["message"], reply
-    frames = ws_echo(gateway, {"name": "w"}, {"Sluice-JSON-Output": "camel"})
-    assert frames[-1]["$end"]["code"] == 3 and "camel" in frames[-1]["$end"]["message"], frames
+    # The WebSocket session ends at once, as for a malformed handshake header: its `$end` names
+    # the word, then Close 4003 (4000 + INVALID_ARGUMENT).
+    async def refused():
+        async with websockets.connect(f"{gateway.ws}/{SERVICE}/Echo",
+                                      additional_headers={"Sluice-JSON-Output": "camel"}) as ws:
+            frames = []
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    frames.append(json.loads(await ws.recv()))
+            return frames, closed.value.rcvd
+    frames, close = asyncio.run(refused())
+    assert frames[-1]["$end"]["code"] == 3 and "'camel'" in frames[-1]["$end"]["message"], frames
+    assert close.code == 4003, close
 
 
 def test_the_gateway_flag_and_a_header_that_turns_it_back(lab, upstream, start_sluice):  # noqa: F811
