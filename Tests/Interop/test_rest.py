@@ -4,6 +4,7 @@ patterns, `**`, custom verbs), query parameters for the other fields (repeated, 
 types), `body: "*"` and `body: "field"`, `response_body`, additional bindings, errors as
 `google.rpc.Status` JSON with gRPC's HTTP mapping, 405 with `Allow`, both ports (HTTP/1.1 and h2c).
 Clients: Python's http.client and curl."""
+import base64
 import gzip
 import http.client
 import json
@@ -233,6 +234,44 @@ def test_bidi_streams_both_ways_at_once(rest):
         assert read_chunk() == b""  # the stream ends when the client's does
 
 
+def test_http_body_in_and_out(rest):
+    """google.api.HttpBody: the raw request body (and its Content-Type) as the message or its
+    `body` field; the raw answer with the message's own type; streams of raw chunks both ways."""
+    png = bytes(range(256)) * 4
+    status, _, reply = call(rest, "POST", "/v1/upload", png, headers={"Content-Type": "image/png"})
+    assert status == 200 and reply["text"] == "image/png" and reply["count"] == "1024", reply
+    assert base64.b64decode(reply["blob"]) == png
+    status, _, reply = call(rest, "POST", "/v1/attach/report.csv?unused=1", b"a,b\n1,2\n",
+                            headers={"Content-Type": "text/csv"})
+    assert status == 400 and "unused" in reply["message"], reply  # the query still names fields
+    status, _, reply = call(rest, "POST", "/v1/attach/report.csv", b"a,b\n1,2\n", headers={"Content-Type": "text/csv"})
+    assert status == 200 and reply["name"] == "report.csv" and reply["text"] == "text/csv", reply
+    assert base64.b64decode(reply["blob"]) == b"a,b\n1,2\n"
+    connection = http.client.HTTPConnection("127.0.0.1", rest.http_port, timeout=15)
+    connection.request("GET", "/v1/download/ab?count=3&text=application/x-thing")
+    response = connection.getresponse()
+    assert response.status == 200 and response.getheader("Content-Type") == "application/x-thing"
+    assert response.getheader("grpc-metadata-x-upstream-initial") == "lab" and response.read() == b"ababab"
+    connection.request("GET", "/v1/chunks/3")
+    response = connection.getresponse()
+    assert response.status == 200 and response.getheader("Content-Type") == "text/x-chunks"
+    assert response.read() == b"chunk-0\nchunk-1\nchunk-2\n"
+    connection.close()
+    # A failure before the first chunk is the JSON error; an upload in chunks is a message a chunk.
+    status, _, reply = call(rest, "GET", "/v1/chunks/x")
+    assert status == 400 and reply["code"] == 3, reply
+    out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "--data-binary", "@-", "-H",
+                          "Content-Type: application/octet-stream", f"http://127.0.0.1:{rest.grpc_port}/v1/chunks"],
+                         input=b"x" * 100_000, capture_output=True, timeout=15).stdout
+    total = json.loads(out)
+    assert total["sum"] == "100000" and total["items"] >= 1, total
+    # The OpenAPI document says the bodies are of any type.
+    _, _, document = call(rest, "GET", "/openapi.json")
+    upload = document["paths"]["/v1/upload"]["post"]
+    assert upload["requestBody"]["content"] == {"*/*": {}}
+    assert document["paths"]["/v1/download/{name}"]["get"]["responses"]["200"]["content"] == {"*/*": {}}
+
+
 def test_http_rule_flags_and_config_file_route_hosted_methods(start_sluice, tmp_path):
     s = start_sluice("--http-rule", "hello.UserService.SayHi GET /v1/hi/{name}",
                      "--http-rule", "/proto.StreamService/List GET /v1/points/{pt.name} response_body=pt")
@@ -392,7 +431,8 @@ def test_schemathesis_finds_no_server_error(rest):
     """schemathesis (PyPI) generates requests from /openapi.json and checks that none gets a 5xx.
     Left out: Count (a stream of as many items as asked, up to 2^31), Fail (whose upstream
     answers the error code it is given, 13 and 14 included), and Sum and Chat (their bodies are
-    NDJSON, which schemathesis does not write). Its coverage phase is left out too:
+    NDJSON, which schemathesis does not write), DownloadChunks and Download (as many chunks or
+    copies as asked). Its coverage phase is left out too:
     it sends methods no rule has (TRACE) to paths whose variables it cannot shape, which the HTTP
     port answers 501 as for any unknown method."""
     import shutil
@@ -402,7 +442,7 @@ def test_schemathesis_finds_no_server_error(rest):
     out = subprocess.run(
         [schemathesis, "run", f"http://127.0.0.1:{rest.http_port}/openapi.json", "--checks", "not_a_server_error",
          "-n", "50", "--seed", "1", "--phases", "examples,fuzzing,stateful", "--exclude-path-regex",
-         "^/v1/(count|fail|sum|chat)", "--request-timeout", "10"],
+         "^/v1/(count|fail|sum|chat|chunks|download)", "--request-timeout", "10"],
         capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-1000:]
-    assert "Tested: 6" in out.stdout and " passed" in out.stdout, out.stdout[-2000:]
+    assert "Tested: 8" in out.stdout and " passed" in out.stdout, out.stdout[-2000:]

@@ -159,7 +159,11 @@ enum OpenAPIDocument {
       "tags": .array([.string(method.serviceName)]),
     ]
     if !parameters.isEmpty { operation.members.append((key: "parameters", value: .array(parameters))) }
-    if !route.rule.body.isEmpty {
+    if RESTRequest.rawRequestBody(route.rule, input: method.input) {
+      // google.api.HttpBody: the body as it is, of any type.
+      operation.members.append(
+        (key: "requestBody", value: .object(["required": .bool(false), "content": .object(["*/*": .object([:])])])))
+    } else if !route.rule.body.isEmpty {
       let schema: JSONObject
       if route.rule.body == "*" {
         schema = schemas.reference(method.input)
@@ -185,7 +189,9 @@ enum OpenAPIDocument {
       response = Self.schema(field, schemas: &schemas, wholeField: true)
     }
     let content: JSONObject
-    if method.kind.serverStreams {
+    if RESTRequest.rawResponseBody(route.rule, output: method.output) {
+      content = ["*/*": .object([:])]  // google.api.HttpBody: its own type
+    } else if method.kind.serverStreams {
       content = [
         "application/x-ndjson": .object(["schema": .object(response)]),
         "text/event-stream": .object(["schema": .object(["type": .string("string")])]),

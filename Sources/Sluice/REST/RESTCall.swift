@@ -25,6 +25,14 @@ internal import SluiceCodec
 /// head, so a bidi method's answers stream while the body is still coming; a client-streaming one
 /// answers its one message as a unary method does.
 ///
+/// A route whose body is a `google.api.HttpBody` (the request, or its `body` field) takes the raw
+/// body as that message's `data`, with `Content-Type` as its `content_type`; a streaming one makes
+/// each chunk of the body a message as it arrives. A route whose answer is an HttpBody (the
+/// response, or its `response_body` field) answers its `data` as it is, with its `content_type`;
+/// a server stream of them is their data one after the other, with the first one's type. Such a
+/// stream that fails after its first message just ends (as Envoy's transcoder does): raw bytes
+/// have no place for a status.
+///
 /// The framing only: the call's lifecycle, limits and end are `ExchangeCall`'s.
 final class RESTCall: ExchangeCall {
   private let route: RESTRoutes.Route
@@ -37,6 +45,10 @@ final class RESTCall: ExchangeCall {
   private var lineNumber = 0
   private var gzipRequest = false
   private var gzipResponse = false
+  /// The body is a `google.api.HttpBody`'s data (`RESTRequest.rawRequestBody`).
+  private let rawRequest: Bool
+  /// The answer is a `google.api.HttpBody`'s data (`RESTRequest.rawResponseBody`).
+  private let rawResponse: Bool
   /// The one response message (JSON), held until the end so that an error after it still gets
   /// its status.
   private var heldResponse: [UInt8]?
@@ -80,6 +92,8 @@ final class RESTCall: ExchangeCall {
   ) {
     self.route = route
     self.bindings = bindings
+    self.rawRequest = RESTRequest.rawRequestBody(route.rule, input: route.method.input)
+    self.rawResponse = RESTRequest.rawResponseBody(route.rule, output: route.method.output)
     self.streamFraming =
       route.method.kind.serverStreams
       ? StreamFraming(accept: request.headers["Accept"].joined(separator: ",")) : nil
@@ -105,7 +119,7 @@ final class RESTCall: ExchangeCall {
     }
     self.gzipResponse = ResponseCompression.acceptsGzip(self.request.headers["Accept-Encoding"])
     if streams {
-      self.lines = NDJSONLines(maxLineBytes: self.engine.maximumMessageBytes)
+      if !self.rawRequest { self.lines = NDJSONLines(maxLineBytes: self.engine.maximumMessageBytes) }
     } else {
       self.body = self.exchange.allocator.buffer(capacity: 0)
     }
@@ -135,7 +149,16 @@ final class RESTCall: ExchangeCall {
       }
       return self.account()
     }
-    guard var body = self.body else { return }
+    guard var body = self.body else {
+      guard self.rawRequest, self.route.method.kind.clientStreams else { return }
+      // A stream of raw chunks: each is a message.
+      do {
+        try self.deliverMessage(RESTRequest.httpBodyJSON(contentType: self.contentType, chunk.readableBytesView))
+      } catch {
+        self.stop(error)
+      }
+      return
+    }
     self.body = nil  // unique while written to: no copy
     guard self.append(chunk, to: &body) else { return }
     self.body = body
@@ -151,7 +174,10 @@ final class RESTCall: ExchangeCall {
       if self.isReceiving { self.deliverEnd() }
       return
     }
-    guard var body = self.body else { return }
+    guard var body = self.body else {
+      if self.rawRequest { self.deliverEnd() }
+      return
+    }
     self.body = nil
     do throws(RPCError) {
       if self.gzipRequest, body.readableBytes > 0 {
@@ -162,12 +188,19 @@ final class RESTCall: ExchangeCall {
           throw GRPCErrors.restBody("the body is marked Content-Encoding: gzip but does not inflate: \(error.message)")
         }
       }
-      try self.deliverMessage(body.readableBytes == 0 ? nil : try self.bridge.parse(body.readableBytesView))
+      if self.rawRequest {
+        try self.deliverMessage(RESTRequest.httpBodyJSON(contentType: self.contentType, body.readableBytesView))
+      } else {
+        try self.deliverMessage(body.readableBytes == 0 ? nil : try self.bridge.parse(body.readableBytesView))
+      }
     } catch {
       return self.stop(error)
     }
     self.deliverEnd()
   }
+
+  /// The request's `Content-Type`, for an HttpBody.
+  private var contentType: String? { self.request.headers.first(name: "Content-Type") }
 
   /// One line of a streaming request: a message unless blank; an error names the line.
   private func receivedLine(_ line: [UInt8]) {
@@ -202,6 +235,7 @@ final class RESTCall: ExchangeCall {
       self.heldResponse = payload
       return
     }
+    if self.rawResponse { return self.sendRaw(payload) }
     let body: [UInt8]
     do {
       body = try RESTRequest.responseBody(
@@ -219,6 +253,29 @@ final class RESTCall: ExchangeCall {
     Self.frame(body, framing, into: &buffer)
     self.write(buffer)
     self.exchange.flushSoon()
+  }
+
+  /// One HttpBody of a server stream: its data as it is, the head with the first one's type.
+  private func sendRaw(_ payload: [UInt8]) {
+    let body: (contentType: String, data: [UInt8])
+    do {
+      body = try RESTRequest.httpBody(
+        payload, rule: self.route.rule, output: self.route.method.output, bridge: self.bridge)
+    } catch {
+      return self.stop(error)
+    }
+    if !self.headSent { self.writeRawHead(body.contentType) }
+    guard !body.data.isEmpty else { return }
+    self.write(self.exchange.allocator.buffer(bytes: body.data))
+    self.exchange.flushSoon()
+  }
+
+  private func writeRawHead(_ contentType: String) {
+    self.headSent = true
+    var headers = self.headers(self.initialMetadata)
+    headers.add(name: "Content-Type", value: contentType)
+    headers.add(name: "Cache-Control", value: "no-cache")
+    self.exchange.writeHead(.ok, headers: headers)
   }
 
   /// One message (or the closing status) of a server stream.
@@ -254,20 +311,32 @@ final class RESTCall: ExchangeCall {
 
   override func writeEnd(_ error: RPCError?, trailers: HPACKHeaders) {
     if let framing = self.streamFraming {
-      return self.writeStreamEnd(framing, error, trailers: trailers)
+      guard self.rawResponse, self.headSent || error == nil else {
+        return self.writeStreamEnd(framing, error, trailers: trailers)
+      }
+      // Raw bytes: nothing to close them with (an empty stream is an empty body).
+      if !self.headSent { self.writeRawHead("application/octet-stream") }
+      return
     }
     guard error == nil, let response = self.heldResponse else {
       return self.writeError(error ?? GRPCErrors.missingResponse, trailers: trailers, status: nil)
     }
     let body: [UInt8]
+    let contentType: String
     do {
-      body = try RESTRequest.responseBody(
-        response, rule: self.route.rule, output: self.route.method.output, bridge: self.bridge)
+      if self.rawResponse {
+        (contentType, body) = try RESTRequest.httpBody(
+          response, rule: self.route.rule, output: self.route.method.output, bridge: self.bridge)
+      } else {
+        contentType = "application/json"
+        body = try RESTRequest.responseBody(
+          response, rule: self.route.rule, output: self.route.method.output, bridge: self.bridge)
+      }
     } catch {
       return self.writeError(error, trailers: trailers, status: nil)
     }
     var headers = self.headers(self.initialMetadata)
-    headers.add(name: "Content-Type", value: "application/json")
+    headers.add(name: "Content-Type", value: contentType)
     var bytes = self.exchange.allocator.buffer(bytes: body)
     if let gzipped = ResponseCompression.gzipped(body, accepts: self.gzipResponse, allocator: self.exchange.allocator) {
       headers.add(name: "Content-Encoding", value: "gzip")

@@ -1,3 +1,4 @@
+internal import Foundation
 internal import GRPCCore
 internal import SluiceCodec
 
@@ -176,5 +177,58 @@ enum RESTRequest {
     guard !rule.responseBody.isEmpty, let field = output.field(named: rule.responseBody) else { return json }
     guard case .object(let object) = try bridge.parse(json) else { return json }
     return (object[field.jsonName] ?? .null).serializedBytes
+  }
+
+  // MARK: - google.api.HttpBody
+
+  /// The message type of a raw HTTP body (google/api/httpbody.proto).
+  static let httpBodyType = "google.api.HttpBody"
+
+  /// Where a route's raw request body goes: the whole request is an HttpBody (`body: "*"`), or
+  /// its `body` field is one; nil when the body is JSON.
+  static func rawRequestBody(_ rule: HTTPRule, input: SluiceCodec.MessageDescriptor) -> Bool {
+    switch rule.body {
+    case "": false
+    case "*": input.fullName == Self.httpBodyType
+    case let name: input.field(named: name)?.message?.fullName == Self.httpBodyType
+    }
+  }
+
+  /// Whether a route answers with raw bytes: the response (or its `response_body` field) is an
+  /// HttpBody.
+  static func rawResponseBody(_ rule: HTTPRule, output: SluiceCodec.MessageDescriptor) -> Bool {
+    rule.responseBody.isEmpty
+      ? output.fullName == Self.httpBodyType
+      : output.field(named: rule.responseBody)?.message?.fullName == Self.httpBodyType
+  }
+
+  /// A raw body as the HttpBody JSON it stands for: its `Content-Type` and its bytes.
+  static func httpBodyJSON(contentType: String?, _ bytes: some Collection<UInt8>) -> JSONValue {
+    var object = JSONObject()
+    if let contentType { object.members.append((key: "contentType", value: .string(contentType))) }
+    object.members.append((key: "data", value: .string(Data(bytes).base64EncodedString())))
+    return .object(object)
+  }
+
+  /// The content type and bytes of an HttpBody answer (the response's JSON, or its
+  /// `response_body` field's), whichever names the JSON output options gave its fields.
+  static func httpBody(_ json: [UInt8], rule: HTTPRule, output: SluiceCodec.MessageDescriptor, bridge: JSONBridge)
+    throws(RPCError) -> (contentType: String, data: [UInt8])
+  {
+    var value = try bridge.parse(json)
+    if !rule.responseBody.isEmpty, let field = output.field(named: rule.responseBody), case .object(let outer) = value {
+      value = outer[field.jsonName] ?? outer[field.name] ?? .object(JSONObject())
+    }
+    guard case .object(let body) = value else { return ("application/octet-stream", []) }
+    var contentType = "application/octet-stream"
+    if case .string(let text)? = body["contentType"] ?? body["content_type"], !text.isEmpty { contentType = text }
+    var data: [UInt8] = []
+    if case .string(let text)? = body["data"] {
+      guard let decoded = Base64.decode(text) else {
+        throw GRPCErrors.invalidResponse(Self.httpBodyType)
+      }
+      data = decoded
+    }
+    return (contentType, data)
   }
 }

@@ -15,6 +15,7 @@ import time
 from concurrent import futures
 
 import grpc
+from google.api import httpbody_pb2
 from google.protobuf import any_pb2, wrappers_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -133,6 +134,31 @@ class Lab(lab_pb2_grpc.LabServicer):
     def GetStats(self, request, context):
         with stats_lock:
             return lab_pb2.Stats(**stats)
+
+    def Upload(self, request, context):
+        return lab_pb2.Item(name="upload", text=request.content_type, count=len(request.data), blob=request.data)
+
+    def Attach(self, request, context):
+        return lab_pb2.Item(name=request.name, text=request.file.content_type, count=len(request.file.data),
+                            blob=request.file.data)
+
+    def Download(self, request, context):
+        context.send_initial_metadata((("x-upstream-initial", NAME),))
+        return httpbody_pb2.HttpBody(content_type=request.text or "text/plain",
+                                     data=(request.name * request.count).encode())
+
+    def DownloadChunks(self, request, context):
+        for n in range(request.count):
+            if n == 1 and request.payload_bytes < 0:
+                context.abort(grpc.StatusCode.DATA_LOSS, "stopped midway")
+            yield httpbody_pb2.HttpBody(content_type="text/x-chunks", data=f"chunk-{n}\n".encode())
+
+    def UploadChunks(self, request_iterator, context):
+        size, chunks = 0, 0
+        for chunk in request_iterator:
+            size += len(chunk.data)
+            chunks += 1
+        return lab_pb2.Total(sum=size, items=chunks)
 
 
 def main():
