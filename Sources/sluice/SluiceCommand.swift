@@ -2,7 +2,7 @@ public import ArgumentParser
 internal import Foundation
 
 /// `sluice`: the gateway (`serve`, the default) and the command-line client for any gRPC server or
-/// Sluice gateway (`call`, `list`, `describe`).
+/// Sluice gateway (`call`, `list`, `describe`), and `openapi`.
 @main
 struct SluiceCommand: AsyncParsableCommand {
   /// The release, as `sluice --version` prints it.
@@ -20,7 +20,7 @@ struct SluiceCommand: AsyncParsableCommand {
       `sluice serve --help` lists the gateway's flags.
       """,
     version: "sluice \(Self.version)",
-    subcommands: [ServeCommand.self, CallCommand.self, ListCommand.self, DescribeCommand.self],
+    subcommands: [ServeCommand.self, CallCommand.self, ListCommand.self, DescribeCommand.self, OpenAPICommand.self],
     defaultSubcommand: ServeCommand.self
   )
 
@@ -30,7 +30,7 @@ struct SluiceCommand: AsyncParsableCommand {
     var arguments = Array(CommandLine.arguments.dropFirst())
     var origins = ConfigurationSources.Origins()
     do {
-      let others: Set<String> = ["call", "list", "describe", "help", "-h", "--help", "--version"]
+      let others: Set<String> = ["call", "list", "describe", "openapi", "help", "-h", "--help", "--version"]
       if arguments.first == "serve" || !others.contains(arguments.first ?? "serve") {
         if arguments.first == "serve" { arguments.removeFirst() }
         let merged = try await ConfigurationSources.arguments(

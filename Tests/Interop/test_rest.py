@@ -411,6 +411,29 @@ def test_openapi_document_is_valid_and_describes_the_routes(rest):
     assert item["extra"] == {"type": "object"} and item["blob"] == {"type": "string", "contentEncoding": "base64"}
 
 
+def test_sluice_openapi_prints_the_same_document(rest, lab):  # noqa: F811
+    """`sluice openapi` without a gateway: from the descriptor set, and from the upstream's own
+    reflection, the document is the one the gateway serves; rules left out are named on stderr."""
+    import os
+    from conftest import ROOT
+
+    binary = os.environ.get("SLUICE_BIN") or str(ROOT / ".build" / "release" / "sluice")
+    _, _, served = call(rest, "GET", "/openapi.json")
+    out = subprocess.run([binary, "openapi", "--descriptor-set", str(lab.protoset)], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0 and json.loads(out.stdout) == served, out.stderr
+    upstream = LabServer(lab)
+    try:
+        out = subprocess.run([binary, "openapi", upstream.address, "--http-rule",
+                              "upstream.lab.Lab.GetStats GET /v2/stats", "--http-rule", "upstream.lab.Lab.Nope GET /x"],
+                             capture_output=True, text=True, timeout=30)
+    finally:
+        upstream.kill()
+    document = json.loads(out.stdout)
+    assert out.returncode == 0 and "/v2/stats" in document["paths"] and "/v1/stats" not in document["paths"]
+    assert "/v1/items/{name}" in document["paths"] and "upstream.lab.Lab/Nope: no such method" in out.stderr, out.stderr
+
+
 def test_openapi_is_behind_the_bearer_check(start_sluice, tmp_path):
     tokens = tmp_path / "tokens"
     tokens.write_text("s3cret\n")

@@ -1,4 +1,5 @@
-internal import SluiceCodec
+public import SluiceCodec
+internal import SluiceProtos
 
 /// The OpenAPI 3.1 document of the REST routes (`GET /openapi.json`): a path and an operation per
 /// route, its parameters (the path's variables, and for routes without `body: "*"` the request's
@@ -319,4 +320,19 @@ enum OpenAPIDocument {
       }
     }
   }
+}
+
+/// The OpenAPI document outside a running gateway (`sluice openapi`).
+public enum OpenAPIExport {
+  /// The OpenAPI 3.1 document of `registry`'s REST routes (their `google.api.http` rules, or
+  /// `httpRules` in their place), as JSON, and the rules left out with why.
+  public static func document(_ registry: DescriptorRegistry, httpRules: [ConfiguredHTTPRule]) -> (
+    json: [UInt8], problems: [String]
+  ) {
+    let routes = RESTRoutes(registry: registry, configured: httpRules)
+    return (OpenAPIDocument.make(routes).serializedBytes, routes.problems)
+  }
+
+  /// The descriptors of the services the gateway hosts itself (the seed's), with their imports.
+  public static var hostedDescriptors: [UInt8] { SluiceDescriptors.fileDescriptorSet }
 }
