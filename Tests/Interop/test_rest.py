@@ -406,6 +406,14 @@ def test_openapi_document_is_valid_and_describes_the_routes(rest):
     assert notes["responses"]["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/upstream.lab.Item"}
     count = paths["/v1/count/{count}"]["get"]["responses"]["200"]["content"]
     assert set(count) == {"application/x-ndjson", "text/event-stream", "application/json"}
+    # The protos' comments (the descriptor set has them: --include_source_info) are descriptions.
+    assert paths["/v1/stats"]["get"]["description"] == "Reads only: Connect clients may call it with GET."
+    reply = document["components"]["schemas"]["upstream.lab.EchoReply"]
+    assert reply["properties"]["metadata"]["description"] == (
+        "The request metadata the upstream received (binary values base64).")
+    assert document["components"]["schemas"]["upstream.lab.Total"]["description"] == "What Sum and UploadChunks add up."
+    assert paths["/v1/count/{count}"]["get"]["x-grpc-method"] == "/upstream.lab.Lab/Count"
+    assert paths["/v1/items/{name}/notes"]["put"]["x-http-rule"] == {"body": "notes", "responseBody": "item"}
     item = document["components"]["schemas"]["upstream.lab.Item"]["properties"]
     assert item["tags"] == {"type": "object", "additionalProperties": {"type": "integer", "format": "int32"}}
     assert item["extra"] == {"type": "object"} and item["blob"] == {"type": "string", "contentEncoding": "base64"}

@@ -42,7 +42,7 @@ def lab(tmp_path_factory):
     descriptors = out / "lab.protoset"
     args = [
         "protoc", f"-I{HERE}", f"-I{include}", f"-I{googleapis}", f"--python_out={out}", f"--grpc_python_out={out}",
-        "--include_imports", f"--descriptor_set_out={descriptors}", str(HERE / "lab.proto"),
+        "--include_imports", "--include_source_info", f"--descriptor_set_out={descriptors}", str(HERE / "lab.proto"),
     ]
     assert protoc.main(args) == 0, "grpcio-tools could not compile lab.proto"
     sys.path.insert(0, str(out))

@@ -23,7 +23,9 @@ public struct JSONBridge: Sendable {
     self.registry = registry
     self.codec = codec
     self.rest = RESTRoutes(registry: registry, configured: httpRules)
-    self.openAPIDocument = OpenAPIDocument.make(self.rest).serializedBytes
+    self.openAPIDocument =
+      OpenAPIDocument.make(self.rest, comments: ProtoComments(files: registry.files))
+      .serializedBytes
   }
 
   /// The same bridge, writing JSON with `options`.

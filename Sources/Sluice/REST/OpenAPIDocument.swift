@@ -7,10 +7,12 @@ internal import SluiceProtos
 /// `response_body` field; a server stream as NDJSON, SSE or a JSON array; a request stream as an
 /// NDJSON body), the error object, and a
 /// schema per message as proto JSON writes it (64-bit integers as strings, enums by name, the
-/// well-known types in their JSON forms).
+/// well-known types in their JSON forms). The protos' comments, when the descriptors carry them
+/// (`ProtoComments`), are the descriptions of operations, schemas and properties. Each operation
+/// also names its gRPC method (`x-grpc-method`) and its rule's body fields (`x-http-rule`).
 enum OpenAPIDocument {
-  static func make(_ routes: RESTRoutes) -> JSONValue {
-    var schemas = Schemas()
+  static func make(_ routes: RESTRoutes, comments: ProtoComments = .none) -> JSONValue {
+    var schemas = Schemas(comments: comments)
     var paths = JSONObject()
     var operationIds: Set<String> = []
     for route in routes.routes {
@@ -159,6 +161,17 @@ enum OpenAPIDocument {
       "summary": .string("\(method.path) (\(method.kind))"),
       "tags": .array([.string(method.serviceName)]),
     ]
+    if let comment = schemas.comments["\(method.serviceName).\(method.methodName)"] {
+      operation.members.append((key: "description", value: .string(comment)))
+    }
+    // The method and the rule's body fields, for a client that builds requests from messages (the
+    // explorer page): OpenAPI has no words for them.
+    operation.members.append((key: "x-grpc-method", value: .string(method.path)))
+    var rule: JSONObject = ["body": .string(route.rule.body)]
+    if !route.rule.responseBody.isEmpty {
+      rule.members.append((key: "responseBody", value: .string(route.rule.responseBody)))
+    }
+    operation.members.append((key: "x-http-rule", value: .object(rule)))
     if !parameters.isEmpty { operation.members.append((key: "parameters", value: .array(parameters))) }
     if RESTRequest.rawRequestBody(route.rule, input: method.input) {
       // google.api.HttpBody: the body as it is, of any type.
@@ -266,7 +279,12 @@ enum OpenAPIDocument {
   /// The message schemas made so far, each once, by full name.
   struct Schemas {
     var components = JSONObject()
+    let comments: ProtoComments
     private var made: Set<String> = []
+
+    init(comments: ProtoComments) {
+      self.comments = comments
+    }
 
     /// A `$ref` to `message`'s schema (made on first use), or a well-known type's own schema.
     mutating func reference(_ message: SluiceCodec.MessageDescriptor) -> JSONObject {
@@ -276,7 +294,7 @@ enum OpenAPIDocument {
         self.made.insert(name)
         var properties = JSONObject()
         for field in message.fields {
-          let schema: JSONObject
+          var schema: JSONObject
           if field.isMap, let entry = field.message, let value = entry.field(named: "value") {
             schema = [
               "type": .string("object"),
@@ -287,10 +305,14 @@ enum OpenAPIDocument {
           } else {
             schema = OpenAPIDocument.schema(field, schemas: &self)
           }
+          if let comment = self.comments["\(name).\(field.name)"] {
+            schema.members.append((key: "description", value: .string(comment)))
+          }
           properties.members.append((key: field.jsonName, value: .object(schema)))
         }
-        self.components.members.append(
-          (key: name, value: .object(["type": .string("object"), "properties": .object(properties)])))
+        var schema: JSONObject = ["type": .string("object"), "properties": .object(properties)]
+        if let comment = self.comments[name] { schema.members.append((key: "description", value: .string(comment))) }
+        self.components.members.append((key: name, value: .object(schema)))
       }
       return ["$ref": .string("#/components/schemas/\(name)")]
     }
@@ -330,7 +352,9 @@ public enum OpenAPIExport {
     json: [UInt8], problems: [String]
   ) {
     let routes = RESTRoutes(registry: registry, configured: httpRules)
-    return (OpenAPIDocument.make(routes).serializedBytes, routes.problems)
+    return (
+      OpenAPIDocument.make(routes, comments: ProtoComments(files: registry.files)).serializedBytes, routes.problems
+    )
   }
 
   /// The descriptors of the services the gateway hosts itself (the seed's), with their imports.
