@@ -1,6 +1,7 @@
 // The Sluice page: one section per hosted RPC, then an explorer of every method the gateway
 // serves (from server reflection); all built on sluice-client.js.
 import { openRpc, callUnary, callFetch, codeName, httpBase, wsBase, reflect } from "./sluice-client.js";
+import { loadRoutes, restRequest } from "./explorer-rest.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -329,6 +330,7 @@ $("raw-clear").addEventListener("click", () => $("raw-log").replaceChildren());
 const explorer = {
   generation: 0, // bumps with every reflection load, so a late answer of an old one is dropped
   descriptors: null,
+  routes: new Map(), // REST routes by gRPC path (the gateway's /openapi.json)
   method: null, // the picked method
   run: null, // the current run: { method, base, rpc, sent: [frame texts] }
 };
@@ -343,12 +345,14 @@ async function loadExplorer() {
   const generation = ++explorer.generation;
   setLoadState("loading", "loading…");
   try {
-    const { services, descriptors, version } = await reflect(gateway());
+    const [{ services, descriptors, version }, routes] = await Promise.all([reflect(gateway()), loadRoutes(gateway())]);
     if (generation !== explorer.generation) return;
     explorer.descriptors = descriptors;
+    explorer.routes = routes;
     showServices(services);
     const methods = services.reduce((n, s) => n + s.methods.length, 0);
-    setLoadState("ready", `${services.length} services, ${methods} methods · reflection ${version}`);
+    const rest = [...routes.values()].reduce((n, list) => n + list.length, 0);
+    setLoadState("ready", `${services.length} services, ${methods} methods, ${rest} REST routes · reflection ${version}`);
   } catch (error) {
     if (generation !== explorer.generation) return;
     const code = error.code != null ? `${codeName(error.code)}: ` : "";
@@ -417,9 +421,23 @@ function pickMethod(method) {
   }
   $("explorer-help").textContent = hints.join(" ");
   $("explorer-keep-open-label").hidden = !method.clientStreaming;
+  showRouteChoices(method);
   for (const id of ["explorer-request", "explorer-run", "explorer-reset"]) $(id).disabled = false;
   resetTemplate();
   showProblem(null);
+}
+
+/** The "over" choices: the three protocols, then each REST route of the method. */
+function showRouteChoices(method) {
+  const select = $("explorer-protocol");
+  const chosen = select.value;
+  for (const option of [...select.options]) if (option.value.startsWith("rest:")) option.remove();
+  for (const [index, route] of (explorer.routes.get(method.path) ?? []).entries()) {
+    const option = el("option", null, `REST ${route.method} ${route.path}`);
+    option.value = `rest:${index}`;
+    select.append(option);
+  }
+  if (![...select.options].some((o) => o.value === chosen)) select.value = "websocket";
 }
 
 function resetTemplate() {
@@ -511,6 +529,10 @@ function runMethod() {
   if (explorer.run?.rpc && !["ended", "closed"].includes(explorer.run.rpc.state)) explorer.run.rpc.cancel();
   explorer.run?.abort?.abort();
   const protocol = $("explorer-protocol").value;
+  if (protocol.startsWith("rest:")) {
+    runRest(method, frames, explorer.routes.get(method.path)?.[Number(protocol.slice(5))]);
+    return;
+  }
   if (protocol !== "websocket") {
     runFetch(method, frames, protocol);
     return;
@@ -610,6 +632,93 @@ async function runFetch(method, frames, protocol) {
       $("explorer-count").textContent = String(++run.count);
     },
   });
+  if (!current()) return;
+  explorerLog(status.code === 0 ? "in end" : "in end error", JSON.stringify({ status }), "explorer-fetch-end");
+  showStatus($("explorer-status"), status);
+  state.dataset.state = "ended";
+  state.dataset.code = String(status.code);
+  state.textContent = `ended with code ${codeName(status.code)}`;
+  $("explorer-cancel").disabled = true;
+}
+
+/** Whether a parsed JSON value is a google.rpc.Status object (a REST stream's failure, its last). */
+const isStatus = (value) => value && typeof value === "object" && Number.isInteger(value.code)
+  && typeof value.message === "string" && Object.keys(value).every((k) => ["code", "message", "details", "trailers"].includes(k));
+
+/** A run over a REST route (fetch): the request built from the editor's messages
+ * (`restRequest`), `$metadata` as headers; a stream's answer read line by line as it arrives. */
+async function runRest(method, frames, route) {
+  if (!route) return showProblem("the gateway no longer has this route: Reload");
+  const run = { method, base: gateway(), rest: null, sent: [], count: 0, abort: new AbortController() };
+  explorer.run = run;
+  const current = () => explorer.run === run;
+  $("explorer-log").replaceChildren();
+  $("explorer-headers").textContent = "—";
+  $("explorer-count").textContent = "0";
+  showStatus($("explorer-status"), null);
+  const headers = {};
+  const messages = [];
+  for (const frame of frames) {
+    const value = JSON.parse(frame.text);
+    if (!frame.control) messages.push(value);
+    else for (const [key, values] of Object.entries(value.$metadata ?? {})) headers[key] = [values].flat().join(", ");
+  }
+  const request = restRequest(route, messages, { stream: method.clientStreaming });
+  if (request.contentType) headers["Content-Type"] = request.contentType;
+  if (method.serverStreaming) headers.Accept = "application/x-ndjson";
+  run.rest = { request, headers };
+  run.sent = [`${request.method} ${request.url}`];
+  explorerLog("out", request.body == null ? run.sent[0] : `${run.sent[0]}\n${request.body.trimEnd()}`, "explorer-out");
+  showCommands(run);
+  const state = $("explorer-state");
+  state.dataset.state = "open";
+  delete state.dataset.close;
+  state.textContent = "REST: waiting for the response";
+  $("explorer-cancel").disabled = false;
+  $("explorer-send").disabled = true;
+  $("explorer-finish").disabled = true;
+  let status = { code: 0, message: "" };
+  try {
+    const response = await fetch(run.base + request.url, {
+      method: request.method, headers, body: request.body ?? undefined, signal: run.abort.signal,
+    });
+    const head = {};
+    response.headers.forEach((value, name) => { if (name.startsWith("grpc-metadata-")) head[name.slice(14)] = value; });
+    if (current()) $("explorer-headers").textContent = `HTTP ${response.status} ${JSON.stringify(head)}`;
+    const type = response.headers.get("Content-Type") ?? "";
+    if (!response.ok) {
+      const error = await response.json().catch(() => null);
+      status = isStatus(error) ? error : { code: 2, message: `HTTP ${response.status}` };
+    } else if (!type.startsWith("application/json") && !type.startsWith("application/x-ndjson")) {
+      // google.api.HttpBody: the raw bytes, shown as text.
+      const text = await response.text();
+      if (current()) {
+        explorerLog("in", `${type}: ${text.slice(0, 2000)}`, "explorer-response");
+        $("explorer-count").textContent = String(++run.count);
+      }
+    } else {
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let pending = "";
+      const line = (text) => {
+        if (!text.trim() || !current()) return;
+        const value = JSON.parse(text);
+        if (method.serverStreaming && isStatus(value)) { status = value; return; }
+        explorerLog("in", JSON.stringify(value), "explorer-response");
+        $("explorer-count").textContent = String(++run.count);
+      };
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        pending += value;
+        const lines = pending.split("\n");
+        pending = lines.pop();
+        for (const text of lines) line(text);
+      }
+      line(pending);
+    }
+  } catch (error) {
+    status = error.name === "AbortError" ? { code: 1, message: "cancelled" } : { code: 14, message: String(error.message) };
+  }
   if (!current()) return;
   explorerLog(status.code === 0 ? "in end" : "in end error", JSON.stringify({ status }), "explorer-fetch-end");
   showStatus($("explorer-status"), status);
@@ -728,8 +837,31 @@ function fetchCommand(run) {
   return `${body} | ${["curl", "-N", "--output -", ...headers, ...args, "--data-binary @-", url].join(" ")}`;
 }
 
+/** The curl line of a REST run: the same method, URL, headers and body. */
+function restCommand(run) {
+  const { request, headers } = run.rest;
+  const args = ["curl"];
+  if (run.method.serverStreaming) args.push("-N");
+  if (request.method !== "GET" && !(request.method === "POST" && request.body != null)) args.push(`-X ${request.method}`);
+  for (const [name, value] of Object.entries(headers)) {
+    if (name !== "Content-Type" || request.contentType !== "application/json") args.push(`-H ${quote(`${name}: ${value}`)}`);
+  }
+  if (request.body == null) return [...args, word(httpBase(run.base) + request.url)].join(" ");
+  if (request.contentType === "application/x-ndjson") {
+    return `${feed(request.body.trimEnd().split("\n"))} | ${[...args, "--data-binary @-", word(httpBase(run.base) + request.url)].join(" ")}`;
+  }
+  return [...args, "-H 'Content-Type: application/json'", "-d", quote(request.body), word(httpBase(run.base) + request.url)].join(" ");
+}
+
 function showCommands(run) {
   const ready = run.sent.length > 0;
+  if (run.rest) {
+    $("explorer-websocat").textContent = "— (a WebSocket run shows its websocat line)";
+    $("explorer-curl").textContent = restCommand(run);
+    $("explorer-copy-websocat").disabled = true;
+    $("explorer-copy-curl").disabled = false;
+    return;
+  }
   if (run.protocol) {
     $("explorer-websocat").textContent = "— (a WebSocket run shows its websocat line)";
     $("explorer-curl").textContent = ready ? fetchCommand(run) : "—";
