@@ -272,6 +272,48 @@ def test_http_body_in_and_out(rest):
     assert document["paths"]["/v1/download/{name}"]["get"]["responses"]["200"]["content"] == {"*/*": {}}
 
 
+def test_rest_over_tls_with_descriptors_from_reflection(lab, start_sluice, tmp_path):  # noqa: F811
+    """Proxied routes whose descriptors came over the upstream's reflection (no descriptor set)
+    and a hosted method's --http-rule route, over TLS on both ports: HTTPS (HTTP/1.1) on the HTTP
+    port and HTTP/2 over TLS (ALPN h2) on the native port."""
+    import ssl
+
+    from conftest import make_pki
+
+    pki = make_pki(tmp_path)
+    upstream = LabServer(lab)
+    try:
+        s = start_sluice("--upstream", f"{SERVICE}={upstream.address}", "--upstream-reflection",
+                         "--tls-cert", str(pki["chain"]), "--tls-key", str(pki["key"]),
+                         "--http-rule", "hello.UserService.SayHi GET /v1/hi/{name}")
+        context = ssl.create_default_context(cafile=str(pki["ca"]))
+        connection = http.client.HTTPSConnection("127.0.0.1", s.http_port, timeout=15, context=context)
+        try:
+            connection.request("GET", "/v1/items/tls?count=2&mood=HAPPY")
+            response = connection.getresponse()
+            reply = json.loads(response.read())
+            assert response.status == 200 and reply["item"]["count"] == "2" and reply["item"]["mood"] == "HAPPY"
+            connection.request("POST", "/v1/sum", body='{"count":"4"}\n{"count":"5"}\n')
+            response = connection.getresponse()
+            assert response.status == 200 and json.loads(response.read()) == {"sum": "9", "items": 2}
+            connection.request("GET", "/v1/hi/ada")
+            response = connection.getresponse()
+            assert response.status == 200 and json.loads(response.read())["result"].startswith("hi ada---")
+            connection.request("GET", "/openapi.json")
+            paths = json.loads(connection.getresponse().read())["paths"]
+            assert {"/v1/items/{name}", "/v1/sum", "/v1/hi/{name}"} <= set(paths), paths
+        finally:
+            connection.close()
+        out = subprocess.run(["curl", "-s", "-i", "--http2", "--cacert", str(pki["ca"]),
+                              f"https://127.0.0.1:{s.grpc_port}/v1/count/2"],
+                             capture_output=True, text=True, timeout=15).stdout
+        head, _, body = out.partition("\n\n")  # text mode: curl's \r\n read as \n
+        assert head.startswith("HTTP/2 200"), out
+        assert [json.loads(line)["name"] for line in body.splitlines()] == ["lab-0", "lab-1"], out
+    finally:
+        upstream.kill()
+
+
 def test_http_rule_flags_and_config_file_route_hosted_methods(start_sluice, tmp_path):
     s = start_sluice("--http-rule", "hello.UserService.SayHi GET /v1/hi/{name}",
                      "--http-rule", "/proto.StreamService/List GET /v1/points/{pt.name} response_body=pt")

@@ -15,7 +15,10 @@ Where Sluice answers differently on purpose, `DIFFERENT` checks both sides' beha
   in Envoy;
 - a query parameter that names no field: 400 naming it in Sluice; Envoy resets the call (503);
 - a body member that names no field: 400 in Sluice (strict, as every JSON front end of Sluice);
-  Envoy drops it.
+  Envoy drops it;
+- a request stream (client streaming): NDJSON in Sluice, read a line at a time; one JSON array in
+  Envoy.
+google.api.HttpBody is compared raw: the status, the Content-Type and the bytes.
 """
 import http.client
 import json
@@ -169,3 +172,48 @@ def test_where_sluice_differs_on_purpose(envoy_and_sluice):
     assert status == 400 and "bogus" in json.loads(mine)["message"] and their_status == 503
     (status, mine), (their_status, theirs) = both("POST", "/v1/items/w:echo", '{"bogus":1}')
     assert status == 400 and "bogus" in json.loads(mine)["message"] and their_status == 200
+
+
+RAW = bytes(range(256)) * 3
+
+# google.api.HttpBody both ways: (method, path, body, Content-Type). Compared: the status, the
+# answer's Content-Type and its bytes (a JSON answer as JSON).
+HTTP_BODY_CASES = [
+    ("POST", "/v1/upload", RAW, "image/png"),
+    ("POST", "/v1/attach/report.csv", b"a,b\n1,2\n", "text/csv"),
+    ("GET", "/v1/download/ab?count=3&text=application/x-thing", None, None),
+    ("GET", "/v1/download/ab?count=0", None, None),
+    ("GET", "/v1/chunks/3", None, None),
+]
+
+
+@pytest.mark.parametrize("method, path, body, content_type", HTTP_BODY_CASES, ids=[c[1] for c in HTTP_BODY_CASES])
+def test_http_body_matches_envoys_transcoder(envoy_and_sluice, method, path, body, content_type):
+    envoy_port, sluice_port = envoy_and_sluice
+    answers = []
+    for port in (envoy_port, sluice_port):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+        try:
+            connection.request(method, path, body=body, headers={"Content-Type": content_type} if content_type else {})
+            response = connection.getresponse()
+            answers.append((response.status, response.getheader("Content-Type"), response.read()))
+        finally:
+            connection.close()
+    (their_status, their_type, theirs), (status, kind, mine) = answers
+    assert status == their_status == 200 and kind == their_type, (answers[1][:2], answers[0][:2])
+    if kind.startswith("application/json"):
+        assert normalized(mine) == normalized(theirs), (mine, theirs)
+    else:
+        assert mine == theirs, (mine[:200], theirs[:200])
+
+
+def test_a_request_stream_is_ndjson_in_sluice_and_an_array_in_envoy(envoy_and_sluice):
+    """DIFFERENT: Sluice reads a client stream as NDJSON, a message a line as each arrives (so a
+    bidi route answers while the body is still coming); Envoy reads one JSON array. Same sums."""
+    envoy_port, sluice_port = envoy_and_sluice
+    json_body = {"Content-Type": "application/json"}
+    status, theirs = request(envoy_port, "POST", "/v1/sum", '[{"count":"1"},{"count":"2"}]', json_body)
+    assert status == 200 and json.loads(theirs) == {"sum": "3", "items": 2}, theirs
+    status, mine = request(sluice_port, "POST", "/v1/sum", '{"count":"1"}\n{"count":"2"}\n',
+                           {"Content-Type": "application/x-ndjson"})
+    assert status == 200 and json.loads(mine) == {"sum": "3", "items": 2}, mine
