@@ -114,6 +114,22 @@ def test_errors_map_to_http_statuses(rest):
     assert status == 404
 
 
+def test_unknown_query_parameters_can_be_ignored(lab, start_sluice):  # noqa: F811
+    """--rest-ignore-unknown-query (Envoy's ignore_unknown_query_parameters): a parameter that names
+    no field is skipped; one that names a field still has to fit it."""
+    upstream = LabServer(lab)
+    try:
+        s = start_sluice("--upstream", f"{SERVICE}={upstream.address}", "--descriptor-set", str(lab.protoset),
+                         "--rest-ignore-unknown-query")
+        status, _, reply = call(s, "GET", "/v1/items/w?bogus=1&count=2&item.x=3&utm_source=mail")
+        assert status == 200 and reply["item"]["count"] == "2", reply
+        for query, words in [("count=abc", "count"), ("name.x=1", "not a message"), ("tags=1", "map")]:
+            status, _, reply = call(s, "GET", f"/v1/items/w?{query}")
+            assert status == 400 and words in reply["message"], (query, reply)
+    finally:
+        upstream.kill()
+
+
 def test_rest_on_the_native_port_over_h2c_and_gzip(rest):
     out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-i",
                           f"http://127.0.0.1:{rest.grpc_port}/v1/items/h2?count=9"],

@@ -13,14 +13,22 @@ public struct JSONBridge: Sendable {
   let rest: RESTRoutes
   /// Their OpenAPI 3.1 document, serialized (`GET /openapi.json`).
   let openAPIDocument: [UInt8]
+  /// Whether a REST query parameter that names no field is skipped rather than refused
+  /// (`--rest-ignore-unknown-query`).
+  let restIgnoresUnknownQuery: Bool
 
   /// Creates a bridge.
   /// - Parameters:
   ///   - registry: The descriptors of every callable method.
   ///   - codec: The JSON translation, with its limits.
   ///   - httpRules: REST rules that replace the descriptors' own for their methods (`--http-rule`).
-  public init(registry: DescriptorRegistry, codec: JSONCodec, httpRules: [ConfiguredHTTPRule] = []) {
+  ///   - restIgnoresUnknownQuery: Whether a REST query parameter that names no field is skipped.
+  public init(
+    registry: DescriptorRegistry, codec: JSONCodec, httpRules: [ConfiguredHTTPRule] = [],
+    restIgnoresUnknownQuery: Bool = false
+  ) {
     self.registry = registry
+    self.restIgnoresUnknownQuery = restIgnoresUnknownQuery
     self.codec = codec
     self.rest = RESTRoutes(registry: registry, configured: httpRules)
     self.openAPIDocument =

@@ -22,6 +22,9 @@ extension GatewayConfiguration {
     /// How the JSON front ends write answers (`--json-output`); a request's `Sluice-JSON-Output`
     /// header applies over it.
     public var jsonOutput: JSONCodec.EncodingOptions
+    /// Whether a REST query parameter that names no field is skipped rather than refused with 400
+    /// (`--rest-ignore-unknown-query`).
+    public var restIgnoresUnknownQuery: Bool
 
     public init(
       hostsSeed: Bool = true,
@@ -30,7 +33,8 @@ extension GatewayConfiguration {
       interopService: Bool = false,
       descriptorSets: [[UInt8]] = [],
       httpRules: [ConfiguredHTTPRule] = [],
-      jsonOutput: JSONCodec.EncodingOptions = .init()
+      jsonOutput: JSONCodec.EncodingOptions = .init(),
+      restIgnoresUnknownQuery: Bool = false
     ) {
       self.hostsSeed = hostsSeed
       self.pace = pace
@@ -39,6 +43,7 @@ extension GatewayConfiguration {
       self.descriptorSets = descriptorSets
       self.httpRules = httpRules
       self.jsonOutput = jsonOutput
+      self.restIgnoresUnknownQuery = restIgnoresUnknownQuery
     }
 
     /// The seed services at the seed's pace (1 s, 7 `List` responses).

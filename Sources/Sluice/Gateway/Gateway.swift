@@ -274,7 +274,9 @@ public final class Gateway: Sendable {
       registry: registry,
       encoding: services.jsonOutput,
       decoding: .init(maximumDepth: calls.maxJSONDepth, maximumBytes: calls.maxMessageBytes))
-    let bridge = JSONBridge(registry: registry, codec: codec, httpRules: services.httpRules)
+    let bridge = JSONBridge(
+      registry: registry, codec: codec, httpRules: services.httpRules,
+      restIgnoresUnknownQuery: services.restIgnoresUnknownQuery)
     for problem in bridge.rest.problems {
       logger.error("REST route left out", metadata: ["problem": "\(problem.prefix(512))"])
     }

@@ -222,7 +222,8 @@ final class RESTCall: ExchangeCall {
     let uri = self.request.uri
     let query = uri.firstIndex(of: "?").map { uri[uri.index(after: $0)...] }
     let message = try RESTRequest.message(
-      rule: self.route.rule, input: self.route.method.input, bindings: self.bindings, query: query, body: body)
+      rule: self.route.rule, input: self.route.method.input, bindings: self.bindings, query: query, body: body,
+      ignoringUnknownQuery: self.bridge.restIgnoresUnknownQuery)
     try self.deliver(self.exchange.allocator.buffer(bytes: message.serializedBytes), compressed: false, gzip: false)
   }
 

@@ -7,11 +7,13 @@ internal import SluiceCodec
 /// the path's variables, then (unless `body: "*"`) the query parameters for the fields that are
 /// left. Values from the path and the query are text; each is written as the JSON its field takes
 /// (a bool, an enum's name or number, a number, a string, a well-known type's string), so the
-/// codec checks them as it checks any JSON. Keys are the fields' JSON names.
+/// codec checks them as it checks any JSON. Keys are the fields' JSON names. A query parameter
+/// that names no field is refused, or skipped with `ignoringUnknownQuery`
+/// (`--rest-ignore-unknown-query`, Envoy's `ignore_unknown_query_parameters`).
 enum RESTRequest {
   static func message(
     rule: HTTPRule, input: SluiceCodec.MessageDescriptor, bindings: [PathTemplate.Binding], query: Substring?,
-    body: JSONValue?
+    body: JSONValue?, ignoringUnknownQuery: Bool = false
   ) throws(RPCError) -> JSONValue {
     var object = JSONObject()
     switch (rule.body, body) {
@@ -54,6 +56,7 @@ enum RESTRequest {
         throw GRPCErrors.restQuery("the query parameter \(String(rawKey.prefix(64))) is not well percent-encoded UTF-8")
       }
       let path = key.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+      if ignoringUnknownQuery, Self.namesNoField(path, in: input) { continue }
       let (keys, aliases, field) = try Self.resolve(path, in: input, what: "the query parameter")
       let joined = keys.joined(separator: ".")
       if bound.contains(where: { $0 == joined || joined.hasPrefix($0 + ".") || $0.hasPrefix(joined + ".") }) {
@@ -100,6 +103,18 @@ enum RESTRequest {
     }
     guard let last, !keys.isEmpty else { throw GRPCErrors.restQuery("\(what) has an empty name") }
     return (keys, [aliases], last)
+  }
+
+  /// Whether a name on `path` is not a field of the message it is looked up in (a parameter for
+  /// some other service, or a typo), as opposed to a field that cannot take a query value.
+  private static func namesNoField(_ path: [String], in input: SluiceCodec.MessageDescriptor) -> Bool {
+    var message: SluiceCodec.MessageDescriptor? = input
+    for name in path {
+      guard let current = message else { return false }
+      guard let field = current.field(named: name) else { return true }
+      message = field.message
+    }
+    return false
   }
 
   /// Text from a path or a query as the JSON its field takes.

@@ -56,7 +56,8 @@ extension ServeCommand {
         interopService: services.interopService,
         descriptorSets: try services.descriptorSets(),
         httpRules: try services.httpRules(),
-        jsonOutput: try services.jsonOutputOptions()
+        jsonOutput: try services.jsonOutputOptions(),
+        restIgnoresUnknownQuery: services.restIgnoreUnknownQuery
       ),
       upstream: .init(
         routes: try services.upstreamRoutes(),

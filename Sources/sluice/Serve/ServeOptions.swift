@@ -305,6 +305,9 @@ struct ServiceOptions: ParsableArguments {
   )
   var httpRule: [String] = []
 
+  @Flag(help: "Skip a REST query parameter that names no field of the request instead of answering 400.")
+  var restIgnoreUnknownQuery = false
+
   @Option(
     help: ArgumentHelp(
       "How JSON answers are written: proto-names, enum-numbers, omit-defaults (and json-names, enum-names, emit-defaults, the defaults), comma-separated; a request's Sluice-JSON-Output header applies over it.",
