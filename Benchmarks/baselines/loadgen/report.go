@@ -183,8 +183,9 @@ func goals(results []*Result) []Goal {
 		}
 		add(g.goal, ok, v, fmt.Sprintf("%.2f×", v))
 	}
-	// gRPC-Web through Sluice against Envoy's grpc_web filter, both in front of grpc-go (the
-	// gRPC-Web and Connect issue): ≥ 2× Envoy with one worker, ≥ 1× with one per core.
+	// gRPC-Web and REST through Sluice against Envoy's grpc_web and grpc_json_transcoder filters,
+	// all in front of grpc-go (the gRPC-Web and Connect issue, the REST issue): ≥ 2× Envoy with
+	// one worker, ≥ 1× with one per core.
 	for _, g := range []struct {
 		scenario, metric, workers, goal string
 		want                            float64
@@ -193,6 +194,10 @@ func goals(results []*Result) []Goal {
 		{"grpcweb-list", "msg_per_s", "(1 worker)", "proxy: gRPC-Web List ≥ 2.0× Envoy grpc_web (1 worker)", 2},
 		{"grpcweb-unary", "req_per_s", "workers)", "proxy: gRPC-Web unary, 64 clients ≥ 1.0× Envoy grpc_web (a worker per core)", 1},
 		{"grpcweb-list", "msg_per_s", "workers)", "proxy: gRPC-Web List ≥ 1.0× Envoy grpc_web (a worker per core)", 1},
+		{"rest-unary", "req_per_s", "(1 worker)", "proxy: REST unary, 64 clients ≥ 2.0× Envoy grpc_json_transcoder (1 worker)", 2},
+		{"rest-list", "msg_per_s", "(1 worker)", "proxy: REST server-streaming GET ≥ 2.0× Envoy grpc_json_transcoder (1 worker)", 2},
+		{"rest-unary", "req_per_s", "workers)", "proxy: REST unary, 64 clients ≥ 1.0× Envoy grpc_json_transcoder (a worker per core)", 1},
+		{"rest-list", "msg_per_s", "workers)", "proxy: REST server-streaming GET ≥ 1.0× Envoy grpc_json_transcoder (a worker per core)", 1},
 	} {
 		for _, r := range results {
 			if r.Config.Scenario == g.scenario && strings.HasSuffix(r.Config.Label, g.workers) {

@@ -73,6 +73,8 @@ var scenarios = map[string]scenario{
 	"http-unary":         {[]string{"req_per_s"}, true, httpUnary, nil},
 	"grpcweb-unary":      {[]string{"req_per_s"}, true, grpcWebUnary, nil},
 	"grpcweb-list":       {[]string{"msg_per_s"}, true, grpcWebList, nil},
+	"rest-unary":         {[]string{"req_per_s"}, true, restUnary, nil},
+	"rest-list":          {[]string{"msg_per_s"}, true, restList, nil},
 	"grpc-unary":         {[]string{"req_per_s"}, true, grpcUnary, nil},
 	"grpc-route-streams": {[]string{"msg_per_s"}, true, grpcRouteStreams, nil},
 	"ws-route-streams":   {[]string{"msg_per_s"}, true, wsRouteStreams, nil},
