@@ -97,6 +97,13 @@ def test_errors_map_to_http_statuses(rest):
     assert reply["trailers"]["x-upstream-trailer"] == ["failed"]
     status, _, reply = call(rest, "GET", "/v1/fail/9?message=nope")
     assert status == 400 and reply["code"] == 9
+    # Rich errors: grpc-status-details-bin's Anys as JSON, each by its type when the descriptors
+    # have it (upstream.lab.Item), else its bytes in base64 (StringValue: the set has no wrappers).
+    status, _, reply = call(rest, "GET", "/v1/fail/5?message=with+details+and+an+item")
+    assert status == 404 and reply["details"] == [
+        {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": "CgN3aHk="},
+        {"@type": "type.googleapis.com/upstream.lab.Item", "name": "detail", "count": "2", "mood": "MOOD_UNSPECIFIED",
+         "tags": {}, "notes": [], "blob": ""}], reply
     for query, words in [("bogus=1", "bogus"), ("name=y", "path"), ("mood=SAD", "mood"), ("count=abc", "count"),
                          ("tags=1", "map"), ("extra=1", "message"), ("count=1&count=2", "twice"),
                          ("when=yesterday", "when"), ("name.x=1", "not a message")]:

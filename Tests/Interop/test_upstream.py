@@ -315,6 +315,24 @@ def curl_json(gateway, path, body, *extra):
     return status, json.loads(text) if status != 200 or not text.startswith("{") else (json.loads(text), head)
 
 
+ITEM_DETAIL = {"@type": "type.googleapis.com/upstream.lab.Item", "name": "detail", "count": "2",
+               "mood": "MOOD_UNSPECIFIED", "tags": {}, "notes": [], "blob": ""}
+
+
+def test_rich_error_details_reach_every_json_front_end(gateway):
+    """An upstream's grpc-status-details-bin (a google.rpc.Status with two Anys) becomes the
+    status's `details` on HTTP JSON and WebSocket: a type the descriptors have as its JSON, another
+    as its bytes in base64; the trailers stay beside them."""
+    request = {"code": 5, "message": "with details and an item"}
+    status, reply = curl_json(gateway, f"/{SERVICE}/Fail", request)
+    assert status == 404 and reply["code"] == 5 and reply["message"] == request["message"], reply
+    assert reply["details"][1] == ITEM_DETAIL and reply["details"][0]["@type"].endswith("StringValue"), reply
+    assert reply["trailers"]["x-upstream-trailer"] == ["failed"], reply
+    frames = asyncio.run(ws_unary(gateway, "Fail", request))
+    end = frames[-1]["$end"]
+    assert end["code"] == 5 and end["details"] == reply["details"], frames
+
+
 def test_curl_reaches_the_upstream(gateway):
     status, (reply, head) = curl_json(gateway, f"/{SERVICE}/Echo", item_json(), "-H", "grpc-metadata-x-custom: curl")
     assert status == 200

@@ -4,34 +4,89 @@ internal import NIOHPACK
 internal import SluiceCodec
 
 /// The `$end` frame (PROTOCOL.md): a `google.rpc.Status` JSON object with the trailers.
+///
+/// A status whose trailers carry `grpc-status-details-bin` (a serialized `google.rpc.Status`, as
+/// rich errors send it) also gets its `details`: each `google.protobuf.Any` in proto3 JSON
+/// (`{"@type":"type.googleapis.com/pkg.Type",…fields}`) when the bridge's descriptors have its type,
+/// else `{"@type":…,"value":"<base64 of the message>"}`.
 enum StatusJSON {
   /// `{"$end":{"code":N,"message":"…","trailers":{"k":["v"]}}}`.
-  static func endFrame(code: RPCError.Code?, message: String, trailers: Metadata) -> [UInt8] {
-    Self.endFrame(code: code, message: message, trailers: Self.json(trailers))
+  static func endFrame(code: RPCError.Code?, message: String, trailers: Metadata, bridge: JSONBridge? = nil)
+    -> [UInt8]
+  {
+    let details = Self.details(trailers, bridge: bridge)
+    return Self.endFrame(code: code, message: message, trailers: Self.json(trailers), details: details)
   }
 
   /// The `$end` of an RPC on the engine: its error (nil: OK), with the error's metadata and the
   /// handler's `trailers`.
-  static func endFrame(_ error: RPCError?, trailers: HPACKHeaders) -> [UInt8] {
+  static func endFrame(_ error: RPCError?, trailers: HPACKHeaders, bridge: JSONBridge? = nil) -> [UInt8] {
     var object = Self.json(error?.metadata ?? [:])
     object.members += Self.json(trailers).members
-    return Self.endFrame(code: error?.code, message: error?.message ?? "", trailers: object)
+    var details = Self.details(error?.metadata ?? [:], bridge: bridge)
+    for value in trailers.values(forHeader: "grpc-status-details-bin", canonicalForm: false) {
+      details += Self.details(Base64.decode(String(value)) ?? [], bridge: bridge)
+    }
+    return Self.endFrame(code: error?.code, message: error?.message ?? "", trailers: object, details: details)
   }
 
-  private static func endFrame(code: RPCError.Code?, message: String, trailers: JSONObject) -> [UInt8] {
-    JSONValue.object(["$end": .object(Self.status(code: code, message: message, trailers: trailers))]).serializedBytes
+  private static func endFrame(code: RPCError.Code?, message: String, trailers: JSONObject, details: [JSONValue])
+    -> [UInt8]
+  {
+    let status = Self.status(code: code, message: message, trailers: trailers, details: details)
+    return JSONValue.object(["$end": .object(status)]).serializedBytes
   }
 
   /// A `google.rpc.Status` object: `{"code":N,"message":"…"}`, plus the trailers when there are any.
-  static func status(code: RPCError.Code?, message: String, trailers: Metadata = [:]) -> JSONObject {
-    Self.status(code: code, message: message, trailers: Self.json(trailers))
+  static func status(code: RPCError.Code?, message: String, trailers: Metadata = [:], bridge: JSONBridge? = nil)
+    -> JSONObject
+  {
+    Self.status(
+      code: code, message: message, trailers: Self.json(trailers), details: Self.details(trailers, bridge: bridge))
   }
 
-  private static func status(code: RPCError.Code?, message: String, trailers: JSONObject) -> JSONObject {
+  private static func status(code: RPCError.Code?, message: String, trailers: JSONObject, details: [JSONValue])
+    -> JSONObject
+  {
     var status: JSONObject = ["code": .integer(code?.rawValue ?? 0)]
     if !message.isEmpty { status.members.append((key: "message", value: .string(message))) }
+    if !details.isEmpty { status.members.append((key: "details", value: .array(details))) }
     if !trailers.isEmpty { status.members.append((key: "trailers", value: .object(trailers))) }
     return status
+  }
+
+  /// The details of the metadata's `grpc-status-details-bin` values, each an Any.
+  private static func details(_ metadata: Metadata, bridge: JSONBridge?) -> [JSONValue] {
+    var details: [JSONValue] = []
+    for value in metadata["grpc-status-details-bin"] {
+      switch value {
+      case .binary(let bytes): details += Self.details(bytes, bridge: bridge)
+      case .string(let text): details += Self.details(Base64.decode(text) ?? [], bridge: bridge)
+      }
+    }
+    return details
+  }
+
+  /// The Anys of one serialized `google.rpc.Status`.
+  private static func details(_ status: [UInt8], bridge: JSONBridge?) -> [JSONValue] {
+    StatusDetails.anys(in: status).map { Self.any(type: $0.type, value: $0.value, bridge: bridge) }
+  }
+
+  /// One Any as proto3 JSON, or with its bytes in base64 when its type is not known (or its bytes
+  /// do not parse as it: they come from a service, so nothing here may fail the answer).
+  private static func any(type: String, value: [UInt8], bridge: JSONBridge?) -> JSONValue {
+    let name = type.split(separator: "/").last.map(String.init) ?? type
+    if let bridge, let descriptor = bridge.registry.message(fullName: name),
+      let json = try? bridge.codec.json(fromBinary: value, as: descriptor),
+      let parsed = try? bridge.parse(json)
+    {
+      guard case .object(let fields) = parsed else {
+        // A well-known type with a JSON form of its own (a wrapper's value, a Timestamp's text).
+        return .object(["@type": .string(type), "value": parsed])
+      }
+      return .object(JSONObject([(key: "@type", value: .string(type))] + fields.members))
+    }
+    return .object(["@type": .string(type), "value": .string(Data(value).base64EncodedString())])
   }
 
   /// `{"$headers":{"k":["v"]}}` for an RPC on the engine, or nil when there is nothing to say.

@@ -314,11 +314,11 @@ final class HTTPCall: CallResponder {
     case .none:
       return
     case .writeEndLine:
-      self.writeLine(StatusJSON.endFrame(error, trailers: trailers))
+      self.writeLine(StatusJSON.endFrame(error, trailers: trailers, bridge: self.bridge))
       self.connection.endResponse(keepAlive: keepAlive)
     case .writeHeadAndEndLine:
       self.connection.write(.head(self.responseHead(metadata: self.initialMetadata, keepAlive: keepAlive)))
-      self.writeLine(StatusJSON.endFrame(error, trailers: trailers))
+      self.writeLine(StatusJSON.endFrame(error, trailers: trailers, bridge: self.bridge))
       self.connection.endResponse(keepAlive: keepAlive)
     case .writeSingle(let json):
       var metadata = self.initialMetadata
@@ -338,7 +338,7 @@ final class HTTPCall: CallResponder {
       self.port.metrics.bytes(.http, .out, count: body.readableBytes)
       self.connection.endResponse(keepAlive: keepAlive)
     case .writeError(let error, let status):
-      self.writeError(error, status: status)
+      self.writeError(error, status: status, trailers: trailers)
     }
   }
 
@@ -435,15 +435,20 @@ final class HTTPCall: CallResponder {
   }
 
   /// An error answer before anything was sent; the connection closes after it.
-  private func writeError(_ error: RPCError, status: HTTPResponseStatus) {
+  /// The error answer: a `google.rpc.Status` object with the error's metadata and the handler's
+  /// `trailers` (a proxied call's, `grpc-status-details-bin` among them).
+  private func writeError(_ error: RPCError, status: HTTPResponseStatus, trailers: HPACKHeaders = [:]) {
     var headers = self.cors
     if error.code == .unauthenticated { headers.add(name: "WWW-Authenticate", value: "Bearer") }
     if self.refusedEncoding {
       // RFC 7694: a 415 for an encoding names the ones that are accepted.
       headers.add(name: "Accept-Encoding", value: self.method.takesOneRequest ? "gzip, identity" : "identity")
     }
+    var all = error.metadata
+    for (name, value, _) in trailers { all.addString(value, forKey: name) }
     self.answer(
-      HTTPStatusResponse(status, code: error.code, message: error.message, trailers: error.metadata, headers: headers)
+      HTTPStatusResponse(
+        status, code: error.code, message: error.message, trailers: all, headers: headers, bridge: self.bridge)
     )
   }
 

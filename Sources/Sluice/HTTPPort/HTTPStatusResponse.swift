@@ -14,9 +14,12 @@ struct HTTPStatusResponse {
     code: RPCError.Code,
     message: String,
     trailers: Metadata = [:],
-    headers extra: HTTPHeaders = [:]
+    headers extra: HTTPHeaders = [:],
+    bridge: JSONBridge? = nil
   ) {
-    self.body = JSONValue.object(StatusJSON.status(code: code, message: message, trailers: trailers)).serializedBytes
+    self.body =
+      JSONValue.object(StatusJSON.status(code: code, message: message, trailers: trailers, bridge: bridge))
+      .serializedBytes
     var headers = extra
     if !headers.contains(name: "Vary") { headers.add(name: "Vary", value: "Origin") }  // refusals depend on it
     headers.add(name: "Content-Type", value: "application/json")

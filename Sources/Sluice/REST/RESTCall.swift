@@ -357,7 +357,8 @@ final class RESTCall: ExchangeCall {
       guard self.headSent else { return self.writeError(error, trailers: trailers, status: nil) }
       var all = error.metadata
       for (name, value, _) in trailers { all.addString(value, forKey: name) }
-      let status = JSONValue.object(StatusJSON.status(code: error.code, message: error.message, trailers: all))
+      let status = JSONValue.object(
+        StatusJSON.status(code: error.code, message: error.message, trailers: all, bridge: self.bridge))
       if framing == .array { buffer.writeString(",") }
       Self.frame(status.serializedBytes, framing, event: "error", into: &buffer)
     } else if !self.headSent {
@@ -378,8 +379,10 @@ final class RESTCall: ExchangeCall {
     var headers = self.headers(self.initialMetadata)
     var all = error.metadata
     for (name, value, _) in trailers { all.addString(value, forKey: name) }
-    let body = JSONValue.object(StatusJSON.status(code: error.code, message: error.message, trailers: all))
-      .serializedBytes
+    let body = JSONValue.object(
+      StatusJSON.status(code: error.code, message: error.message, trailers: all, bridge: self.bridge)
+    )
+    .serializedBytes
     headers.add(name: "Content-Type", value: "application/json")
     headers.add(name: "Content-Length", value: "\(body.count)")
     if error.code == .unauthenticated { headers.add(name: "WWW-Authenticate", value: "Bearer") }

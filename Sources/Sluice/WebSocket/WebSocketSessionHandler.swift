@@ -333,7 +333,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
         metadata: ["sluice.rpc.method": "\(self.path)", "sluice.websocket.close": "\(ending.closeCode)"]
       )
       guard let context = self.context else { return }
-      self.write(StatusJSON.endFrame(ending.error, trailers: trailers), context: context)
+      self.write(StatusJSON.endFrame(ending.error, trailers: trailers, bridge: self.bridge), context: context)
       let close = WebSocketFrames.close(
         code: ending.closeCode,
         reason: ending.error?.message ?? "",

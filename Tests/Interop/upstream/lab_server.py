@@ -47,7 +47,7 @@ def remaining(context):
 
 
 
-def status_bytes(code, message, detail):
+def status_bytes(code, message, *details):
     """A serialized google.rpc.Status (code = 1, message = 2, details = 3), by hand: googleapis'
     generated types are not installed here."""
     def varint(n):
@@ -59,7 +59,7 @@ def status_bytes(code, message, detail):
                 return out
     text = message.encode()
     return (b"\x08" + varint(code) + b"\x12" + varint(len(text)) + text
-            + b"\x1a" + varint(len(detail)) + detail)
+            + b"".join(b"\x1a" + varint(len(detail)) + detail for detail in details))
 
 class Lab(lab_pb2_grpc.LabServicer):
     def Echo(self, request, context):
@@ -71,10 +71,13 @@ class Lab(lab_pb2_grpc.LabServicer):
         trailers = [("x-upstream-trailer", "failed")]
         if request.message.startswith("with details"):
             # A google.rpc.Status with one detail (a StringValue), as rich errors carry it.
-            detail = any_pb2.Any(type_url="type.googleapis.com/google.protobuf.StringValue",
-                                 value=wrappers_pb2.StringValue(value="why").SerializeToString())
-            trailers.append(("grpc-status-details-bin", status_bytes(request.code, request.message,
-                                                                     detail.SerializeToString())))
+            details = [any_pb2.Any(type_url="type.googleapis.com/google.protobuf.StringValue",
+                                   value=wrappers_pb2.StringValue(value="why").SerializeToString())]
+            if "and an item" in request.message:  # a second detail of a type of this service's own
+                details.append(any_pb2.Any(type_url="type.googleapis.com/upstream.lab.Item",
+                                           value=lab_pb2.Item(name="detail", count=2).SerializeToString()))
+            trailers.append(("grpc-status-details-bin", status_bytes(
+                request.code, request.message, *(detail.SerializeToString() for detail in details))))
         context.set_trailing_metadata(tuple(trailers))
         context.abort(grpc.StatusCode(next(c.value for c in grpc.StatusCode if c.value[0] == request.code)), request.message)
 
