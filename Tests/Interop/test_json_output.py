@@ -141,6 +141,12 @@ def test_the_gateway_flag_and_a_header_that_turns_it_back(lab, upstream, start_s
                          headers={"Sluice-JSON-Output": "json-names enum-names emit-defaults"})
     assert status == 200 and reply["item"]["mood"] == "HAPPY" and reply["item"]["count"] == "0", reply
     assert "timeRemaining" in reply, reply
+    # The OpenAPI document describes the answers as the gateway writes them.
+    status, document = call(s, "GET", "/openapi.json")
+    schemas = document["components"]["schemas"]
+    assert "time_remaining" in schemas["upstream.lab.EchoReply"]["properties"], schemas["upstream.lab.EchoReply"]
+    assert schemas["upstream.lab.Item"]["properties"]["mood"] == {"type": "integer", "format": "int32"}
+    assert any(p["name"] == "payload_bytes" for p in document["paths"]["/v1/count/{count}"]["get"]["parameters"])
 
 
 def test_a_bad_json_output_flag_stops_the_gateway():

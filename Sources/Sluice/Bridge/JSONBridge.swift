@@ -32,7 +32,7 @@ public struct JSONBridge: Sendable {
     self.codec = codec
     self.rest = RESTRoutes(registry: registry, configured: httpRules)
     self.openAPIDocument =
-      OpenAPIDocument.make(self.rest, comments: ProtoComments(files: registry.files))
+      OpenAPIDocument.make(self.rest, comments: ProtoComments(files: registry.files), output: codec.encoding)
       .serializedBytes
   }
 

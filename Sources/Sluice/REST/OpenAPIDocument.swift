@@ -11,8 +11,10 @@ internal import SluiceProtos
 /// (`ProtoComments`), are the descriptions of operations, schemas and properties. Each operation
 /// also names its gRPC method (`x-grpc-method`) and its rule's body fields (`x-http-rule`).
 enum OpenAPIDocument {
-  static func make(_ routes: RESTRoutes, comments: ProtoComments = .none) -> JSONValue {
-    var schemas = Schemas(comments: comments)
+  static func make(
+    _ routes: RESTRoutes, comments: ProtoComments = .none, output: JSONCodec.EncodingOptions = .init()
+  ) -> JSONValue {
+    var schemas = Schemas(comments: comments, output: output)
     var paths = JSONObject()
     var operationIds: Set<String> = []
     for route in routes.routes {
@@ -151,7 +153,7 @@ enum OpenAPIDocument {
         if field.isRepeated { schema = ["type": .string("array"), "items": .object(schema)] }
         parameters.append(
           .object([
-            "name": .string(field.jsonName), "in": .string("query"), "required": .bool(false),
+            "name": .string(schemas.name(field)), "in": .string("query"), "required": .bool(false),
             "schema": .object(schema),
           ]))
       }
@@ -254,6 +256,7 @@ enum OpenAPIDocument {
     case .string: return ["type": .string("string")]
     case .bytes: return ["type": .string("string"), "contentEncoding": .string("base64")]
     case .enumeration:
+      if schemas.output.enumsAsIntegers { return ["type": .string("integer"), "format": .string("int32")] }
       return field.enumValues.isEmpty
         ? ["type": .string("string")]
         : ["type": .string("string"), "enum": .array(field.enumValues.map { .string($0) })]
@@ -280,10 +283,18 @@ enum OpenAPIDocument {
   struct Schemas {
     var components = JSONObject()
     let comments: ProtoComments
+    /// The gateway's JSON output options (`--json-output`): the names and enum forms answers have.
+    let output: JSONCodec.EncodingOptions
     private var made: Set<String> = []
 
-    init(comments: ProtoComments) {
+    init(comments: ProtoComments, output: JSONCodec.EncodingOptions) {
       self.comments = comments
+      self.output = output
+    }
+
+    /// A field's name in JSON as the gateway writes it (requests take either).
+    func name(_ field: FieldDescriptor) -> String {
+      self.output.preserveProtoNames ? field.name : field.jsonName
     }
 
     /// A `$ref` to `message`'s schema (made on first use), or a well-known type's own schema.
@@ -308,7 +319,7 @@ enum OpenAPIDocument {
           if let comment = self.comments["\(name).\(field.name)"] {
             schema.members.append((key: "description", value: .string(comment)))
           }
-          properties.members.append((key: field.jsonName, value: .object(schema)))
+          properties.members.append((key: self.name(field), value: .object(schema)))
         }
         var schema: JSONObject = ["type": .string("object"), "properties": .object(properties)]
         if let comment = self.comments[name] { schema.members.append((key: "description", value: .string(comment))) }
