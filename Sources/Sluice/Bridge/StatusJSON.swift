@@ -23,9 +23,8 @@ enum StatusJSON {
   static func endFrame(_ error: RPCError?, trailers: HPACKHeaders, bridge: JSONBridge? = nil) -> [UInt8] {
     var object = Self.json(error?.metadata ?? [:])
     object.members += Self.json(trailers).members
-    var details = Self.details(error?.metadata ?? [:], bridge: bridge)
-    for value in trailers.values(forHeader: "grpc-status-details-bin", canonicalForm: false) {
-      details += Self.details(Base64.decode(String(value)) ?? [], bridge: bridge)
+    let details = StatusDetails.statuses(error?.metadata ?? [:], trailers).flatMap {
+      Self.details($0, bridge: bridge)
     }
     return Self.endFrame(code: error?.code, message: error?.message ?? "", trailers: object, details: details)
   }
@@ -57,14 +56,7 @@ enum StatusJSON {
 
   /// The details of the metadata's `grpc-status-details-bin` values, each an Any.
   private static func details(_ metadata: Metadata, bridge: JSONBridge?) -> [JSONValue] {
-    var details: [JSONValue] = []
-    for value in metadata["grpc-status-details-bin"] {
-      switch value {
-      case .binary(let bytes): details += Self.details(bytes, bridge: bridge)
-      case .string(let text): details += Self.details(Base64.decode(text) ?? [], bridge: bridge)
-      }
-    }
-    return details
+    StatusDetails.statuses(metadata).flatMap { Self.details($0, bridge: bridge) }
   }
 
   /// The Anys of one serialized `google.rpc.Status`.
