@@ -62,6 +62,7 @@ enum ConfigurationSources {
     ("descriptor-set", .strings, { .strings($0.services.descriptorSet) }),
     ("http-rule", .strings, { .strings($0.services.httpRule) }),
     ("json-output", .strings, { .strings($0.services.jsonOutput) }),
+    ("json-ignore-unknown-fields", .flag, { .bool($0.services.jsonIgnoreUnknownFields) }),
     ("rest-ignore-unknown-query", .flag, { .bool($0.services.restIgnoreUnknownQuery) }),
     ("upstream-reflection", .flag, { .bool($0.services.upstreamReflection) }),
     ("upstream-tls", .flag, { .bool($0.services.upstreamTls) }),

@@ -149,6 +149,22 @@ def test_the_gateway_flag_and_a_header_that_turns_it_back(lab, upstream, start_s
     assert any(p["name"] == "payload_bytes" for p in document["paths"]["/v1/count/{count}"]["get"]["parameters"])
 
 
+def test_unknown_fields_are_refused_or_ignored_with_the_flag(gateway, lab, upstream, start_sluice):  # noqa: F811
+    """PROTOCOL.md: an unknown field is INVALID_ARGUMENT naming it; --json-ignore-unknown-fields
+    skips it (and an enum name with no value) on every JSON front end."""
+    item = {"name": "w", "count": "2", "bogus": [1, {"x": 2}], "mood": "SAD"}
+    status, reply = call(gateway, "POST", f"/{SERVICE}/Echo", item)
+    assert status == 400 and reply["code"] == 3 and "bogus" in reply["message"], reply
+    s = start_sluice("--upstream", f"{SERVICE}={upstream.address}", "--descriptor-set", str(lab.protoset),
+                     "--json-ignore-unknown-fields")
+    status, reply = call(s, "POST", f"/{SERVICE}/Echo", item)  # HTTP JSON
+    assert status == 200 and reply["item"]["count"] == "2" and reply["item"]["mood"] == "MOOD_UNSPECIFIED", reply
+    status, reply = call(s, "POST", "/v1/items/w:echo", item)  # REST, body "*"
+    assert status == 200 and reply["item"]["name"] == "w" and reply["item"]["count"] == "2", reply
+    frames = ws_echo(s, item, {})
+    assert frames[-1]["$end"]["code"] == 0 and frames[-2]["item"]["count"] == "2", frames
+
+
 def test_a_bad_json_output_flag_stops_the_gateway():
     from conftest import ROOT
     binary = os.environ.get("SLUICE_BIN") or str(ROOT / ".build" / "release" / "sluice")

@@ -22,6 +22,9 @@ extension GatewayConfiguration {
     /// How the JSON front ends write answers (`--json-output`); a request's `Sluice-JSON-Output`
     /// header applies over it.
     public var jsonOutput: JSONCodec.EncodingOptions
+    /// Whether JSON request members that name no field (and enum names that name no value) are
+    /// skipped rather than refused with INVALID_ARGUMENT (`--json-ignore-unknown-fields`).
+    public var jsonIgnoresUnknownFields: Bool
     /// Whether a REST query parameter that names no field is skipped rather than refused with 400
     /// (`--rest-ignore-unknown-query`).
     public var restIgnoresUnknownQuery: Bool
@@ -34,6 +37,7 @@ extension GatewayConfiguration {
       descriptorSets: [[UInt8]] = [],
       httpRules: [ConfiguredHTTPRule] = [],
       jsonOutput: JSONCodec.EncodingOptions = .init(),
+      jsonIgnoresUnknownFields: Bool = false,
       restIgnoresUnknownQuery: Bool = false
     ) {
       self.hostsSeed = hostsSeed
@@ -43,6 +47,7 @@ extension GatewayConfiguration {
       self.descriptorSets = descriptorSets
       self.httpRules = httpRules
       self.jsonOutput = jsonOutput
+      self.jsonIgnoresUnknownFields = jsonIgnoresUnknownFields
       self.restIgnoresUnknownQuery = restIgnoresUnknownQuery
     }
 

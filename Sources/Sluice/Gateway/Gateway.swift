@@ -273,7 +273,9 @@ public final class Gateway: Sendable {
     let codec = JSONCodec(
       registry: registry,
       encoding: services.jsonOutput,
-      decoding: .init(maximumDepth: calls.maxJSONDepth, maximumBytes: calls.maxMessageBytes))
+      decoding: .init(
+        ignoreUnknownFields: services.jsonIgnoresUnknownFields, maximumDepth: calls.maxJSONDepth,
+        maximumBytes: calls.maxMessageBytes))
     let bridge = JSONBridge(
       registry: registry, codec: codec, httpRules: services.httpRules,
       restIgnoresUnknownQuery: services.restIgnoresUnknownQuery)

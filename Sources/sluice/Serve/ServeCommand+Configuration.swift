@@ -57,6 +57,7 @@ extension ServeCommand {
         descriptorSets: try services.descriptorSets(),
         httpRules: try services.httpRules(),
         jsonOutput: try services.jsonOutputOptions(),
+        jsonIgnoresUnknownFields: services.jsonIgnoreUnknownFields,
         restIgnoresUnknownQuery: services.restIgnoreUnknownQuery
       ),
       upstream: .init(

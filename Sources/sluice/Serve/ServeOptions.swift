@@ -318,6 +318,12 @@ struct ServiceOptions: ParsableArguments {
 
   @Flag(
     help:
+      "Skip JSON request members that name no field (and enum names that name no value) instead of answering INVALID_ARGUMENT."
+  )
+  var jsonIgnoreUnknownFields = false
+
+  @Flag(
+    help:
       "Ask each upstream for its services and descriptors over gRPC server reflection (v1, then v1alpha) at start and on SIGHUP."
   )
   var upstreamReflection = false
