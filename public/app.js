@@ -539,12 +539,7 @@ function runMethod() {
   }
 
   const run = { method, base: gateway(), rpc: null, sent: [], count: 0 };
-  explorer.run = run;
-  const current = () => explorer.run === run; // callbacks of an older run change nothing
-  $("explorer-log").replaceChildren();
-  $("explorer-headers").textContent = "—";
-  $("explorer-count").textContent = "0";
-  showStatus($("explorer-status"), null);
+  const current = beginRun(run);
   showCommands(run);
   let sawEnd = false;
   run.rpc = openRpc(run.base, method.path, {
@@ -589,16 +584,44 @@ function runMethod() {
   if (method.clientStreaming && !$("explorer-keep-open").checked) run.rpc.end();
 }
 
-/** A run over gRPC-Web or Connect (fetch): the editor's messages go in one request body; its
- * `$metadata` and `$timeoutMs` become headers. */
-async function runFetch(method, frames, protocol) {
-  const run = { method, base: gateway(), protocol, sent: [], count: 0, abort: new AbortController() };
+/** Makes `run` the explorer's current run and clears what the last one showed; returns whether a
+ * callback's run is still the current one (callbacks of an older run change nothing). */
+function beginRun(run) {
   explorer.run = run;
-  const current = () => explorer.run === run;
   $("explorer-log").replaceChildren();
   $("explorer-headers").textContent = "—";
   $("explorer-count").textContent = "0";
   showStatus($("explorer-status"), null);
+  return () => explorer.run === run;
+}
+
+/** A fetch run (gRPC-Web, Connect, REST) has sent its request: it can be cancelled, not added to. */
+function fetchWaiting(text) {
+  const state = $("explorer-state");
+  state.dataset.state = "open";
+  delete state.dataset.close;
+  state.textContent = text;
+  $("explorer-cancel").disabled = false;
+  $("explorer-send").disabled = true;
+  $("explorer-finish").disabled = true;
+}
+
+/** A fetch run ended with `status`: its last log line, the status, the state. */
+function fetchEnded(status) {
+  explorerLog(status.code === 0 ? "in end" : "in end error", JSON.stringify({ status }), "explorer-fetch-end");
+  showStatus($("explorer-status"), status);
+  const state = $("explorer-state");
+  state.dataset.state = "ended";
+  state.dataset.code = String(status.code);
+  state.textContent = `ended with code ${codeName(status.code)}`;
+  $("explorer-cancel").disabled = true;
+}
+
+/** A run over gRPC-Web or Connect (fetch): the editor's messages go in one request body; its
+ * `$metadata` and `$timeoutMs` become headers. */
+async function runFetch(method, frames, protocol) {
+  const run = { method, base: gateway(), protocol, sent: [], count: 0, abort: new AbortController() };
+  const current = beginRun(run);
   const headers = {};
   let timeoutMs;
   const messages = [];
@@ -614,13 +637,7 @@ async function runFetch(method, frames, protocol) {
     explorerLog("out", frame.text, "explorer-out");
   }
   showCommands(run);
-  const state = $("explorer-state");
-  state.dataset.state = "open";
-  delete state.dataset.close;
-  state.textContent = `${protocol}: waiting for the response`;
-  $("explorer-cancel").disabled = false;
-  $("explorer-send").disabled = true;
-  $("explorer-finish").disabled = true;
+  fetchWaiting(`${protocol}: waiting for the response`);
   const status = await callFetch(run.base, method.path, protocol, messages, {
     kind: method.kind, headers, timeoutMs, signal: run.abort.signal,
     onHeaders(head) {
@@ -632,13 +649,7 @@ async function runFetch(method, frames, protocol) {
       $("explorer-count").textContent = String(++run.count);
     },
   });
-  if (!current()) return;
-  explorerLog(status.code === 0 ? "in end" : "in end error", JSON.stringify({ status }), "explorer-fetch-end");
-  showStatus($("explorer-status"), status);
-  state.dataset.state = "ended";
-  state.dataset.code = String(status.code);
-  state.textContent = `ended with code ${codeName(status.code)}`;
-  $("explorer-cancel").disabled = true;
+  if (current()) fetchEnded(status);
 }
 
 /** Whether a parsed JSON value is a google.rpc.Status object (a REST stream's failure, its last). */
@@ -650,12 +661,7 @@ const isStatus = (value) => value && typeof value === "object" && Number.isInteg
 async function runRest(method, frames, route) {
   if (!route) return showProblem("the gateway no longer has this route: Reload");
   const run = { method, base: gateway(), rest: null, sent: [], count: 0, abort: new AbortController() };
-  explorer.run = run;
-  const current = () => explorer.run === run;
-  $("explorer-log").replaceChildren();
-  $("explorer-headers").textContent = "—";
-  $("explorer-count").textContent = "0";
-  showStatus($("explorer-status"), null);
+  const current = beginRun(run);
   const headers = {};
   const messages = [];
   for (const frame of frames) {
@@ -670,13 +676,7 @@ async function runRest(method, frames, route) {
   run.sent = [`${request.method} ${request.url}`];
   explorerLog("out", request.body == null ? run.sent[0] : `${run.sent[0]}\n${request.body.trimEnd()}`, "explorer-out");
   showCommands(run);
-  const state = $("explorer-state");
-  state.dataset.state = "open";
-  delete state.dataset.close;
-  state.textContent = "REST: waiting for the response";
-  $("explorer-cancel").disabled = false;
-  $("explorer-send").disabled = true;
-  $("explorer-finish").disabled = true;
+  fetchWaiting("REST: waiting for the response");
   let status = { code: 0, message: "" };
   try {
     const response = await fetch(run.base + request.url, {
@@ -719,13 +719,7 @@ async function runRest(method, frames, route) {
   } catch (error) {
     status = error.name === "AbortError" ? { code: 1, message: "cancelled" } : { code: 14, message: String(error.message) };
   }
-  if (!current()) return;
-  explorerLog(status.code === 0 ? "in end" : "in end error", JSON.stringify({ status }), "explorer-fetch-end");
-  showStatus($("explorer-status"), status);
-  state.dataset.state = "ended";
-  state.dataset.code = String(status.code);
-  state.textContent = `ended with code ${codeName(status.code)}`;
-  $("explorer-cancel").disabled = true;
+  if (current()) fetchEnded(status);
 }
 
 $("explorer-form").addEventListener("submit", runMethod);
