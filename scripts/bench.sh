@@ -168,6 +168,12 @@ RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
 TOTAL=32
 STEP=0
+# "1 worker" or "N workers", from an Envoy target's name (envoy-Nw+grpc-go).
+envoy_workers() {
+  local workers=${1#name=envoy-}
+  workers=${workers%%w+*}
+  if [ "$workers" = 1 ]; then echo "1 worker"; else echo "$workers workers"; fi
+}
 run() { # run LABEL SLUICE_TARGET BASELINE_TARGET loadgen-args...
   local label=$1 sluice=$2 baseline=$3
   shift 3
@@ -199,9 +205,7 @@ run "proxy: native gRPC unary to grpc-go, 64 clients" "$PROXY_GRPC" "$NGINX_GRPC
 run "proxy: native gRPC Route pipelined (send all while reading) to grpc-go" "$PROXY_GRPC" "$NGINX_GRPC" \
   --scenario grpc-route --window 0
 for envoy in "$ENVOY1_GRPC" "$ENVOYN_GRPC"; do
-  workers=${envoy#name=envoy-}
-  workers=${workers%%w+*}
-  [ "$workers" = 1 ] && workers="1 worker" || workers="$workers workers"
+  workers=$(envoy_workers "$envoy")
   run "proxy: native gRPC Route to grpc-go, vs Envoy ($workers)" "$PROXY_GRPC" "$envoy" --scenario grpc-route
   run "proxy: native gRPC unary to grpc-go, 64 clients, vs Envoy ($workers)" "$PROXY_GRPC" "$envoy" \
     --scenario grpc-unary --concurrency 64
@@ -213,9 +217,7 @@ run "proxy: native gRPC Route pipelined to grpc-go, vs Envoy (1 worker)" "$PROXY
 # gRPC-Web over HTTP/1.1 (a browser's grpc-web client), Sluice's HTTP port against Envoy's grpc_web:
 # SayHi from 64 clients, and List's messages per second (N of them a call, as for native List).
 for envoy in "$ENVOY1_WEB" "$ENVOYN_WEB"; do
-  workers=${envoy#name=envoy-}
-  workers=${workers%%w+*}
-  [ "$workers" = 1 ] && workers="1 worker" || workers="$workers workers"
+  workers=$(envoy_workers "$envoy")
   run "proxy: gRPC-Web unary to grpc-go, 64 clients, vs Envoy ($workers)" "$PROXY_HTTP" "$envoy" \
     --scenario grpcweb-unary --concurrency 64
   run "proxy: gRPC-Web List to grpc-go, vs Envoy ($workers)" "$PROXY_HTTP" "$envoy" \
@@ -225,9 +227,7 @@ done
 # grpc_json_transcoder: GET /v1/hi/{name} (SayHi) from 64 clients, and GET /v1/points/{pt.name}
 # (List) as one JSON array, messages per second.
 for envoy in "$ENVOY1_WEB" "$ENVOYN_WEB"; do
-  workers=${envoy#name=envoy-}
-  workers=${workers%%w+*}
-  [ "$workers" = 1 ] && workers="1 worker" || workers="$workers workers"
+  workers=$(envoy_workers "$envoy")
   run "proxy: REST unary GET to grpc-go, 64 clients, vs Envoy transcoder ($workers)" "$PROXY_HTTP" "$envoy" \
     --scenario rest-unary --concurrency 64
   run "proxy: REST server-streaming GET to grpc-go, vs Envoy transcoder ($workers)" "$PROXY_HTTP" "$envoy" \
