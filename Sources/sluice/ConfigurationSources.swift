@@ -36,6 +36,7 @@ enum ConfigurationSources {
     ("max-json-depth", .int, { .number($0.limits.maxJsonDepth) }),
     ("max-header-bytes", .int, { .number($0.listen.maxHeaderBytes) }),
     ("max-concurrent-rpcs", .int, { .number($0.limits.maxConcurrentRpcs) }),
+    ("max-streams-per-session", .int, { .number($0.limits.maxStreamsPerSession) }),
     ("max-connections", .int, { .number($0.listen.maxConnections) }),
     ("handshake-timeout", .double, { .number($0.listen.handshakeTimeout) }),
     ("idle-timeout", .double, { .number($0.listen.idleTimeout) }),

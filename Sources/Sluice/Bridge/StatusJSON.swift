@@ -21,12 +21,18 @@ enum StatusJSON {
   /// The `$end` of an RPC on the engine: its error (nil: OK), with the error's metadata and the
   /// handler's `trailers`.
   static func endFrame(_ error: RPCError?, trailers: HPACKHeaders, bridge: JSONBridge? = nil) -> [UInt8] {
+    JSONValue.object(["$end": .object(Self.status(error, trailers: trailers, bridge: bridge))]).serializedBytes
+  }
+
+  /// The status of an RPC on the engine, as `$end` carries it: its error (nil: OK), with the
+  /// error's metadata and the handler's `trailers`.
+  static func status(_ error: RPCError?, trailers: HPACKHeaders, bridge: JSONBridge? = nil) -> JSONObject {
     var object = Self.json(error?.metadata ?? [:])
     object.members += Self.json(trailers).members
     let details = StatusDetails.statuses(error?.metadata ?? [:], trailers).flatMap {
       Self.details($0, bridge: bridge)
     }
-    return Self.endFrame(code: error?.code, message: error?.message ?? "", trailers: object, details: details)
+    return Self.status(code: error?.code, message: error?.message ?? "", trailers: object, details: details)
   }
 
   private static func endFrame(code: RPCError.Code?, message: String, trailers: JSONObject, details: [JSONValue])

@@ -102,12 +102,16 @@ extension GatewayConfiguration {
     /// How long a peer may be quiet before the server pings it; a peer that then sends nothing
     /// (not even the pong) for another interval is dropped. `nil` disables keepalive.
     public var pingInterval: Duration?
+    /// The most streams open at once in one multiplexed session; a `start` past it ends its
+    /// stream with `RESOURCE_EXHAUSTED`.
+    public var maxStreamsPerSession: Int
 
-    public init(pingInterval: Duration? = .seconds(30)) {
+    public init(pingInterval: Duration? = .seconds(30), maxStreamsPerSession: Int = 100) {
       self.pingInterval = pingInterval
+      self.maxStreamsPerSession = maxStreamsPerSession
     }
 
-    /// A ping after 30 s of quiet.
+    /// A ping after 30 s of quiet, 100 streams per multiplexed session.
     public static let defaults = WebSocket()
   }
 }

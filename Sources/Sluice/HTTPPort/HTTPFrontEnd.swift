@@ -122,8 +122,10 @@ final class HTTPFrontEnd: Service {
         maxFrameSize: maxBytes,
         enableAutomaticErrorHandling: false,
         shouldUpgrade: { channel, head in
-          // The Origin was checked by OriginGuard, in front of the upgrade handler.
-          channel.eventLoop.makeSucceededFuture(WebSocketHandshake.responseHeaders(for: head.headers))
+          // The Origin, and a multiplexed handshake's credentials, were checked by OriginGuard, in
+          // front of the upgrade handler.
+          channel.eventLoop.makeSucceededFuture(
+            WebSocketHandshake.responseHeaders(for: head.headers, path: head.path))
         },
         upgradePipelineHandler: { channel, head in
           channel.eventLoop.makeCompletedFuture {
@@ -151,19 +153,30 @@ final class HTTPFrontEnd: Service {
             )
             // The session keeps the descriptors it started with.
             let bridge = httpPort.bridge
-            try channel.pipeline.syncOperations.addHandler(
-              WebSocketSessionHandler(
-                eventLoop: channel.eventLoop,
-                engine: engine,
-                bridge: bridge,
-                path: head.path,
-                setup: WebSocketSessionHandler.setup(
-                  for: head, bridge: bridge, engine: engine, settings: webSocket),
-                settings: webSocket,
-                metrics: metrics,
-                logger: logger
+            if head.path == WebSocketHandshake.muxPath,
+              case .success(let setup) = MuxSessionHandler.setup(
+                for: head, bridge: bridge, engine: engine, settings: webSocket)
+            {
+              try channel.pipeline.syncOperations.addHandler(
+                MuxSessionHandler(
+                  eventLoop: channel.eventLoop, engine: engine, setup: setup, settings: webSocket,
+                  metrics: metrics, logger: logger)
               )
-            )
+            } else {
+              try channel.pipeline.syncOperations.addHandler(
+                WebSocketSessionHandler(
+                  eventLoop: channel.eventLoop,
+                  engine: engine,
+                  bridge: bridge,
+                  path: head.path,
+                  setup: WebSocketSessionHandler.setup(
+                    for: head, bridge: bridge, engine: engine, settings: webSocket),
+                  settings: webSocket,
+                  metrics: metrics,
+                  logger: logger
+                )
+              )
+            }
             if tracker.isQuiescing {
               // Upgraded as the shutdown began: the session ends at once with UNAVAILABLE.
               channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
@@ -202,7 +215,9 @@ final class HTTPFrontEnd: Service {
         position: .before(upgradeHandler)
       )
       try channel.pipeline.syncOperations.addHandler(
-        OriginGuard(policy: originPolicy),
+        OriginGuard(policy: originPolicy) { head in
+          MuxSessionHandler.handshakeRefusal(head, bridge: httpPort.bridge, engine: engine, settings: webSocket)
+        },
         position: .before(upgradeHandler)
       )
       try channel.pipeline.syncOperations.addHandler(

@@ -3,10 +3,11 @@ internal import NIOCore
 internal import NIOHTTP1
 
 /// Refuses a connection's first request, WebSocket handshake or not, when `OriginPolicy` does,
-/// with 403, in front of the upgrade handler.
+/// with 403, in front of the upgrade handler; and a handshake that `handshakeRefusal` refuses (a
+/// multiplexed session without a valid token: 401).
 ///
 /// Written by hand because NIO's typed upgrader, when told not to upgrade, leaves the request
-/// unanswered; PROTOCOL.md wants a plain 403 at the handshake. The check does not depend on the
+/// unanswered; PROTOCOL.md wants a plain HTTP status at the handshake. The check does not depend on the
 /// `Upgrade` header: NIO's upgrader reads it as a list (`Upgrade: websocket, x` upgrades too), so
 /// every first request is checked, and `HTTPConnection` checks the ones after it.
 final class OriginGuard: ChannelInboundHandler, RemovableChannelHandler {
@@ -15,11 +16,13 @@ final class OriginGuard: ChannelInboundHandler, RemovableChannelHandler {
   typealias OutboundOut = HTTPServerResponsePart
 
   private let policy: OriginPolicy
+  private let handshakeRefusal: (HTTPRequestHead) -> HTTPStatusResponse?
   private var refused = false
   private var checked = false
 
-  init(policy: OriginPolicy) {
+  init(policy: OriginPolicy, handshakeRefusal: @escaping (HTTPRequestHead) -> HTTPStatusResponse? = { _ in nil }) {
     self.policy = policy
+    self.handshakeRefusal = handshakeRefusal
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -33,7 +36,9 @@ final class OriginGuard: ChannelInboundHandler, RemovableChannelHandler {
       return
     }
     self.checked = true
-    if case .head(let head) = Self.unwrapInboundIn(data), let refusal = self.policy.refusal(head.headers) {
+    if case .head(let head) = Self.unwrapInboundIn(data),
+      let refusal = self.policy.refusal(head.headers) ?? self.handshakeRefusal(head)
+    {
       self.refused = true
       refusal.write(from: context).assumeIsolated().whenComplete { _ in
         context.close(promise: nil)

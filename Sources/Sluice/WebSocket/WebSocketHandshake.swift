@@ -1,4 +1,5 @@
 internal import Foundation
+internal import GRPCCore
 internal import NIOHTTP1
 internal import SluiceCodec
 
@@ -44,12 +45,37 @@ enum WebSocketHandshake {
     return nil
   }
 
-  /// Headers for the 101 response: `grpc-json.v1` is echoed when offered; a bearer token never is.
-  static func responseHeaders(for request: HTTPHeaders) -> HTTPHeaders {
+  /// The subprotocol of a multiplexed session (on `/`), echoed when offered.
+  static let muxSubprotocol = "sluice.mux.v1"
+
+  /// The path of a multiplexed session.
+  static let muxPath = "/"
+
+  /// Headers for the 101 response: `grpc-json.v1` (on an RPC's path) or `sluice.mux.v1` (on `/`)
+  /// is echoed when offered; a bearer token never is.
+  static func responseHeaders(for request: HTTPHeaders, path: String) -> HTTPHeaders {
     var headers = HTTPHeaders()
-    if Self.offeredSubprotocols(request).contains(Self.jsonSubprotocol) {
-      headers.add(name: "Sec-WebSocket-Protocol", value: Self.jsonSubprotocol)
+    let echoed = path == Self.muxPath ? Self.muxSubprotocol : Self.jsonSubprotocol
+    if Self.offeredSubprotocols(request).contains(echoed) {
+      headers.add(name: "Sec-WebSocket-Protocol", value: echoed)
     }
     return headers
+  }
+
+  /// The metadata a handshake's headers give every RPC of its session: `Authorization`,
+  /// `grpc-metadata-*` and trace context (`RequestMetadata`), a `bearer.` subprotocol's token, or
+  /// the `bearerCookie` (`--bearer-cookie`, when an Origin allow list guards it); and the deadline
+  /// of `grpc-timeout`.
+  static func metadata(_ headers: HTTPHeaders, bearerCookie: String?) throws(RPCError) -> (Metadata, Duration?) {
+    var (metadata, timeout) = try RequestMetadata.from(headers: headers)
+    if let token = Self.bearerToken(in: headers) {
+      metadata.replaceOrAddString("Bearer \(token)", forKey: "authorization")
+    } else if let name = bearerCookie,
+      metadata[stringValues: "authorization"].first(where: { _ in true }) == nil,
+      let token = Self.cookie(named: name, in: headers)
+    {
+      metadata.addString("Bearer \(token)", forKey: "authorization")
+    }
+    return (metadata, timeout)
   }
 }

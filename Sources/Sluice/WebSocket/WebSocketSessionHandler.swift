@@ -35,6 +35,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
     var secure: Bool
     /// `--bearer-cookie`, only when an Origin allow list guards it.
     var bearerCookie: String?
+    /// `--max-streams-per-session`: the most open streams of one multiplexed session.
+    var maxStreamsPerSession: Int
 
     init(
       _ webSocket: GatewayConfiguration.WebSocket,
@@ -47,6 +49,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
       self.maxMetadataBytes = maxMetadataBytes
       self.secure = secure
       self.bearerCookie = origins.hasAllowList ? auth.bearerCookie : nil
+      self.maxStreamsPerSession = webSocket.maxStreamsPerSession
     }
   }
 
@@ -70,7 +73,6 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
   private let setupError: RPCError?
   /// The method's descriptors, for the JSON translation; nil when the setup failed.
   private let method: SluiceCodec.MethodDescriptor?
-  private let pingInterval: TimeAmount?
   private let maxMetadataBytes: Int
   /// The handshake's headers, and whether the connection is TLS (for a proxied call's
   /// `x-forwarded-*`).
@@ -88,9 +90,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
   private var closeTimer: Scheduled<Void>?
   /// The write of the server's Close: TCP closes after it, never over it.
   private var closeWritten: EventLoopFuture<Void>?
-  private var keepalive: Scheduled<Void>?
-  private var lastHeard = NIODeadline.now()
-  private var pingedAt: NIODeadline?
+  private let keepalive: WebSocketKeepalive
   /// A `read` held back while the channel is not writable or the handler holds requests.
   private var readPending = false
   /// The handler holds requests back (`holdRequests`).
@@ -116,7 +116,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
     self.engine = engine
     self.bridge = (try? setup.get())?.bridge ?? bridge
     self.path = path
-    self.pingInterval = settings.pingInterval
+    self.keepalive = WebSocketKeepalive(interval: settings.pingInterval)
     self.maxMetadataBytes = settings.maxMetadataBytes
     self.secure = settings.secure
     self.metrics = metrics
@@ -157,7 +157,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     let frame = Self.unwrapInboundIn(data)
-    self.lastHeard = .now()
+    self.keepalive.heard()
     self.turn.beginRead()
     switch frame.opcode {
     case .text:
@@ -188,27 +188,16 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
   }
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
-    switch error {
-    case let error as RPCError:
-      self.inTurn { self.machine.receivedInvalid(error) }
-    case let error as NIOWebSocketError where error == .invalidFrameLength:
-      self.inTurn { self.machine.receivedInvalid(self.tooLarge()) }
-    case let error as NIOWebSocketFrameAggregator.Error:
-      let failure =
-        error == .accumulatedFrameSizeIsTooLarge || error == .tooManyFragments
-        ? self.tooLarge() : GRPCErrors.invalidFragmentedFrame(error)
+    if let failure = WebSocketKeepalive.sessionError(error, maxMessageBytes: self.engine.maximumMessageBytes) {
       self.inTurn { self.machine.receivedInvalid(failure) }
-    case let error as NIOWebSocketError:
-      self.inTurn { self.machine.receivedInvalid(GRPCErrors.webSocketProtocolError(error)) }
-    default:
-      // Once the session is ending, what follows a decoder's error (the rest of a frame it gave
-      // up on) is dropped: closing over unread bytes would reset the connection before the client
-      // has read `$end`. Otherwise the connection failed (a reset, a TLS error): nobody is left
-      // to tell.
-      guard self.machine.state == .awaitingFirstFrame || self.machine.isRunning else { return }
-      self.logger.debug("WebSocket session ended with an I/O error", metadata: ["sluice.error": "\(error)"])
-      self.clientGone()
+      return
     }
+    // Once the session is ending, what follows a decoder's error (the rest of a frame it gave up
+    // on) is dropped: closing over unread bytes would reset the connection before the client has
+    // read `$end`. Otherwise the connection failed (a reset, a TLS error): nobody is left to tell.
+    guard self.machine.state == .awaitingFirstFrame || self.machine.isRunning else { return }
+    self.logger.debug("WebSocket session ended with an I/O error", metadata: ["sluice.error": "\(error)"])
+    self.clientGone()
   }
 
   func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -339,8 +328,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
         reason: ending.error?.message ?? "",
         allocator: context.channel.allocator
       )
-      self.keepalive?.cancel()
-      self.keepalive = nil
+      self.keepalive.stop()
       if ending.closesNow {
         context.writeAndFlush(Self.wrapOutboundOut(close)).assumeIsolated().whenComplete { _ in
           context.close(promise: nil)
@@ -356,7 +344,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
       let handler = self.rpcEnded(code: "cancelled")
       if stopsHandler { handler?.stopped() }
       self.closeTimer?.cancel()
-      self.keepalive?.cancel()
+      self.keepalive.stop()
       guard let context = self.context else { return }
       if let closeWritten = self.closeWritten, !stopsHandler {
         // The client's Close can come in the read that also ended the RPC, before the turn's
@@ -404,7 +392,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
   private func clientGone() {
     if self.machine.state != .closed { self.perform(self.machine.clientGone()) }
     self.closeTimer?.cancel()
-    self.keepalive?.cancel()
+    self.keepalive.stop()
     if self.counted {
       self.counted = false
       self.metrics.connectionClosed(.websocket)
@@ -413,27 +401,13 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
 
   // MARK: - Keepalive
 
-  /// Every `--ws-ping-interval`: a peer quiet for that long gets a ping; one that has sent nothing
-  /// since the last ping (not even its pong, or the ping could not be written to a full socket)
-  /// is gone.
   private func scheduleKeepalive() {
-    guard let interval = self.pingInterval, let context = self.context else { return }
-    self.keepalive = context.eventLoop.assumeIsolated().scheduleTask(in: interval) {
-      guard self.machine.isRunning || self.machine.state == .awaitingFirstFrame else { return }
-      if let pingedAt = self.pingedAt, self.lastHeard < pingedAt {
-        self.inTurn { self.machine.clientGone() }
-        return
-      }
-      self.pingedAt = nil
-      if NIODeadline.now() - self.lastHeard >= interval {
-        self.pingedAt = .now()
-        context.writeAndFlush(
-          Self.wrapOutboundOut(WebSocketFrames.ping(allocator: context.channel.allocator)),
-          promise: nil
-        )
-      }
-      self.scheduleKeepalive()
-    }
+    guard let context = self.context else { return }
+    self.keepalive.start(
+      context: context,
+      isLive: { self.machine.isRunning || self.machine.state == .awaitingFirstFrame },
+      gone: { self.inTurn { self.machine.clientGone() } }
+    )
   }
 
   // MARK: - Writing
@@ -455,10 +429,6 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, CallResponder, TurnFl
   private func inTurn(_ event: () -> WebSocketSessionStateMachine.Action) {
     self.turn.inCallback { self.perform(event()) }
   }
-
-  private func tooLarge() -> RPCError {
-    GRPCErrors.requestTooLarge("a WebSocket message", limit: self.engine.maximumMessageBytes)
-  }
 }
 
 extension WebSocketSessionHandler {
@@ -473,15 +443,7 @@ extension WebSocketSessionHandler {
     settings: Settings
   ) -> Result<Setup, RPCError> {
     do throws(RPCError) {
-      var (metadata, timeout) = try RequestMetadata.from(headers: head.headers)
-      if let token = WebSocketHandshake.bearerToken(in: head.headers) {
-        metadata.replaceOrAddString("Bearer \(token)", forKey: "authorization")
-      } else if let name = settings.bearerCookie,
-        metadata[stringValues: "authorization"].first(where: { _ in true }) == nil,
-        let token = WebSocketHandshake.cookie(named: name, in: head.headers)
-      {
-        metadata.addString("Bearer \(token)", forKey: "authorization")
-      }
+      let (metadata, timeout) = try WebSocketHandshake.metadata(head.headers, bearerCookie: settings.bearerCookie)
       let method: SluiceCodec.MethodDescriptor
       do throws(RPCError) {
         method = try bridge.method(path: head.path)

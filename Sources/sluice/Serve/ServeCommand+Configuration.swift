@@ -48,7 +48,10 @@ extension ServeCommand {
         servesPublicFiles: listen.publicDir?.isEmpty != true,
         publicDirectory: listen.publicDir?.isEmpty == false ? listen.publicDir : nil
       ),
-      webSocket: .init(pingInterval: Self.duration(orNeverFromSeconds: access.wsPingInterval)),
+      webSocket: .init(
+        pingInterval: Self.duration(orNeverFromSeconds: access.wsPingInterval),
+        maxStreamsPerSession: limits.maxStreamsPerSession
+      ),
       services: .init(
         hostsSeed: services.hosted == .seed,
         pace: .milliseconds(services.paceMs),

@@ -106,6 +106,9 @@ struct CallLimitOptions: ParsableArguments {
   @Option(help: "RPCs allowed to run at once over every transport; more get RESOURCE_EXHAUSTED.")
   var maxConcurrentRpcs = GatewayConfiguration.defaults.calls.maxConcurrentRPCs
 
+  @Option(help: "Streams open at once in one multiplexed WebSocket session; more end with RESOURCE_EXHAUSTED.")
+  var maxStreamsPerSession = GatewayConfiguration.defaults.webSocket.maxStreamsPerSession
+
   @Option(
     help:
       "Seconds one request message may take to arrive once begun (HTTP body, NDJSON line, WebSocket message); slower ones get 408 / DEADLINE_EXCEEDED."
@@ -119,6 +122,7 @@ struct CallLimitOptions: ParsableArguments {
     try FlagRange.check("--max-message-bytes", self.maxMessageBytes, 64...(1 << 30))
     try FlagRange.check("--max-json-depth", self.maxJsonDepth, 1...GatewayConfiguration.Calls.maximumJSONDepth)
     try FlagRange.check("--max-concurrent-rpcs", self.maxConcurrentRpcs, 1...10_000_000)
+    try FlagRange.check("--max-streams-per-session", self.maxStreamsPerSession, 1...1_000_000)
     try FlagRange.check("--max-buffered-request-bytes", self.maxBufferedRequestBytes, 64...(1 << 40))
     try FlagRange.checkSeconds("--body-timeout", self.bodyTimeout, allowZero: false)
   }
