@@ -32,10 +32,12 @@ function statusText(status) {
 /** Shows a connection state ("connecting", "open", "half-closed", "ended", "closed") in `out`. */
 function showState(out, state, rpc) {
   if (state === "closed") {
-    // The socket closed after $end (or without one): keep "ended", add the Close code.
+    // The socket closed after $end (or without one): keep "ended", add the Close code. A stream of
+    // the multiplexed session has none: its socket stays open for the page's other RPCs.
     out.dataset.state = "ended";
-    out.dataset.close = String(rpc.closeCode);
-    out.textContent = `ended with code ${codeName(rpc.status.code)} · Close ${rpc.closeCode}`;
+    const shared = rpc.closeCode == null && rpc.id != null;
+    out.dataset.close = shared ? "shared" : String(rpc.closeCode);
+    out.textContent = `ended with code ${codeName(rpc.status.code)} · ${shared ? `stream ${rpc.id} of the shared socket` : `Close ${rpc.closeCode}`}`;
     return;
   }
   out.dataset.state = state;
@@ -305,7 +307,10 @@ function rawSession() {
   let path = $("raw-path").value.trim();
   if (!path.startsWith("/")) path = `/${path}`;
   rawLog("note", `open ${path}`);
+  // Raw frames are the single-RPC protocol's, on a socket of their own: a malformed one ends
+  // only this session, not the page's multiplexed one.
   rawRpc = sectionRpc("raw", path, {
+    mux: false,
     onFrame: (text, dir) => rawLog(dir, text),
     onState: (s, rpc) => { if (s === "closed") rawLog("note", `closed ${rpc.closeCode}${rpc.closeReason ? ` ${rpc.closeReason}` : ""}`); },
   });
@@ -533,16 +538,22 @@ function runMethod() {
     runRest(method, frames, explorer.routes.get(method.path)?.[Number(protocol.slice(5))]);
     return;
   }
-  if (protocol !== "websocket") {
+  if (protocol !== "websocket" && protocol !== "websocket-mux") {
     runFetch(method, frames, protocol);
     return;
   }
 
-  const run = { method, base: gateway(), rpc: null, sent: [], count: 0 };
+  // One socket per run (its frames are the single-RPC protocol's), or a stream of the page's
+  // multiplexed session, whose start frame carries the editor's $metadata and $timeoutMs.
+  const mux = protocol === "websocket-mux";
+  const run = { method, base: gateway(), rpc: null, sent: [], count: 0, mux };
   const current = beginRun(run);
   showCommands(run);
   let sawEnd = false;
+  const start = mux ? startOptions(frames) : {};
   run.rpc = openRpc(run.base, method.path, {
+    ...start,
+    mux,
     onFrame(text, direction) {
       if (!current()) return;
       if (direction === "out") {
@@ -553,11 +564,14 @@ function runMethod() {
       }
       let frame = null;
       try { frame = JSON.parse(text); } catch { /* onEnd reports it */ }
-      if (frame && "$end" in frame) {
+      const end = mux ? frame?.end : frame?.$end;
+      if (frame && end !== undefined) {
         sawEnd = true;
-        explorerLog(frame.$end?.code === 0 ? "in end" : "in end error", text, "explorer-end");
-      } else if (frame && "$headers" in frame) explorerLog("in headers", text, "explorer-headers-frame");
-      else if (frame && "$pong" in frame) explorerLog("in", text, "explorer-pong");
+        explorerLog(end?.code === 0 ? "in end" : "in end error", text, "explorer-end");
+      } else if (frame && (mux ? "headers" : "$headers") in frame) {
+        explorerLog("in headers", text, "explorer-headers-frame");
+      } else if (frame && "$pong" in frame) explorerLog("in", text, "explorer-pong");
+      else if (mux && frame && "credit" in frame) explorerLog("in", text, "explorer-credit");
       else explorerLog("in", text, "explorer-response");
     },
     onHeaders(headers) {
@@ -580,8 +594,30 @@ function runMethod() {
       $("explorer-cancel").disabled = state === "ended" || state === "closed";
     },
   });
-  for (const frame of frames) run.rpc.sendRaw(frame.text);
+  for (const frame of frames) sendFrame(run, frame);
   if (method.clientStreaming && !$("explorer-keep-open").checked) run.rpc.end();
+}
+
+/** The editor's $metadata and $timeoutMs, for a multiplexed stream's start frame. */
+function startOptions(frames) {
+  const options = {};
+  for (const frame of frames.filter((f) => f.control)) {
+    const value = JSON.parse(frame.text);
+    if (value.$metadata) options.metadata = value.$metadata;
+    if (value.$timeoutMs != null) options.timeoutMs = value.$timeoutMs;
+  }
+  return options;
+}
+
+/** Sends one of the editor's frames: as it is on a socket of its own; on a multiplexed stream, a
+ * message as `message` and a control frame as what it asks for ($metadata and $timeoutMs went
+ * into the start frame). */
+function sendFrame(run, frame) {
+  if (!run.mux || !frame.control) return run.rpc.sendRaw(frame.text);
+  const value = JSON.parse(frame.text);
+  if (value.$end) run.rpc.end();
+  else if (value.$cancel) run.rpc.cancel();
+  else if (value.$ping != null) run.rpc.ping(value.$ping);
 }
 
 /** Makes `run` the explorer's current run and clears what the last one showed; returns whether a
@@ -732,7 +768,7 @@ $("explorer-request").addEventListener("keydown", (event) => {
 $("explorer-send").addEventListener("click", () => {
   const run = explorer.run;
   try {
-    for (const frame of editorFrames(run.method, { more: true })) run.rpc.sendRaw(frame.text);
+    for (const frame of editorFrames(run.method, { more: true })) sendFrame(run, frame);
     showProblem(null);
   } catch (error) {
     showProblem(error.message);
@@ -772,6 +808,31 @@ function curlHeaders(control) {
     }
   }
   if (control.$timeoutMs != null) out.push(`-H ${quote(`grpc-timeout: ${control.$timeoutMs}m`)}`);
+  return out;
+}
+
+/** A multiplexed stream's frames for websocat, which reads as fast as the socket: without the
+ * page's response credit. */
+function websocatFrames(texts) {
+  return texts.flatMap((text) => {
+    const { credit, ...frame } = JSON.parse(text);
+    if (credit !== undefined && !("start" in frame) && Object.keys(frame).length === 1) return [];
+    return [JSON.stringify(frame)];
+  });
+}
+
+/** A multiplexed stream's frames as the single-RPC session's (for its curl line): the start's
+ * metadata and timeout as a $metadata frame, messages as they are, `end` as $end. */
+function singleFrames(texts) {
+  const out = [];
+  for (const text of texts) {
+    const frame = JSON.parse(text);
+    if ("start" in frame && (frame.metadata || frame.timeoutMs != null)) {
+      out.push(JSON.stringify({ $metadata: frame.metadata ?? {}, $timeoutMs: frame.timeoutMs }));
+    }
+    if ("message" in frame) out.push(JSON.stringify(frame.message));
+    if (frame.end === true) out.push('{"$end":true}');
+  }
   return out;
 }
 
@@ -863,10 +924,10 @@ function showCommands(run) {
     $("explorer-copy-curl").disabled = !ready;
     return;
   }
-  $("explorer-websocat").textContent = ready
-    ? `${feed(run.sent)} | websocat ${word(wsBase(run.base) + run.method.path)}`
-    : "— (nothing sent yet)";
-  $("explorer-curl").textContent = ready ? curlCommand(run) : "—";
+  const url = run.mux ? `${wsBase(run.base)}/` : wsBase(run.base) + run.method.path;
+  const lines = run.mux ? websocatFrames(run.sent) : run.sent;
+  $("explorer-websocat").textContent = ready ? `${feed(lines)} | websocat ${word(url)}` : "— (nothing sent yet)";
+  $("explorer-curl").textContent = ready ? curlCommand(run.mux ? { ...run, sent: singleFrames(run.sent) } : run) : "—";
   $("explorer-copy-websocat").disabled = !ready;
   $("explorer-copy-curl").disabled = !ready;
 }

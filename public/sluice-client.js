@@ -6,30 +6,44 @@
  * on the gateway's HTTP port, both for WebSocket sessions and for HTTP JSON calls.
  *
  * openRpc(baseUrl, path, options) -> Rpc
- *   Opens one WebSocket session (= one RPC) on ws(s)://<host>/<path>.
+ *   Opens one RPC. By default it is a stream of the page's multiplexed session: one WebSocket on
+ *   ws(s)://<host>/ for every RPC with the same baseUrl and token (README: "Many RPCs on one
+ *   WebSocket"). Each stream asks for `credit` responses (32) and grants more as they are taken,
+ *   so a consumer that reads slowly holds back only its own stream; sends past the server's
+ *   request credit wait in the stream, nothing is dropped. If the socket goes away, every open
+ *   stream ends with code 14; the next openRpc reconnects, after a backoff (250 ms doubling to
+ *   10 s) when connecting failed. `mux: false` opens one WebSocket session for this RPC alone, on
+ *   ws(s)://<host>/<path> (the single-RPC protocol's frames).
  *   baseUrl     "http://host:port", "https://…", "ws://…" or "wss://…"; empty = the page's origin.
  *   options:
- *     metadata     { key: "v" | ["v1", "v2"] }  request metadata, sent as the first frame
- *     timeoutMs    deadline in milliseconds, sent in the same first frame ($timeoutMs)
+ *     metadata     { key: "v" | ["v1", "v2"] }  request metadata (the start frame, or $metadata)
+ *     timeoutMs    deadline in milliseconds (the start frame's timeoutMs, or $timeoutMs)
+ *     credit       responses the stream takes before it grants more (32; multiplexed only)
+ *     mux          false: a WebSocket of its own, on the RPC's path
  *     token        bearer token, offered as the subprotocol `bearer.<base64url>` (becomes the
  *                  `authorization: Bearer <token>` metadata; never echoed)
  *     singleRequest  true for unary and server-streaming methods: the server half-closes by
  *                  itself after the first message, so the state becomes "half-closed" then
  *     onHeaders(headers)   the response headers: { key: ["v", …] } (only when there are any)
- *     onMessage(message)   one response message (a plain object), in order
+ *     onMessage(message)   one response message (a plain object), in order; without it the
+ *                          responses wait for async iteration: for await (const m of rpc) {…},
+ *                          which ends when the RPC does and throws a SluiceError when it fails
+ *                          (leaving the loop early cancels the RPC)
  *     onEnd(status)        exactly once: a google.rpc.Status { code, message?, details?, trailers? };
  *                          code 0 is OK. If the connection drops without an `$end` frame, a
  *                          synthesized status { code: 14 (UNAVAILABLE), message, closeCode } is given.
  *     onState(state, rpc)  "connecting" → "open" → "half-closed" → "ended" (rpc.status holds
  *                          the code) → "closed" (rpc.closeCode holds the WebSocket close code)
- *     onFrame(text, direction)  optional: every raw text frame, direction "in" or "out"
+ *     onFrame(text, direction)  optional: every raw text frame of this RPC, "in" or "out"
  *   Rpc:
  *     send(message)   sends one request message (an object; queued until the socket is open)
- *     sendRaw(text)   sends a text frame exactly as given (for experiments and error tests)
- *     end()           half-close: sends {"$end":true}; responses keep arriving until `$end`
- *     cancel()        sends {"$cancel":true}; the RPC ends with code 1 (CANCELLED). Before the
- *                     socket is open nothing is sent: the RPC ends at once, locally, with code 1
- *     ping(n)         sends {"$ping":n}; the server answers {"$pong":n} (reported via onFrame)
+ *     sendRaw(text)   sends a message given as JSON text exactly as written (for experiments and
+ *                     error tests); with mux: false any text frame, control frames included
+ *     end()           half-close; responses keep arriving until the RPC's end
+ *     cancel()        cancels: the RPC ends with code 1 (CANCELLED). A single-RPC session that is
+ *                     not open yet sends nothing: the RPC ends at once, locally, with code 1
+ *     ping(n)         a ping the server answers with a pong
+ *     id              the stream's id in the multiplexed session
  *     state, status, closeCode   the current state, the final status, the Close code
  *     done            a Promise resolving to the final status
  *
@@ -54,6 +68,10 @@
  *     onEnd: (s) => console.log("status", s.code, s.message),
  *   });
  *   rpc.send({ pt: { name: "a", value: 10 } });
+ *   const route = openRpc("", "/proto.StreamService/Route");   // the same socket
+ *   route.send({ pt: { name: "b", value: 1 } });
+ *   route.end();
+ *   for await (const answer of route) console.log(answer.pt.value);
  *   const hi = await callUnary("", "/hello.UserService/SayHi", { name: "ada" });
  *   const { services, descriptors } = await reflect("");
  *   descriptors.template("proto.StreamRequest");   // { pt: { name: "", value: 0 } }
@@ -102,17 +120,26 @@ function base64url(text) {
   return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
-/** Opens one RPC over a WebSocket; see the API notes at the top of this file. */
+/**
+ * Opens one RPC; see the API notes at the top of this file. By default it runs on the page's
+ * multiplexed session for `baseUrl` and `token` (one socket for every RPC); `mux: false` opens a
+ * WebSocket of its own on the RPC's path.
+ */
 export function openRpc(baseUrl, path, options = {}) {
-  const {
-    metadata, timeoutMs, token, singleRequest = false,
-    onHeaders, onMessage, onEnd, onState, onFrame,
-  } = options;
-  const protocols = ["grpc-json.v1"];
-  if (token) protocols.push(`bearer.${base64url(token)}`);
+  if (options.mux === false) return openSingleRpc(baseUrl, path, options);
+  return MuxSession.for(baseUrl, options.token).open(path, options);
+}
 
-  const ws = new WebSocket(wsBase(baseUrl) + path, protocols);
-  const queue = [];
+/**
+ * What both kinds of RPC share: the state, the one final status, the `done` promise, and the
+ * delivery of responses, either to `onMessage` or, without it, to async iteration
+ * (`for await (const message of rpc)`), which throws a SluiceError when the RPC fails. `consumed`
+ * is told each time a message was taken (credit for a multiplexed stream).
+ */
+function rpcBase(options, consumed = () => {}) {
+  const { onHeaders, onMessage, onEnd, onState } = options;
+  const inbox = [];
+  let waiter = null;
   let resolveDone;
   const rpc = {
     state: "connecting",
@@ -120,6 +147,74 @@ export function openRpc(baseUrl, path, options = {}) {
     closeCode: null,
     closeReason: "",
     done: new Promise((resolve) => { resolveDone = resolve; }),
+    [Symbol.asyncIterator]() {
+      return {
+        next: () => new Promise((resolve, reject) => {
+          waiter = { resolve, reject };
+          wake();
+        }),
+        return: async () => {
+          if (!rpc.status) rpc.cancel();
+          return { done: true, value: undefined };
+        },
+      };
+    },
+  };
+  function wake() {
+    if (!waiter) return;
+    const { resolve, reject } = waiter;
+    if (inbox.length) {
+      waiter = null;
+      resolve({ done: false, value: inbox.shift() });
+      consumed();
+    } else if (rpc.status) {
+      waiter = null;
+      if (rpc.status.code === 0) resolve({ done: true, value: undefined });
+      else reject(new SluiceError(rpc.status));
+    }
+  }
+  const base = {
+    rpc,
+    setState(state) {
+      if (rpc.state === state) return;
+      rpc.state = state;
+      onState?.(state, rpc);
+    },
+    headers(headers) {
+      onHeaders?.(headers);
+    },
+    message(message) {
+      if (onMessage) {
+        onMessage(message);
+        consumed();
+      } else {
+        inbox.push(message);
+        wake();
+      }
+    },
+    finish(status) {
+      if (rpc.status) return;
+      rpc.status = status;
+      base.setState("ended");
+      onEnd?.(status);
+      resolveDone(status);
+      wake();
+    },
+  };
+  return base;
+}
+
+/** Opens one RPC on a WebSocket of its own (`mux: false`); see the API notes at the top. */
+export function openSingleRpc(baseUrl, path, options = {}) {
+  const { metadata, timeoutMs, token, singleRequest = false, onFrame } = options;
+  const protocols = ["grpc-json.v1"];
+  if (token) protocols.push(`bearer.${base64url(token)}`);
+
+  const ws = new WebSocket(wsBase(baseUrl) + path, protocols);
+  const queue = [];
+  const base = rpcBase(options);
+  const { rpc, setState, finish } = base;
+  Object.assign(rpc, {
     socket: ws,
     send(message) {
       sendText(JSON.stringify(message));
@@ -145,19 +240,13 @@ export function openRpc(baseUrl, path, options = {}) {
     ping(n) {
       sendText(JSON.stringify({ $ping: n }));
     },
-  };
+  });
 
   // Half-closed once the socket is open (a half-close asked for while connecting waits for it).
   let halfClosePending = false;
   function halfClose() {
     if (rpc.state === "connecting") halfClosePending = true;
     else if (rpc.state === "open") setState("half-closed");
-  }
-
-  function setState(state) {
-    if (rpc.state === state) return;
-    rpc.state = state;
-    onState?.(state, rpc);
   }
 
   function sendText(text) {
@@ -171,14 +260,6 @@ export function openRpc(baseUrl, path, options = {}) {
     if (ws.readyState !== WebSocket.OPEN) throw new Error("the WebSocket is not open");
     onFrame?.(text, "out");
     ws.send(text);
-  }
-
-  function finish(status) {
-    if (rpc.status) return;
-    rpc.status = status;
-    setState("ended");
-    onEnd?.(status);
-    resolveDone(status);
   }
 
   ws.addEventListener("open", () => {
@@ -212,28 +293,239 @@ export function openRpc(baseUrl, path, options = {}) {
     if (frame && typeof frame === "object" && "$end" in frame) {
       finish(frame.$end ?? { code: 2, message: "empty $end" });
     } else if (frame && typeof frame === "object" && "$headers" in frame) {
-      onHeaders?.(frame.$headers);
+      base.headers(frame.$headers);
     } else if (frame && typeof frame === "object" && "$pong" in frame) {
       // answered ping: only visible through onFrame
     } else {
-      onMessage?.(frame);
+      base.message(frame);
     }
   });
 
   ws.addEventListener("close", (event) => {
     rpc.closeCode = event.code;
     rpc.closeReason = event.reason;
-    if (!rpc.status) {
-      const why = event.code === 1006
-        ? "the connection failed or was refused (e.g. 403 for a disallowed Origin, or gateway unreachable)"
-        : `the connection closed (${event.code}${event.reason ? ` ${event.reason}` : ""}) without $end`;
-      finish({ code: 14, message: why, closeCode: event.code });
-    }
+    if (!rpc.status) finish(lostStatus(event, "$end"));
     setState("closed");
   });
 
-  onState?.("connecting", rpc);
+  options.onState?.("connecting", rpc);
   return rpc;
+}
+
+/** The status of an RPC whose connection closed before its last frame (`last`). */
+function lostStatus(event, last) {
+  const why = event.code === 1006
+    ? "the connection failed or was refused (e.g. 403 for a disallowed Origin, 401 without a valid token, or gateway unreachable)"
+    : `the connection closed (${event.code}${event.reason ? ` ${event.reason}` : ""}) without ${last}`;
+  return { code: 14, message: why, closeCode: event.code };
+}
+
+/**
+ * The multiplexed session (README: "Many RPCs on one WebSocket"): one socket on `/` for every RPC
+ * of a page with the same gateway and token. Each RPC is a stream with its own credits: it asks
+ * for `RESPONSE_WINDOW` responses and grants more as they are taken (by `onMessage`, or by async
+ * iteration, so a consumer that reads slowly holds back only its own stream), and it keeps within
+ * the request credit the server grants (sends past it wait in the stream). When the socket goes
+ * away every open stream ends with code 14; the next RPC opens a new socket, after a backoff that
+ * doubles with each failed attempt (250 ms to 10 s).
+ */
+class MuxSession {
+  static RESPONSE_WINDOW = 32;
+  static REQUEST_WINDOW = 16;
+  static sessions = new Map();
+
+  /** The page's session for this gateway and token. */
+  static for(baseUrl, token) {
+    const key = `${wsBase(baseUrl)}\n${token ?? ""}`;
+    let session = MuxSession.sessions.get(key);
+    if (!session) {
+      session = new MuxSession(wsBase(baseUrl) + "/", token);
+      MuxSession.sessions.set(key, session);
+    }
+    return session;
+  }
+
+  constructor(url, token) {
+    this.url = url;
+    this.token = token;
+    this.ws = null;
+    this.streams = new Map();
+    this.outbox = [];
+    this.nextId = 1;
+    this.failures = 0;
+    this.retry = null;
+  }
+
+  /** Opens the socket unless it is open, opening, or waiting for its backoff. */
+  connect() {
+    if (this.ws || this.retry) return;
+    const protocols = ["sluice.mux.v1"];
+    if (this.token) protocols.push(`bearer.${base64url(this.token)}`);
+    const ws = new WebSocket(this.url, protocols);
+    this.ws = ws;
+    let opened = false;
+    ws.addEventListener("open", () => {
+      opened = true;
+      this.failures = 0;
+      for (const text of this.outbox.splice(0)) this.write(text);
+      for (const stream of this.streams.values()) stream.opened();
+    });
+    ws.addEventListener("message", (event) => {
+      if (typeof event.data !== "string") return;
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        return; // the gateway sends JSON only
+      }
+      if (frame === null || typeof frame !== "object" || !("id" in frame)) return; // a pong
+      this.streams.get(frame.id)?.received(frame, event.data);
+    });
+    ws.addEventListener("close", (event) => {
+      this.ws = null;
+      this.outbox.length = 0;
+      if (!opened) this.failures += 1;
+      const lost = [...this.streams.values()];
+      this.streams.clear();
+      for (const stream of lost) stream.lost(event);
+    });
+  }
+
+  /** Sends a frame now, or once the socket is open. */
+  send(frame, stream) {
+    const text = typeof frame === "string" ? frame : JSON.stringify(frame);
+    stream?.onFrame?.(text, "out");
+    if (this.ws?.readyState === WebSocket.OPEN) this.write(text);
+    else {
+      this.outbox.push(text);
+      this.connectSoon();
+    }
+  }
+
+  write(text) {
+    this.ws.send(text);
+  }
+
+  /** Connects now, or after the backoff of earlier failed attempts. */
+  connectSoon() {
+    if (this.ws || this.retry) return;
+    if (!this.failures) return this.connect();
+    const delay = Math.min(10000, 250 * 2 ** (this.failures - 1)) * (0.75 + Math.random() / 2);
+    this.retry = setTimeout(() => {
+      this.retry = null;
+      if (this.streams.size) this.connect();
+    }, delay);
+  }
+
+  /** Opens a stream: see openRpc. */
+  open(path, options) {
+    const id = this.nextId++;
+    const session = this;
+    const { metadata, timeoutMs, singleRequest = false, onFrame } = options;
+    const window = Math.max(1, Math.floor(options.credit ?? MuxSession.RESPONSE_WINDOW));
+    let taken = 0;
+    const base = rpcBase(options, () => {
+      if (++taken >= Math.max(1, Math.floor(window / 2)) && !rpc.status) {
+        session.send({ id, credit: taken }, stream);
+        taken = 0;
+      }
+    });
+    const { rpc, setState, finish } = base;
+    let requestCredit = MuxSession.REQUEST_WINDOW;
+    const waiting = []; // request frames past the credit, sent as the server grants more
+    let endWaiting = false;
+    let halfClosePending = false;
+
+    function sendRequest(frame) {
+      if (rpc.state === "ended" || rpc.state === "closed") {
+        throw new Error(`the RPC has ended (state ${rpc.state}); open a new one`);
+      }
+      if (requestCredit > 0 && !waiting.length) {
+        requestCredit -= 1;
+        session.send(frame, stream);
+      } else {
+        waiting.push(frame);
+      }
+    }
+    function halfClose() {
+      if (rpc.state === "connecting") halfClosePending = true;
+      else if (rpc.state === "open") setState("half-closed");
+    }
+    function end() {
+      session.streams.delete(id);
+      setState("closed");
+    }
+
+    const stream = {
+      onFrame,
+      opened() {
+        if (rpc.state !== "connecting") return;
+        setState("open");
+        if (halfClosePending) setState("half-closed");
+      },
+      received(frame, text) {
+        onFrame?.(text, "in");
+        if ("end" in frame) {
+          finish(frame.end ?? { code: 2, message: "empty end" });
+          end();
+        } else if ("headers" in frame) base.headers(frame.headers);
+        else if ("message" in frame) base.message(frame.message);
+        else if ("credit" in frame) {
+          requestCredit += frame.credit;
+          while (requestCredit > 0 && waiting.length) {
+            requestCredit -= 1;
+            session.send(waiting.shift(), stream);
+          }
+          if (endWaiting && !waiting.length) {
+            endWaiting = false;
+            session.send({ id, end: true }, stream);
+          }
+        }
+      },
+      lost(event) {
+        rpc.closeCode = event.code;
+        rpc.closeReason = event.reason;
+        finish(lostStatus(event, "its end"));
+        setState("closed");
+      },
+    };
+
+    Object.assign(rpc, {
+      id,
+      send(message) {
+        sendRequest({ id, message });
+        if (singleRequest) halfClose();
+      },
+      sendRaw(text) {
+        JSON.parse(text); // a frame that is not JSON would end every stream of the session
+        sendRequest(`{"id":${id},"message":${text}}`);
+        if (singleRequest) halfClose();
+      },
+      end() {
+        if (rpc.state !== "connecting" && rpc.state !== "open") return;
+        if (waiting.length) endWaiting = true;
+        else session.send({ id, end: true }, stream);
+        halfClose();
+      },
+      cancel() {
+        if (rpc.status) return;
+        waiting.length = 0;
+        session.send({ id, cancel: true }, stream);
+      },
+      ping(n) {
+        session.send({ ping: n });
+      },
+    });
+
+    this.streams.set(id, stream);
+    const start = { id, start: path, credit: window };
+    if (metadata) start.metadata = metadata;
+    if (timeoutMs != null) start.timeoutMs = timeoutMs;
+    options.onState?.("connecting", rpc);
+    this.send(start, stream);
+    if (this.ws?.readyState === WebSocket.OPEN) stream.opened();
+    return rpc;
+  }
 }
 
 /** One unary call over HTTP JSON; see the API notes at the top of this file. */

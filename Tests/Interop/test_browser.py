@@ -188,7 +188,7 @@ def test_list_streams_one_by_one_into_list_and_chart(browser, gateway):
     times = [float(r.get_attribute("data-t")) for r in rows]
     assert times == sorted(times) and times[-1] - times[0] >= 0.9, f"arrival times not paced: {times}"
     assert text(browser, "list-status") == "0 OK"
-    assert attr(browser, "list-state", "data-close") == "1000"
+    assert attr(browser, "list-state", "data-close") == "shared"  # a stream of the page's one socket
     assert "ended with code 0 OK" in text(browser, "list-state")
 
     chart = by_id(browser, "list-chart")
@@ -220,7 +220,7 @@ def test_record_sends_then_half_closes(browser, gateway):
     response = text(browser, "record-response")
     assert '"name":"gRPC Stream Server: Record"' in response and '"value":1' in response, response
     assert text(browser, "record-status") == "0 OK"
-    assert attr(browser, "record-state", "data-close") == "1000"
+    assert attr(browser, "record-state", "data-close") == "shared"
     shot(browser, "04-record-done", "record")
 
 
@@ -690,6 +690,128 @@ def test_explorer_template_rules(browser, plain_gateway):
     method = result["method"]
     assert (method["path"], method["kind"], method["inputType"], method["outputType"]) == (
         "/t.rules.Rules/Walk", "client streaming", "t.rules.Node", "t.rules.Wkt")
+
+
+# --- the multiplexed session from the page ----------------------------------------------------------
+
+# Counts the WebSockets the page opens from here on (sluice-client.js looks `WebSocket` up when it
+# opens one).
+COUNT_SOCKETS = """
+  if (!window.__sockets) {
+    const Real = WebSocket;
+    window.__sockets = [];
+    window.WebSocket = class extends Real {
+      constructor(url, protocols) { super(url, protocols); window.__sockets.push(url); }
+    };
+  }
+"""
+
+
+def test_page_rpcs_share_one_socket_and_a_slow_list_stalls_only_itself(browser, start_sluice):
+    """A List with credit 1 that the page reads slowly (async iteration) and a Route that stays
+    responsive meanwhile, on one socket; the Route's round trips while the List waits are printed."""
+    s = start_sluice("--pace-ms", "0", "--list-count", "100000")
+    open_page(browser, page_url(s))
+    result = browser.execute_async_script(COUNT_SOCKETS + """
+        const done = arguments[arguments.length - 1];
+        import("./sluice-client.js").then(async (m) => {
+          const list = m.openRpc("", "/proto.StreamService/List", { singleRequest: true, credit: 1 });
+          list.send({ pt: { name: "slow", value: 0 } });
+          const listed = list[Symbol.asyncIterator]();
+          const first = (await listed.next()).value;
+          const route = m.openRpc("", "/proto.StreamService/Route");
+          const answers = route[Symbol.asyncIterator]();
+          const trips = [];
+          for (let i = 0; i < 50; i++) {
+            const began = performance.now();
+            route.send({ pt: { name: "r", value: i } });
+            await answers.next();
+            trips.push(performance.now() - began);
+          }
+          const slow = [];
+          for (let i = 0; i < 3; i++) {
+            await new Promise((r) => setTimeout(r, 100));
+            slow.push((await listed.next()).value.pt.value);
+          }
+          route.end();
+          const routeStatus = await route.done;
+          await listed.return();  // leaving the loop early cancels the List
+          done({ first, trips, slow, sockets: window.__sockets, routeStatus, listStatus: await list.done,
+                 ids: [list.id, route.id] });
+        }).catch((e) => done({ error: String(e) }));""")
+    assert "error" not in result, result
+    trips = sorted(result["trips"])
+    print(f"page Route round trip while a List on the same socket waits for credit: median {trips[25]:.2f} ms, "
+          f"p99 {trips[49]:.2f} ms")
+    # The page's socket, opened for the explorer's reflection, carries both: no other is opened.
+    assert result["sockets"] == [] and isinstance(result["ids"][0], int) and result["ids"][0] != result["ids"][1]
+    assert result["first"] == {"pt": {"name": "slow", "value": 0}}
+    assert result["slow"] == [1, 2, 3]
+    assert result["routeStatus"] == {"code": 0}
+    assert result["listStatus"]["code"] == 1
+
+
+def test_a_lost_socket_ends_each_stream_with_14_and_the_next_rpc_reconnects(browser, start_sluice):
+    s = start_sluice("--pace-ms", "0")
+    port = s.http_port
+    open_page(browser, page_url(s))
+    result = browser.execute_async_script(COUNT_SOCKETS + """
+        const done = arguments[arguments.length - 1];
+        import("./sluice-client.js").then(async (m) => {
+          window.sluice = m;
+          window.route = m.openRpc("", "/proto.StreamService/Route");
+          const answers = window.route[Symbol.asyncIterator]();
+          window.route.send({ pt: { value: 1 } });
+          done((await answers.next()).value);
+        }).catch((e) => done({ error: String(e) }));""")
+    assert result == {"pt": {"name": "gRPC Stream Server: Route", "value": 0}}, result
+    s.process.kill()
+    s.process.wait()
+    lost = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        window.route.done.then(async (status) => {
+          // The gateway is down: the first RPC fails to connect, the next two wait for one retry.
+          const first = await window.sluice.openRpc("", "/hello.UserService/SayHi").done;
+          const both = await Promise.all([1, 2].map(() => window.sluice.openRpc("", "/hello.UserService/SayHi").done));
+          done({ status, closeCode: window.route.closeCode, first, both, sockets: window.__sockets.length });
+        });""")
+    assert lost["status"]["code"] == 14 and lost["closeCode"] == 1006, lost
+    assert lost["first"]["code"] == 14 and [b["code"] for b in lost["both"]] == [14, 14], lost
+    assert lost["sockets"] == 2, lost  # one attempt for the first, one (after the backoff) for both
+    start_sluice("--pace-ms", "0", "--http-port", str(port))
+    back = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const hi = window.sluice.openRpc("", "/hello.UserService/SayHi", { singleRequest: true });
+        hi.send({ name: "ada" });
+        const answers = [];
+        (async () => { for await (const answer of hi) answers.push(answer); })()
+          .then(() => done({ answers, status: hi.status, sockets: window.__sockets.length }),
+                (e) => done({ error: String(e) }));""")
+    assert "error" not in back, back
+    assert back["status"] == {"code": 0} and HI.match(back["answers"][0]["result"]), back
+    assert back["sockets"] == 3, back
+
+
+def test_explorer_runs_route_on_the_multiplexed_session(browser, plain_gateway):
+    open_explorer(browser, plain_gateway)
+    pick(browser, "/proto.StreamService/Route")
+    select_protocol(browser, "websocket-mux")
+    type_into(browser, "explorer-request", '{"pt":{"name":"a","value":1}}\n{"pt":{"name":"b","value":2}}')
+    click(browser, "explorer-run")
+    wait(browser, lambda d: ended(d, "explorer", 0), "the explorer's multiplexed Route to end with code 0")
+    routed = [{"pt": {"name": "gRPC Stream Server: Route", "value": n}} for n in range(2)]
+    responses = frames(browser, "explorer-response")
+    assert [f["message"] for f in responses] == routed and len({f["id"] for f in responses}) == 1, responses
+    [end] = frames(browser, "explorer-end")
+    assert end["end"] == {"code": 0} and end["id"] == responses[0]["id"]
+    assert attr(browser, "explorer-state", "data-close") == "shared"
+    websocat = text(browser, "explorer-websocat")
+    assert websocat.endswith(f"| websocat ws://127.0.0.1:{plain_gateway.http_port}/") and "credit" not in websocat
+    if shutil.which("websocat"):
+        shown = run_shown(websocat, "the shown websocat line")
+        assert [f["message"] for f in shown if "message" in f] == routed and shown[-1]["end"] == {"code": 0}
+    curl = text(browser, "explorer-curl")
+    assert run_shown(curl, "the shown curl line") == [*routed, {"$end": {"code": 0}}]
 
 
 # --- gRPC-Web and Connect from the page (fetch), across origins -------------------------------------
