@@ -20,7 +20,12 @@ from test_upstream import SERVICE, LabServer, lab  # noqa: F401  (lab is a fixtu
 
 BINARY = str(Path(os.environ.get("SLUICE_BIN") or Path(__file__).resolve().parents[2] / ".build/release/sluice").resolve())
 ENV = dict(os.environ, SWIFT_BACKTRACE="enable=no")
-VIAS = ["grpc", "ws", "http"]
+VIAS = ["grpc", "ws", "http", "ws-mux"]
+
+
+def via_args(via):
+    """`--via` for a test parameter: "ws-mux" is --via ws --mux (one stream of a multiplexed session)."""
+    return ["--via", "ws", "--mux"] if via == "ws-mux" else ["--via", via]
 HOSTED = [
     "DataService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection", "hello.UserService", "proto.StreamService",
@@ -82,18 +87,18 @@ def test_list_of_a_server_that_is_not_there_is_unavailable():
 @pytest.mark.parametrize("via", VIAS)
 def test_call_reaches_every_kind(gateway, via):
     target = address(gateway, via)
-    unary = sluice_cli("call", "--via", via, target, "hello.UserService/SayHi", "-d", '{"name":"ada"}')
+    unary = sluice_cli("call", *via_args(via), target, "hello.UserService/SayHi", "-d", '{"name":"ada"}')
     assert unary.returncode == 0 and unary.stderr == "OK\n", unary
     assert lines(unary.stdout)[0]["result"].startswith("hi ada---"), unary
-    listed = sluice_cli("call", "--via", via, target, "proto.StreamService/List", "-d", '{"pt":{"name":"a","value":3}}')
+    listed = sluice_cli("call", *via_args(via), target, "proto.StreamService/List", "-d", '{"pt":{"name":"a","value":3}}')
     assert [m["pt"]["value"] for m in lines(listed.stdout)] == list(range(3, 10)), listed
     assert listed.returncode == 0
     # Record from stdin, one message per line; the end of input is the half-close.
-    record = sluice_cli("call", "--via", via, target, "proto.StreamService/Record",
+    record = sluice_cli("call", *via_args(via), target, "proto.StreamService/Record",
                         stdin='{"pt":{"name":"x"}}\n\n{"pt":{"name":"y"}}\n')
     assert lines(record.stdout) == [{"pt": {"name": "gRPC Stream Server: Record", "value": 1}}], record
     # Bidirectional from -d with one message per line (grpcurl's style), and the dotted method name.
-    data = sluice_cli("call", "--via", via, target, "DataService.BidirectionalStream", "-d", '{"data":"x"}\n{"data":"y"}')
+    data = sluice_cli("call", *via_args(via), target, "DataService.BidirectionalStream", "-d", '{"data":"x"}\n{"data":"y"}')
     assert lines(data.stdout) == [{"result": "processed: x"}, {"result": "processed: y"}], data
     assert data.returncode == 0
 
@@ -101,7 +106,7 @@ def test_call_reaches_every_kind(gateway, via):
 @pytest.mark.parametrize("via", VIAS)
 def test_an_interactive_route_answers_each_line_before_the_next_is_written(gateway, via):
     process = subprocess.Popen(
-        [BINARY, "call", "--via", via, address(gateway, via), "proto.StreamService/Route"],
+        [BINARY, "call", *via_args(via), address(gateway, via), "proto.StreamService/Route"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
     )
     try:
@@ -121,7 +126,7 @@ def test_an_interactive_route_answers_each_line_before_the_next_is_written(gatew
 
 @pytest.mark.parametrize("via", VIAS)
 def test_metadata_goes_with_the_call_and_verbose_shows_what_came_back(gateway, via):
-    out = sluice_cli("call", "--via", via, address(gateway, via), "hello.UserService/SayHi", "-d", '{"name":"m"}',
+    out = sluice_cli("call", *via_args(via), address(gateway, via), "hello.UserService/SayHi", "-d", '{"name":"m"}',
                      "-H", "x-team: blue", "-H", "X-Trace-Id:  42 ", "-v")
     assert out.returncode == 0, out
     # --echo-metadata: the gateway's response headers repeat what the service received.
@@ -132,20 +137,20 @@ def test_metadata_goes_with_the_call_and_verbose_shows_what_came_back(gateway, v
 @pytest.mark.parametrize("via", VIAS)
 def test_errors_are_the_exit_code_and_the_status_goes_to_stderr(gateway, via):
     target = address(gateway, via)
-    unknown_field = sluice_cli("call", "--via", via, target, "hello.UserService/SayHi", "-d", '{"nope":1}')
+    unknown_field = sluice_cli("call", *via_args(via), target, "hello.UserService/SayHi", "-d", '{"nope":1}')
     assert unknown_field.returncode == 3, unknown_field
     assert unknown_field.stderr.startswith("INVALID_ARGUMENT: ") and "nope" in unknown_field.stderr
     assert unknown_field.stdout == ""
-    unknown_method = sluice_cli("call", "--via", via, target, "no.Such/Thing", "-d", "{}")
+    unknown_method = sluice_cli("call", *via_args(via), target, "no.Such/Thing", "-d", "{}")
     assert unknown_method.returncode == 12 and unknown_method.stderr.startswith("UNIMPLEMENTED: "), unknown_method
-    bad_json = sluice_cli("call", "--via", via, target, "hello.UserService/SayHi", "-d", '{"name":')
+    bad_json = sluice_cli("call", *via_args(via), target, "hello.UserService/SayHi", "-d", '{"name":')
     assert bad_json.returncode == 3, bad_json
 
 
 @pytest.mark.parametrize("via", VIAS)
 def test_timeout_ends_a_slow_stream_with_deadline_exceeded(start_sluice, via):
     slow = start_sluice("--pace-ms", "400")
-    out = sluice_cli("call", "--via", via, address(slow, via), "proto.StreamService/List", "-d", '{"pt":{"value":1}}',
+    out = sluice_cli("call", *via_args(via), address(slow, via), "proto.StreamService/List", "-d", '{"pt":{"value":1}}',
                      "--timeout", "1s")
     assert out.returncode == 4 and out.stderr.startswith("DEADLINE_EXCEEDED"), out
     values = [m["pt"]["value"] for m in lines(out.stdout)]
@@ -158,7 +163,7 @@ def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(start_sluice, vi
     with EPIPE. The command ends at once with 141 (what a shell shows for a process SIGPIPE ended),
     without a trap or a backtrace, and the gateway goes on serving."""
     slow = start_sluice("--pace-ms", "20", "--list-count", "1000")
-    proc = subprocess.Popen([BINARY, "call", "--via", via, address(slow, via), "proto.StreamService/List", "-d",
+    proc = subprocess.Popen([BINARY, "call", *via_args(via), address(slow, via), "proto.StreamService/List", "-d",
                              '{"pt":{"value":1}}'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
     first = json.loads(proc.stdout.readline())
     assert first["pt"]["value"] == 1, first
@@ -170,7 +175,7 @@ def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(start_sluice, vi
     stderr = proc.stderr.read().decode()
     proc.stderr.close()
     assert code == 141 and stderr == "", (code, stderr)
-    again = sluice_cli("call", "--via", via, address(slow, via), "hello.UserService/SayHi", "-d", '{"name":"ada"}')
+    again = sluice_cli("call", *via_args(via), address(slow, via), "hello.UserService/SayHi", "-d", '{"name":"ada"}')
     assert again.returncode == 0 and lines(again.stdout)[0]["result"].startswith("hi ada"), again
 
 
@@ -179,12 +184,12 @@ def test_a_refused_connection_is_unavailable(via):
     with __import__("socket").socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    out = sluice_cli("call", "--via", via, "--timeout", "20s", f"127.0.0.1:{port}", "hello.UserService/SayHi",
+    out = sluice_cli("call", *via_args(via), "--timeout", "20s", f"127.0.0.1:{port}", "hello.UserService/SayHi",
                      "-d", '{"name":"ada"}')
     assert out.returncode == 14 and out.stderr.startswith("UNAVAILABLE: "), out
 
 
-@pytest.mark.parametrize("via", ["ws", "http"])
+@pytest.mark.parametrize("via", ["ws", "http", "ws-mux"])
 def test_timeout_ends_a_call_to_a_server_that_never_answers(via):
     """A server that accepts the connection and says nothing: the gateway's grpc-timeout never
     reaches anyone, so the command keeps --timeout itself and ends with DEADLINE_EXCEEDED."""
@@ -193,7 +198,7 @@ def test_timeout_ends_a_call_to_a_server_that_never_answers(via):
         silent.bind(("127.0.0.1", 0))
         silent.listen(4)
         port = silent.getsockname()[1]
-        out = sluice_cli("call", "--via", via, "--timeout", "1s", f"127.0.0.1:{port}", "hello.UserService/SayHi",
+        out = sluice_cli("call", *via_args(via), "--timeout", "1s", f"127.0.0.1:{port}", "hello.UserService/SayHi",
                          "-d", '{"name":"ada"}')
     assert out.returncode == 4 and out.stderr.startswith("DEADLINE_EXCEEDED: no status within --timeout"), out
 
@@ -241,13 +246,13 @@ def test_tls_on_every_via_and_for_reflection(start_sluice, tmp_path):
     s = start_sluice("--tls-cert", str(pki["chain"]), "--tls-key", str(pki["key"]))
     trust = ["--tls", "--ca", str(pki["ca"])]
     for via in VIAS:
-        out = sluice_cli("call", "--via", via, *trust, address(s, via), "hello.UserService/SayHi", "-d", '{"name":"tls"}')
+        out = sluice_cli("call", *via_args(via), *trust, address(s, via), "hello.UserService/SayHi", "-d", '{"name":"tls"}')
         assert out.returncode == 0 and lines(out.stdout)[0]["result"].startswith("hi tls---"), (via, out)
     listed = sluice_cli("list", *trust, s.grpc_target)
     assert listed.stdout.split() == HOSTED, listed
     # The system's roots do not know the test CA: the server is not trusted.
     for via in VIAS:
-        untrusted = sluice_cli("call", "--via", via, "--tls", address(s, via), "hello.UserService/SayHi", "-d", "{}")
+        untrusted = sluice_cli("call", *via_args(via), "--tls", address(s, via), "hello.UserService/SayHi", "-d", "{}")
         assert untrusted.returncode == 14 and untrusted.stderr.startswith("UNAVAILABLE"), (via, untrusted)
 
 
@@ -507,7 +512,7 @@ def test_what_a_hostile_gateway_sends_is_escaped(via):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         port = server.socket.getsockname()[1]
-        out = raw_cli("call", "--via", via, f"127.0.0.1:{port}", "evil.Hostile/Echo", "-d", '{"text":"hi"}', "-v")
+        out = raw_cli("call", *via_args(via), f"127.0.0.1:{port}", "evil.Hostile/Echo", "-d", '{"text":"hi"}', "-v")
     finally:
         server.shutdown()
     assert out.returncode == 7, out

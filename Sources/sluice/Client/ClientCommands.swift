@@ -30,6 +30,11 @@ struct CallCommand: AsyncParsableCommand {
   @Option(help: "How to reach the server: grpc (native gRPC), ws (a gateway's WebSocket/JSON) or http (its HTTP JSON).")
   var via: Via = .grpc
 
+  @Flag(
+    help: "With --via ws: call as one stream of a multiplexed session (on /), not a socket on the method's path."
+  )
+  var mux = false
+
   @Option(
     name: [.customShort("d"), .customLong("data")],
     help: "The request: one JSON object, or several, one per line (NDJSON). Without it, stdin.")
@@ -43,6 +48,10 @@ struct CallCommand: AsyncParsableCommand {
 
   @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Print the response headers and trailers to stderr.")
   var verbose = false
+
+  func validate() throws {
+    if self.mux, self.via != .ws { throw ValidationError("--mux needs --via ws.") }
+  }
 
   func run() async throws {
     let requests: AsyncStream<String>
@@ -62,7 +71,7 @@ struct CallCommand: AsyncParsableCommand {
     do {
       switch self.via {
       case .grpc: outcome = try await GRPCCall.run(call)
-      case .ws: outcome = try await CallDeadline.keep(self.timeout) { try await WebSocketCall.run(call) }
+      case .ws: outcome = try await CallDeadline.keep(self.timeout) { try await WebSocketCall.run(call, mux: self.mux) }
       case .http: outcome = try await CallDeadline.keep(self.timeout) { try await HTTPCallClient.run(call) }
       }
     } catch let failure as CallStatus {

@@ -6,10 +6,13 @@ internal import NIOPosix
 internal import NIOSSL
 internal import NIOWebSocket
 import Sluice
+internal import SluiceCodec
 
 /// `sluice call --via ws`: one WebSocket/JSON session on a Sluice gateway's HTTP port (PROTOCOL:
 /// one RPC per WebSocket, one JSON object per text frame). Lines go out as frames as they are
 /// read, then `{"$end":true}`; messages are printed as they arrive, and `$end` is the status.
+/// With `--mux` the call is one stream of a multiplexed session on `/` instead: the same lines as
+/// `message` frames of stream 1, within the request credit the gateway grants.
 /// Written on NIOWebSocket's client upgrade: no WebSocket client library is in the package mirror.
 enum WebSocketCall {
   private enum Upgrade: Sendable {
@@ -17,13 +20,14 @@ enum WebSocketCall {
     case refused(NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>)
   }
 
-  static func run(_ call: CallRequest) async throws -> CallStatus {
+  static func run(_ call: CallRequest, mux: Bool) async throws -> CallStatus {
     let (connection, name, requests, timeout, verbose) = (
       call.connection, call.method, call.requests, call.timeout, call.verbose
     )
     let target = try connection.target()
-    let path = name.path
+    let path = mux ? "/" : name.path
     var headers = HTTPHeaders([("Host", target.description), ("Content-Length", "0")])
+    if mux { headers.add(name: "Sec-WebSocket-Protocol", value: "sluice.mux.v1") }
     headers.add(contentsOf: try GatewayJSON.headers(connection, timeout: timeout))
     let tls = try connection.tls ? ClientTLS.context(ca: connection.ca) : nil
     let upgrade: EventLoopFuture<Upgrade>
@@ -64,6 +68,7 @@ enum WebSocketCall {
       case .refused(let channel):
         return try await Self.refusal(channel)
       case .webSocket(let channel):
+        if mux { return try await Self.muxSession(channel, path: name.path, requests: requests, verbose: verbose) }
         return try await Self.session(channel, requests: requests, verbose: verbose)
       }
     } catch let status as CallStatus {
@@ -107,41 +112,110 @@ enum WebSocketCall {
           return nil
         }
         group.addTask {
-          var message = ByteBuffer()
-          for try await frame in inbound {
-            switch frame.opcode {
-            case .ping:
-              try await outbound.write(
-                WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData))
-            case .text, .continuation:
-              var data = frame.unmaskedData
-              message.writeBuffer(&data)
-              guard frame.fin else { continue }
-              let text = String(buffer: message)
-              message.clear()
-              if let end = Self.end(text, verbose: verbose) {
-                try? await outbound.write(
-                  WebSocketFrame(
-                    fin: true, opcode: .connectionClose, maskKey: .random(), data: ByteBuffer(bytes: [3, 232])))
-                return end
-              }
-            case .connectionClose:
-              return CallStatus(.unavailable, "the gateway closed the WebSocket without a $end")
-            default:
-              continue
-            }
-          }
-          return CallStatus(.unavailable, "the connection closed without a $end")
+          try await Self.read(inbound, outbound, last: "$end") { text in Self.end(text, verbose: verbose) }
         }
-        while let result = try await group.next() {
-          if let result {
-            group.cancelAll()
-            return result
-          }
-        }
-        return CallStatus(.unknown, "the session ended without a status")
+        return try await Self.firstStatus(&group)
       }
     }
+  }
+
+  /// One stream (id 1) of a multiplexed session: `start`, each line as a `message` while the
+  /// gateway's request credit lasts (16, then what its `credit` frames grant), then `end`.
+  private static func muxSession(
+    _ channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>,
+    path: String,
+    requests: AsyncStream<String>,
+    verbose: Bool
+  ) async throws -> CallStatus {
+    let (grants, granted) = AsyncStream<Int>.makeStream()
+    return try await channel.executeThenClose { inbound, outbound in
+      try await withThrowingTaskGroup(of: CallStatus?.self) { group in
+        group.addTask {
+          let start = JSONValue.string(path).serialized
+          try await outbound.write(Self.text(#"{"id":1,"start":\#(start)}"#))
+          var credit = 16
+          var more = grants.makeAsyncIterator()
+          for await line in requests {
+            while credit == 0 {
+              guard let grant = await more.next() else { return nil }
+              credit += grant
+            }
+            credit -= 1
+            try await outbound.write(Self.text(#"{"id":1,"message":\#(line)}"#))
+          }
+          try await outbound.write(Self.text(#"{"id":1,"end":true}"#))
+          return nil
+        }
+        group.addTask {
+          defer { granted.finish() }
+          return try await Self.read(inbound, outbound, last: "its end") { text in
+            Self.muxFrame(text, verbose: verbose, granted: granted)
+          }
+        }
+        return try await Self.firstStatus(&group)
+      }
+    }
+  }
+
+  /// Reads the gateway's text frames (answering pings) until `handle` returns a status; then
+  /// sends Close. `last` names the frame whose absence a closed connection reports.
+  private static func read(
+    _ inbound: NIOAsyncChannelInboundStream<WebSocketFrame>,
+    _ outbound: NIOAsyncChannelOutboundWriter<WebSocketFrame>,
+    last: String,
+    handle: (String) -> CallStatus?
+  ) async throws -> CallStatus {
+    var message = ByteBuffer()
+    for try await frame in inbound {
+      switch frame.opcode {
+      case .ping:
+        try await outbound.write(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData))
+      case .text, .continuation:
+        var data = frame.unmaskedData
+        message.writeBuffer(&data)
+        guard frame.fin else { continue }
+        let text = String(buffer: message)
+        message.clear()
+        if let end = handle(text) {
+          try? await outbound.write(
+            WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: ByteBuffer(bytes: [3, 232])))
+          return end
+        }
+      case .connectionClose:
+        return CallStatus(.unavailable, "the gateway closed the WebSocket without \(last)")
+      default:
+        continue
+      }
+    }
+    return CallStatus(.unavailable, "the connection closed without \(last)")
+  }
+
+  /// The first status one of the group's tasks returns (the sender returns nil when done).
+  private static func firstStatus(_ group: inout ThrowingTaskGroup<CallStatus?, any Error>) async throws -> CallStatus {
+    while let result = try await group.next() {
+      if let result {
+        group.cancelAll()
+        return result
+      }
+    }
+    return CallStatus(.unknown, "the session ended without a status")
+  }
+
+  /// Prints a frame of stream 1: a message to stdout (its JSON as the gateway wrote it), headers to
+  /// stderr with `-v`; passes request credit on; returns the status of its `end`.
+  private static func muxFrame(_ text: String, verbose: Bool, granted: AsyncStream<Int>.Continuation) -> CallStatus? {
+    let prefix = #"{"id":1,"message":"#
+    if text.hasPrefix(prefix), text.hasSuffix("}") {
+      ClientOutput.line(String(text.dropFirst(prefix.count).dropLast()))
+      return nil
+    }
+    guard let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any],
+      (object["id"] as? Int) == 1
+    else { return nil }  // a pong, or another stream's frame
+    if let end = object["end"] as? [String: Any] { return GatewayJSON.status(ofEnd: end, verbose: verbose) }
+    if let headers = object["headers"] as? [String: Any], verbose { GatewayJSON.print("headers", headers) }
+    if let credit = object["credit"] as? Int { granted.yield(credit) }
+    return nil
   }
 
   /// Prints a frame: a message to stdout, `$headers` to stderr with `-v`; returns the status of a
