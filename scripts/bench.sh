@@ -90,7 +90,7 @@ fi
 
 read -r SG SH GP WP PG PH NP E1 EN < <("$LOADGEN" ports 9 | paste -sd' ')
 "$SLUICE_BIN" --host 127.0.0.1 --grpc-port "$SG" --http-port "$SH" --pace-ms 0 --list-count "$N" \
-  --log-level warning >"$OUT/sluice.log" 2>&1 &
+  --max-streams-per-session 2000 --log-level warning >"$OUT/sluice.log" 2>&1 &
 SPID=$!
 PIDS+=("$SPID")
 "$BUILD/bin/grpcserver" --port "$GP" --list-count "$N" >"$OUT/grpcserver.log" 2>&1 &
@@ -153,6 +153,10 @@ say "==> mode $MODE: $RUNS runs, N=$N, duration $DURATION, $SESSIONS idle sessio
 SLUICE_GRPC="name=sluice,grpc=127.0.0.1:$SG,pids=$SPID"
 GO_GRPC="name=grpc-go,grpc=127.0.0.1:$GP,pids=$GPID"
 SLUICE_HTTP="name=sluice,http=127.0.0.1:$SH,pids=$SPID"
+# The multiplexed session on /: the WebSocket scenarios as streams of one socket (mux=K: K more
+# streams open and idle beside them).
+SLUICE_MUX="name=sluice-mux,http=127.0.0.1:$SH,pids=$SPID,mux=0"
+SLUICE_MUX1000="name=sluice-mux+1000-open,http=127.0.0.1:$SH,pids=$SPID,mux=1000"
 GO_HTTP="name=gorilla+grpc-go,http=127.0.0.1:$WP,pids=$WPID,$GPID"
 PROXY_GRPC="name=sluice+grpc-go,grpc=127.0.0.1:$PG,pids=$PPID_,$GPID"
 PROXY_HTTP="name=sluice+grpc-go,http=127.0.0.1:$PH,pids=$PPID_,$GPID"
@@ -166,7 +170,7 @@ ENVOYN_WEB="name=envoy-$(nproc)w+grpc-go,http=127.0.0.1:$EN,pids=$ENPID,$GPID"
 
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
-TOTAL=32
+TOTAL=34
 STEP=0
 # "1 worker" or "N workers", from an Envoy target's name (envoy-Nw+grpc-go).
 envoy_workers() {
@@ -196,6 +200,10 @@ run "WebSocket/JSON Route, $STREAMS streams" "$SLUICE_HTTP" "$GO_HTTP" --scenari
 run "native gRPC Route latency at $RATE msg/s" "$SLUICE_GRPC" "$GO_GRPC" --scenario grpc-latency
 run "WebSocket/JSON Route latency at $RATE msg/s" "$SLUICE_HTTP" "$GO_HTTP" --scenario ws-latency
 run "$SESSIONS idle WebSocket sessions" "$SLUICE_HTTP" "$GO_HTTP" --scenario ws-idle
+run "WebSocket/JSON Route, $STREAMS streams: one multiplexed socket vs a socket each" "$SLUICE_MUX" "$GO_HTTP" \
+  --scenario ws-route-streams
+run "WebSocket/JSON Route latency at $RATE msg/s: a stream beside 1,000 open ones vs a single-RPC session" \
+  "$SLUICE_MUX1000" "$SLUICE_HTTP" --scenario ws-latency
 # Proxies in front of the same grpc-go server (labels start with "proxy: ", see loadgen/report.go).
 run "proxy: WebSocket/JSON Route to grpc-go" "$PROXY_HTTP" "$GO_HTTP" --scenario ws-route
 run "proxy: native gRPC Route to grpc-go" "$PROXY_GRPC" "$NGINX_GRPC" --scenario grpc-route

@@ -18,6 +18,7 @@ import pytest
 
 import sluice_fuzz as fz
 import sluice_h2fuzz as h2fz
+import sluice_muxfuzz  # noqa: F401  (registers the "mux" family)
 import sluice_restfuzz  # noqa: F401  (registers the "rest" family)
 import sluice_webfuzz  # noqa: F401  (registers the "web" family)
 
@@ -34,6 +35,8 @@ SHARE["webh2"] = 0.3
 # REST routes (sluice_restfuzz.py): paths, queries and bodies against --http-rule routes.
 SHARE["rest"] = 0.3
 EXTRA = {"rest": [arg for rule in sluice_restfuzz.REST_RULES for arg in ("--http-rule", rule)]}
+# The multiplexed WebSocket session (sluice_muxfuzz.py): interleaved streams, ids, credits, bad frames.
+SHARE["mux"] = 0.3
 # The native port's family runs as many cases as the four HTTP-port families together.
 SHARE["grpc"] = 1.0
 
@@ -115,6 +118,13 @@ def test_fuzz_rest_routes(start_sluice):
     """REST routes from --http-rule: random paths (percent escapes, UTF-8 and not, segments),
     queries (unknown, nested, repeated fields, broken escapes) and bodies, methods and Accept."""
     fuzz(start_sluice, "rest")
+
+
+def test_fuzz_multiplexed_sessions(start_sluice):
+    """Multiplexed sessions on /: random interleavings of streams of every method, string and
+    integer ids fresh and reused, credits good and bad, garbage messages, late frames, pings, and
+    frames that end the session; each case ends with the client's Close (sluice_muxfuzz.py)."""
+    fuzz(start_sluice, "mux")
 
 
 def test_fuzz_http_framing(start_sluice):

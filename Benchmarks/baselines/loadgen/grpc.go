@@ -265,18 +265,9 @@ func grpcLatency(cfg Config, t Target, _ bool) (Metrics, error) {
 	n := int(cfg.Duration.Seconds() * float64(cfg.Rate))
 	sent := make(chan time.Time, n)
 	go func() {
-		start := time.Now()
-		interval := time.Second / time.Duration(cfg.Rate)
-		for i := 0; i < n; i++ {
-			if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
-				time.Sleep(wait)
-			}
-			sent <- time.Now()
-			if stream.Send(request(i)) != nil {
-				return
-			}
+		if sendPaced(n, cfg.Rate, sent, func(i int) error { return stream.Send(request(i)) }) == nil {
+			stream.CloseSend()
 		}
-		stream.CloseSend()
 	}()
 	rtts := make([]float64, 0, n)
 	for {

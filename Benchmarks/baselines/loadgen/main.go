@@ -60,6 +60,9 @@ func (t *targetList) Set(v string) error {
 			target.HTTP = value
 		case "pids":
 			target.Pids = append(target.Pids, atoi(value))
+		case "mux":
+			target.MuxOpen = atoi(value)
+			target.Mux = true
 		default:
 			return fmt.Errorf("unknown target key %q", key)
 		}

@@ -116,11 +116,16 @@ const proxyLabel = "proxy: "
 func find(results []*Result, scenario string, concurrency int, proxy bool) *Result {
 	for _, r := range results {
 		if r.Config.Scenario == scenario && (concurrency == 0 || r.Config.Concurrency == concurrency) &&
-			strings.HasPrefix(r.Config.Label, proxyLabel) == proxy {
+			strings.HasPrefix(r.Config.Label, proxyLabel) == proxy && !multiplexed(r) {
 			return r
 		}
 	}
 	return nil
+}
+
+// multiplexed: a run whose first target is a multiplexed WebSocket session (mux=K).
+func multiplexed(r *Result) bool {
+	return len(r.Targets) > 0 && r.Targets[0].Mux
 }
 
 func median(r *Result, target int, metric string) float64 {
@@ -205,6 +210,24 @@ func goals(results []*Result) []Goal {
 				add(g.goal, v >= g.want, v, fmt.Sprintf("%.2f×", v))
 				break
 			}
+		}
+	}
+	// The multiplexed session (the multiplexed WebSocket issue): 64 Route streams on one socket
+	// against the Go proxy's 64 sockets, and one stream's p99 beside 1,000 open ones against a
+	// single-RPC session's.
+	for _, r := range results {
+		if !multiplexed(r) {
+			continue
+		}
+		switch r.Config.Scenario {
+		case "ws-route-streams":
+			v := ratio(r, "msg_per_s")
+			add(fmt.Sprintf("WebSocket/JSON Route, %d streams of one multiplexed socket ≥ 3.0× the Go proxy's %d sockets",
+				r.Config.Streams, r.Config.Streams), v >= 3, v, fmt.Sprintf("%.2f×", v))
+		case "ws-latency":
+			v := ratio(r, "p99_us")
+			add(fmt.Sprintf("WebSocket/JSON Route p99 beside %s open streams of its socket ≤ 1.5× a single-RPC session's",
+				human(float64(r.Targets[0].MuxOpen))), v > 0 && v <= 1.5, v, fmt.Sprintf("%.2f×", v))
 		}
 	}
 	if r := find(results, "ws-idle", 0, false); r != nil {

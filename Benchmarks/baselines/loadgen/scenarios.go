@@ -18,6 +18,10 @@ type Target struct {
 	GRPC string `json:"grpc,omitempty"`
 	HTTP string `json:"http,omitempty"`
 	Pids []int  `json:"pids,omitempty"`
+	// Mux (mux=K): the WebSocket scenarios run as streams of one multiplexed session on /
+	// (Sluice), with K more streams open and idle beside them.
+	Mux     bool `json:"mux,omitempty"`
+	MuxOpen int  `json:"mux_open,omitempty"`
 }
 
 type Config struct {
@@ -90,6 +94,23 @@ func scenarioNames() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// sendPaced calls send(i) for i < n at rate per second on schedule (a late send is not made up
+// by waiting less later), putting each send's time on sent first; it stops at send's first error.
+func sendPaced(n, rate int, sent chan<- time.Time, send func(i int) error) error {
+	start := time.Now()
+	interval := time.Second / time.Duration(rate)
+	for i := 0; i < n; i++ {
+		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+			time.Sleep(wait)
+		}
+		sent <- time.Now()
+		if err := send(i); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // warm shrinks a configuration for the uncounted warm-up run.

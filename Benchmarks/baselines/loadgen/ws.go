@@ -164,8 +164,12 @@ func wsList(cfg Config, t Target, warmup bool) (Metrics, error) {
 	return Metrics{"msg_per_s": float64(count) / elapsed}, nil
 }
 
-// wsRouteStreams: Streams WebSocket sessions (dialled before the clock starts), each ping-pong, N in total.
+// wsRouteStreams: Streams WebSocket sessions (dialled before the clock starts), each ping-pong, N in total;
+// for a mux target, Streams streams of one multiplexed session instead.
 func wsRouteStreams(cfg Config, t Target, _ bool) (Metrics, error) {
+	if t.Mux {
+		return muxRouteStreams(cfg, t)
+	}
 	per := cfg.N / cfg.Streams
 	conns := make([]*websocket.Conn, cfg.Streams)
 	for i := range conns {
@@ -206,7 +210,11 @@ func wsRouteStreams(cfg Config, t Target, _ bool) (Metrics, error) {
 }
 
 // wsLatency: one Route session, Rate messages/s for Duration; round trip from send to response.
+// For a mux target, one stream of a multiplexed session with MuxOpen idle Route streams beside it.
 func wsLatency(cfg Config, t Target, _ bool) (Metrics, error) {
+	if t.Mux {
+		return muxLatency(cfg, t)
+	}
 	conn, err := dial(t, "/proto.StreamService/Route", dialer)
 	if err != nil {
 		return nil, err
@@ -217,17 +225,12 @@ func wsLatency(cfg Config, t Target, _ bool) (Metrics, error) {
 	sendErr := make(chan error, 1)
 	go func() {
 		buf := make([]byte, 0, 64)
-		start := time.Now()
-		interval := time.Second / time.Duration(cfg.Rate)
-		for i := 0; i < n; i++ {
-			if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
-				time.Sleep(wait)
-			}
-			sent <- time.Now()
-			if err := conn.WriteMessage(websocket.TextMessage, messageFrame(buf, i)); err != nil {
-				sendErr <- err
-				return
-			}
+		err := sendPaced(n, cfg.Rate, sent, func(i int) error {
+			return conn.WriteMessage(websocket.TextMessage, messageFrame(buf, i))
+		})
+		if err != nil {
+			sendErr <- err
+			return
 		}
 		sendErr <- conn.WriteMessage(websocket.TextMessage, endFrame)
 	}()
