@@ -655,3 +655,48 @@ def test_health_and_reflection_over_the_session(sluice):
     assert messages(health) == [{"status": "SERVING"}] and end(health) == {"code": 0}
     names = [s["name"] for s in messages(reflection)[0]["listServicesResponse"]["service"]]
     assert "proto.StreamService" in names and end(reflection) == {"code": 0}
+
+
+# --- memory -----------------------------------------------------------------------------------
+
+
+def test_an_idle_open_stream_costs_under_2_kb(start_sluice):
+    """10 sessions x 1,000 open Route streams (scripts/mux-memory.py measures 100 x 1,000)."""
+    s = start_sluice("--max-streams-per-session", "1000", "--ws-ping-interval", "0")
+
+    async def go():
+        sockets = [await websockets.connect(f"ws://127.0.0.1:{s.http_port}/") for _ in range(10)]
+        await asyncio.sleep(0.5)
+        before = s.rss_kib()
+        for ws in sockets:
+            for i in range(1000):
+                await ws.send(json.dumps({"id": i, "start": ROUTE}))
+        for ws in sockets:
+            await ws.send('{"ping":1}')
+            while json.loads(await ws.recv()).get("pong") != 1:
+                pass
+        after = s.rss_kib()
+        for ws in sockets:
+            ws.transport.abort()  # gone without a Close: every stream is cancelled
+        return before, after
+
+    before, after = run(go(), timeout=60)
+    per_stream = (after - before) * 1024 / 10_000
+    print(f"10,000 open streams: RSS {before} -> {after} KiB, {per_stream:.0f} bytes per stream")
+    assert per_stream < 2048
+    assert wait_for_metric(s, "sluice_rpcs_active", 0, timeout=10) == 0
+
+
+def test_proxied_streams_with_descriptors_from_the_upstreams_reflection(lab, upstream, start_sluice):  # noqa: F811
+    s = start_sluice("--upstream", f"{SERVICE}={upstream.address}", "--upstream-reflection")
+
+    async def go():
+        async with connect(s) as ws:
+            mux = Mux(ws)
+            await mux.send({"id": "e", "start": f"/{SERVICE}/Echo", "message": {"name": "r", "count": "3"}, "end": True})
+            await mux.send({"id": "c", "start": f"/{SERVICE}/Count", "message": {"count": 4}})
+            return await mux.end_of("e"), await mux.end_of("c")
+
+    echo, count = run(go())
+    assert messages(echo)[0]["item"]["name"] == "r" and end(echo)["code"] == 0, echo
+    assert [m.get("count", "0") for m in messages(count)] == ["0", "1", "2", "3"] and end(count)["code"] == 0
