@@ -188,35 +188,38 @@ final class MuxSessionHandler: ChannelDuplexHandler, TurnFlushing {
   /// Whether the socket takes more output now.
   var isSocketWritable: Bool { self.context?.channel.isWritable ?? false }
 
-  /// A stream's frame `{"id":…,"<key>":<json>}`.
-  static func frame(_ id: MuxStreamID, _ key: String, _ json: [UInt8]) -> [UInt8] {
-    var frame: [UInt8] = []
-    let idText: [UInt8]
+  /// A stream's frame `{"id":…,"<key>":<json>}`, as a text frame's payload (written straight into
+  /// the buffer NIO's encoder frames in place).
+  static func frame(_ id: MuxStreamID, _ key: String, _ json: [UInt8], allocator: ByteBufferAllocator) -> ByteBuffer {
+    var buffer = WebSocketFrames.payloadBuffer(capacity: key.utf8.count + json.count + 40, allocator: allocator)
+    buffer.writeString(#"{"id":"#)
     switch id {
-    case .integer(let number): idText = Array(String(number).utf8)
-    case .string: idText = id.json.serializedBytes
+    case .integer(let number): buffer.writeString(String(number))
+    case .string: buffer.writeBytes(id.json.serializedBytes)
     }
-    frame.reserveCapacity(idText.count + key.utf8.count + json.count + 12)
-    frame.append(contentsOf: #"{"id":"#.utf8)
-    frame.append(contentsOf: idText)
-    frame.append(contentsOf: #",""#.utf8)
-    frame.append(contentsOf: key.utf8)
-    frame.append(contentsOf: #"":"#.utf8)
-    frame.append(contentsOf: json)
-    frame.append(UInt8(ascii: "}"))
-    return frame
+    buffer.writeString(#",""#)
+    buffer.writeString(key)
+    buffer.writeString(#"":"#)
+    buffer.writeBytes(json)
+    buffer.writeInteger(UInt8(ascii: "}"))
+    return buffer
   }
 
-  /// Writes one JSON text frame, flushed with the turn.
-  func write(_ json: [UInt8]) {
+  /// A stream's frame, allocated on the session's channel.
+  func frame(_ id: MuxStreamID, _ key: String, _ json: [UInt8]) -> ByteBuffer {
+    Self.frame(id, key, json, allocator: self.context?.channel.allocator ?? ByteBufferAllocator())
+  }
+
+  /// Writes one text frame (a payload from `frame`), flushed with the turn.
+  func write(_ payload: ByteBuffer) {
     guard let context = self.context, self.state == .open || self.state == .clientClosed else { return }
-    context.write(Self.wrapOutboundOut(WebSocketFrames.text(json, allocator: context.channel.allocator)), promise: nil)
-    self.metrics.bytes(.websocket, .out, count: json.count)
+    self.metrics.bytes(.websocket, .out, count: payload.readableBytes)
+    context.write(Self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: payload)), promise: nil)
     self.turn.flushSoon()
   }
 
   /// A stream ended: its last frame (`end`) goes out and its id is free again.
-  func streamEnded(_ stream: MuxStream, frame: [UInt8]) {
+  func streamEnded(_ stream: MuxStream, frame: ByteBuffer) {
     guard self.streams[stream.id] === stream else { return }
     self.streams[stream.id] = nil
     self.write(frame)
@@ -247,7 +250,8 @@ final class MuxSessionHandler: ChannelDuplexHandler, TurnFlushing {
     }
     switch frame {
     case .ping(let value):
-      self.write(JSONValue.object(["pong": value]).serializedBytes)
+      let pong = JSONValue.object(["pong": value]).serializedBytes
+      self.write(WebSocketFrames.text(pong, allocator: self.context?.channel.allocator ?? ByteBufferAllocator()).data)
     case .stream(let id, let frame):
       if frame.starts {
         guard self.streams[id] == nil else {
@@ -275,7 +279,7 @@ final class MuxSessionHandler: ChannelDuplexHandler, TurnFlushing {
   /// handshake's metadata and its own) or ends at once with why it cannot.
   private func start(_ id: MuxStreamID, _ frame: MuxFrame.Stream) {
     func refuse(_ error: RPCError) {
-      self.write(Self.frame(id, "end", JSONValue.object(StatusJSON.status(error, trailers: [:])).serializedBytes))
+      self.write(self.frame(id, "end", JSONValue.object(StatusJSON.status(error, trailers: [:])).serializedBytes))
     }
     guard let path = frame.start, frame.problem == nil else {
       return refuse(frame.problem ?? GRPCErrors.muxInvalidMember("start", "a method path string"))
@@ -317,7 +321,9 @@ final class MuxSessionHandler: ChannelDuplexHandler, TurnFlushing {
       return refuse(refusal)
     }
     guard let handler = stream.lifecycle.handler, let call = stream.lifecycle.call else { return }
-    if let headers = CallLifecycle.start(handler, call, engine: self.engine) { stream.writeHeaders(headers) }
+    if let headers = CallLifecycle.start(handler, call, engine: self.engine), stream.lifecycle.isRunning {
+      stream.writeHeaders(headers)
+    }
     if let message { stream.received(message) }
     if frame.end { stream.halfClose() }
   }

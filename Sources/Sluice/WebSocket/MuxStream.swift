@@ -26,8 +26,8 @@ final class MuxStream: CallResponder {
   private var wantsWritable = false
   private var headersSent = false
   /// Response frames waiting for credit, and the end frame behind them once the handler finished.
-  private var waiting: [[UInt8]] = []
-  private var ending: [UInt8]?
+  private var waiting: [ByteBuffer] = []
+  private var ending: ByteBuffer?
 
   init(id: MuxStreamID, method: SluiceCodec.MethodDescriptor, credit: Int?, session: MuxSessionHandler) {
     self.id = id
@@ -134,7 +134,7 @@ final class MuxStream: CallResponder {
     }
     self.lifecycle.sending()
     self.headersSent = true
-    let frame = MuxSessionHandler.frame(self.id, "message", json)
+    let frame = session.frame(self.id, "message", json)
     guard self.credits.maySend, self.waiting.isEmpty else {
       self.waiting.append(frame)
       return
@@ -174,12 +174,15 @@ final class MuxStream: CallResponder {
     self.headersSent = true
     let object = StatusJSON.json(headers)
     guard !object.isEmpty else { return }
-    self.session?.write(MuxSessionHandler.frame(self.id, "headers", JSONValue.object(object).serializedBytes))
+    guard let session = self.session else { return }
+    session.write(session.frame(self.id, "headers", JSONValue.object(object).serializedBytes))
   }
 
-  private func endFrame(_ error: RPCError?, trailers: HPACKHeaders) -> [UInt8] {
+  private func endFrame(_ error: RPCError?, trailers: HPACKHeaders) -> ByteBuffer {
     let status = StatusJSON.status(error, trailers: trailers, bridge: self.session?.bridge)
-    return MuxSessionHandler.frame(self.id, "end", JSONValue.object(status).serializedBytes)
+    let json = JSONValue.object(status).serializedBytes
+    return self.session?.frame(self.id, "end", json)
+      ?? MuxSessionHandler.frame(self.id, "end", json, allocator: ByteBufferAllocator())
   }
 
   /// Queued responses go out while credit lasts; the end follows the last of them.
@@ -206,6 +209,7 @@ final class MuxStream: CallResponder {
     guard self.lifecycle.isRunning, let grant = self.credits.grant(held: self.held || !self.waiting.isEmpty) else {
       return
     }
-    self.session?.write(MuxSessionHandler.frame(self.id, "credit", Array(String(grant).utf8)))
+    guard let session = self.session else { return }
+    session.write(session.frame(self.id, "credit", Array(String(grant).utf8)))
   }
 }

@@ -9,11 +9,18 @@ enum WebSocketFrames {
 
   /// One JSON document as a text frame.
   static func text(_ json: [UInt8], allocator: ByteBufferAllocator) -> WebSocketFrame {
-    var buffer = allocator.buffer(capacity: Self.headerRoom + json.count)
-    buffer.moveWriterIndex(forwardBy: Self.headerRoom)
-    buffer.moveReaderIndex(forwardBy: Self.headerRoom)
+    var buffer = Self.payloadBuffer(capacity: json.count, allocator: allocator)
     buffer.writeBytes(json)
     return WebSocketFrame(fin: true, opcode: .text, data: buffer)
+  }
+
+  /// An empty buffer for a frame's payload of about `capacity` bytes, with room for the header in
+  /// front of it.
+  static func payloadBuffer(capacity: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
+    var buffer = allocator.buffer(capacity: Self.headerRoom + capacity)
+    buffer.moveWriterIndex(forwardBy: Self.headerRoom)
+    buffer.moveReaderIndex(forwardBy: Self.headerRoom)
+    return buffer
   }
 
   static func ping(allocator: ByteBufferAllocator) -> WebSocketFrame {

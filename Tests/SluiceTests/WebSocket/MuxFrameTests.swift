@@ -1,4 +1,5 @@
 import GRPCCore
+import NIOCore
 import SluiceCodec
 import Testing
 
@@ -32,8 +33,11 @@ struct MuxFrameTests {
     for bad in ["-1", "1.5", "1e3", "9007199254740992", "null", "true", "[1]", "{}", "\"\(long)x\""] {
       #expect(throws: RPCError.self, "id \(bad)") { try Self.parse(#"{"id":\#(bad),"end":true}"#) }
     }
-    #expect(MuxSessionHandler.frame(.string("a\"b"), "end", Array("{}".utf8)) == Array(#"{"id":"a\"b","end":{}}"#.utf8))
-    #expect(MuxSessionHandler.frame(.integer(7), "credit", Array("8".utf8)) == Array(#"{"id":7,"credit":8}"#.utf8))
+    let allocator = ByteBufferAllocator()
+    let named = MuxSessionHandler.frame(.string("a\"b"), "end", Array("{}".utf8), allocator: allocator)
+    #expect(Array(named.readableBytesView) == Array(#"{"id":"a\"b","end":{}}"#.utf8))
+    let numbered = MuxSessionHandler.frame(.integer(7), "credit", Array("8".utf8), allocator: allocator)
+    #expect(Array(numbered.readableBytesView) == Array(#"{"id":7,"credit":8}"#.utf8))
   }
 
   @Test("A frame without an id is a ping only when it has nothing else; anything else is the session's error")
