@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Soak test: mixed load against one gateway for a while, watching errors, memory and RPCs in flight.
 
-Load (each worker loops over it): WebSocket List, Route and Record; HTTP JSON SayHi and NDJSON
+Load (each worker loops over it): WebSocket List, Route and Record; a multiplexed session with a List,
+a Route and a SayHi; HTTP JSON SayHi and NDJSON
 List; native gRPC List, Route and SayHi (grpcio, stubs generated from Protos/ into a temp dir).
 Every answer is checked exactly. Every --interval seconds it prints requests done, errors, the
 gateway's RSS and the active-RPC gauge (GET /metrics, `sluice_rpcs_active`; "n/a" while /metrics
@@ -9,6 +10,7 @@ answers 404). Exits non-zero on any error, if the gateway dies, if RPCs are stil
 end, or if RSS grew by more than --rss-bound-mb during the second half of the run.
 
     scripts/soak.sh --minutes 10          # SLUICE_BIN selects the binary
+    scripts/soak.sh --minutes 10 --proxy  # the same through a proxying gateway to a hosting one
 """
 import argparse
 import asyncio
@@ -117,6 +119,29 @@ async def ws_record(port, i):
         return f"WS Record: {out.texts} Close {out.close_code} {out.problems[:2]}"
 
 
+async def ws_mux(port, i):
+    """One multiplexed session (raw frames, then Close): a List, a Route of 1-5 messages and a
+    one-frame SayHi, interleaved."""
+    n = 1 + i % 5
+    frames = [{"id": 1, "start": fz.PATHS["list"], "message": {"pt": {"name": f"m{i}", "value": 1}}},
+              {"id": "r", "start": fz.PATHS["route"]},
+              {"id": 2, "start": fz.PATHS["sayhi"], "message": {"name": f"x{i}"}, "end": True}]
+    frames += [{"id": "r", "message": {"pt": {"name": "r", "value": k}}} for k in range(n)] + [{"id": "r", "end": True}]
+    chunks = [fz.text(json.dumps(f)) for f in frames] + [fz.ws_frame(8, b"\x03\xe8")]
+    out = await fz.raw_ws_case(port, "/", chunks, timeout=30, client_closes=True)
+    by_id = collections.defaultdict(list)
+    for frame in out.texts:
+        if "credit" not in frame:
+            by_id[json.dumps(frame.get("id"))].append(frame)
+    listed = [{"id": 1, "message": {"pt": {"name": f"m{i}", "value": 1 + k}}} for k in range(fz.LIST_COUNT)]
+    routed = [{"id": "r", "message": {"pt": {"name": "gRPC Stream Server: Route", "value": k}}} for k in range(n)]
+    hi = by_id['2']
+    if (by_id["1"] != listed + [{"id": 1, "end": {"code": 0}}] or by_id['"r"'] != routed + [{"id": "r", "end": {"code": 0}}]
+            or len(hi) != 2 or not hi[0].get("message", {}).get("result", "").startswith(f"hi x{i}---")
+            or hi[1] != {"id": 2, "end": {"code": 0}} or out.close_code != 1000 or out.problems):
+        return f"WS mux: {out.texts[-3:]} Close {out.close_code} {out.problems[:2]} timed out {out.timed_out}"
+
+
 async def http_say_hi(port, i):
     req = fz.http_request(fz.PATHS["sayhi"], json.dumps({"name": f"h{i}"}).encode())
     out = await fz.raw_http_case(port, [req], timeout=30)
@@ -163,7 +188,7 @@ def grpc_calls(stubs, target):
 
 async def main_async(args, gw, stubs):
     stats = Stats()
-    calls = [ws_list, ws_route, ws_record, http_say_hi, http_list]
+    calls = [ws_list, ws_route, ws_record, ws_mux, http_say_hi, http_list]
     channel = None
     if stubs:
         channel, more = grpc_calls(stubs, f"127.0.0.1:{gw.grpc_port}")
@@ -224,12 +249,18 @@ def main():
     ap.add_argument("--interval", type=float, default=10)
     ap.add_argument("--rss-bound-mb", type=float, default=32, help="largest RSS growth allowed in the second half")
     ap.add_argument("--bin", default=os.environ.get("SLUICE_BIN") or str(ROOT / ".build" / "release" / "sluice"))
+    ap.add_argument("--proxy", action="store_true",
+                    help="load a gateway that proxies everything (--hosted none --upstream '*=…', descriptors by "
+                         "reflection) to a second one hosting the services; RSS and RPCs are the proxy's")
     args = ap.parse_args()
     fz.raise_nofile(20000)
     stubs = generate_stubs()
-    gw = Gateway(args.bin, [])
+    backend = Gateway(args.bin, []) if args.proxy else None
+    gw = Gateway(args.bin, ["--hosted", "none", "--upstream", f"*=127.0.0.1:{backend.grpc_port}",
+                            "--upstream-reflection"] if backend else [])
     print(f"soak: {args.bin}, {args.minutes} min, {args.concurrency} workers, native gRPC {'on' if stubs else 'off (no grpcio-tools)'}; "
-          f"HTTP port {gw.http_port}, gRPC port {gw.grpc_port}", flush=True)
+          f"HTTP port {gw.http_port}, gRPC port {gw.grpc_port}"
+          + (f"; proxying to the backend's gRPC port {backend.grpc_port}" if backend else ""), flush=True)
     try:
         stats, rss, elapsed = asyncio.run(main_async(args, gw, stubs))
         alive = gw.process.poll() is None
@@ -245,6 +276,9 @@ def main():
         if code is None:
             gw.process.terminate()
             code = gw.process.wait(30)
+        if backend and backend.process.poll() is None:
+            backend.process.terminate()
+            backend.process.wait(30)
     total = sum(stats.done.values())
     half = [r for t, r in rss if t >= elapsed / 2]
     growth = (half[-1] - half[0]) if len(half) >= 2 else 0

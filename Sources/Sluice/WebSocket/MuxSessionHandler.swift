@@ -359,6 +359,7 @@ final class MuxSessionHandler: ChannelDuplexHandler, TurnFlushing {
 
   /// Every stream ended after the client's Close: Close 1000 (1001 in a shutdown), then TCP.
   private func closeAfterClient() {
+    guard self.state == .clientClosed else { return }  // once: the last stream's end may have done it
     self.state = .closed
     self.keepalive.stop()
     guard let context = self.context else { return }
