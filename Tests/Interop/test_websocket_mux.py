@@ -464,6 +464,22 @@ def test_an_unreadable_frame_ends_every_stream_and_closes_4400(sluice, frame):
     assert code == 4400
 
 
+def test_a_frame_over_the_size_limit_ends_every_stream_and_closes_4400(start_sluice):
+    s = start_sluice("--max-message-bytes", "1024")
+
+    async def go():
+        async with connect(s) as ws:
+            mux = Mux(ws)
+            await mux.send({"id": 1, "start": ROUTE})
+            await mux.send({"id": 2, "start": ROUTE})
+            await mux.send({"id": 1, "message": {"pt": {"name": "x" * 2000}}})
+            return await mux.close_code()
+
+    frames, code, _ = run(go())
+    assert sorted((f["id"], f["end"]["code"]) for f in frames if "end" in f) == [(1, 8), (2, 8)], frames
+    assert code == 4400
+
+
 def test_a_duplicate_start_ends_every_stream_and_closes_4409(sluice):
     async def go():
         async with connect(sluice) as ws:
