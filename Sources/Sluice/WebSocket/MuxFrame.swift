@@ -2,7 +2,8 @@ internal import GRPCCore
 internal import SluiceCodec
 
 /// The id of a stream in a multiplexed session (PROTOCOL.md, "Multiplexed WebSocket session"): the
-/// client's string of at most 64 characters or integer below 2^53, echoed exactly as sent (`1` and
+/// client's string of at most 64 characters (Unicode scalars, so at most 256 bytes: an id is kept
+/// and echoed in every frame of its stream) or integer below 2^53, echoed exactly as sent (`1` and
 /// `"1"` are two ids).
 enum MuxStreamID: Hashable {
   case string(String)
@@ -18,7 +19,11 @@ enum MuxStreamID: Hashable {
   init?(_ value: JSONValue) {
     switch value {
     case .string(let text):
-      guard text.count <= Self.maxCharacters else { return nil }
+      // Counted in scalars, not grapheme clusters: 64 clusters can hold any number of combining
+      // marks, and counting them walks the whole string.
+      guard text.utf8.count <= 4 * Self.maxCharacters, text.unicodeScalars.count <= Self.maxCharacters else {
+        return nil
+      }
       self = .string(text)
     case .number(let lexeme):
       // Only plain digits: `1.0`, `1e3` and `-0` are not ids.
