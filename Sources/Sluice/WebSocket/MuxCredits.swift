@@ -4,8 +4,9 @@
 ///   sends N messages and waits for more;
 /// - requests: the client starts with `requestWindow` messages; the server grants back what its
 ///   handler took, in batches of half a window, and only while the handler is not holding requests
-///   back and no response waits for credit. So a stream never has more than a window of request
-///   messages in the gateway, and a client that sends a few never has to read a credit frame.
+///   back and no response waits for credit. So a client is never more than a window of messages
+///   ahead of what its handler can take, and a client that sends a few never has to read a credit
+///   frame.
 struct MuxCredits: Equatable {
   /// Request messages a stream may send before it hears from the server.
   static let requestWindow = 16
