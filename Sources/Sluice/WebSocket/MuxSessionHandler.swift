@@ -82,9 +82,6 @@ final class MuxSessionHandler: ChannelDuplexHandler, TurnFlushing {
     self.keepalive = WebSocketKeepalive(interval: settings.pingInterval)
   }
 
-  /// The number of open streams.
-  var openStreams: Int { self.streams.count }
-
   // MARK: - Channel events
 
   func handlerAdded(context: ChannelHandlerContext) {

@@ -102,7 +102,8 @@ final class MuxStream: CallResponder {
     self.waiting = []
     self.ending = nil
     self.lifecycle.end(self.engine, code: "\(error.code)")?.stopped()
-    self.session?.streamEnded(self, frame: self.endFrame(error, trailers: [:]))
+    guard let session = self.session else { return }
+    session.streamEnded(self, frame: self.endFrame(error, trailers: [:], session: session))
   }
 
   /// The connection is gone: the handler is stopped and nothing is written.
@@ -158,12 +159,13 @@ final class MuxStream: CallResponder {
   func finish(_ error: RPCError?, trailers: HPACKHeaders) {
     guard self.lifecycle.isRunning else { return }
     self.lifecycle.end(self.engine, code: error.map { "\($0.code)" } ?? "ok")
-    let frame = self.endFrame(error, trailers: trailers)
+    guard let session = self.session else { return }
+    let frame = self.endFrame(error, trailers: trailers, session: session)
     guard self.waiting.isEmpty else {
       self.ending = frame
       return
     }
-    self.session?.streamEnded(self, frame: frame)
+    session.streamEnded(self, frame: frame)
   }
 
   // MARK: - Frames out
@@ -178,11 +180,9 @@ final class MuxStream: CallResponder {
     session.write(session.frame(self.id, "headers", JSONValue.object(object).serializedBytes))
   }
 
-  private func endFrame(_ error: RPCError?, trailers: HPACKHeaders) -> ByteBuffer {
-    let status = StatusJSON.status(error, trailers: trailers, bridge: self.session?.bridge)
-    let json = JSONValue.object(status).serializedBytes
-    return self.session?.frame(self.id, "end", json)
-      ?? MuxSessionHandler.frame(self.id, "end", json, allocator: ByteBufferAllocator())
+  private func endFrame(_ error: RPCError?, trailers: HPACKHeaders, session: MuxSessionHandler) -> ByteBuffer {
+    let status = StatusJSON.status(error, trailers: trailers, bridge: session.bridge)
+    return session.frame(self.id, "end", JSONValue.object(status).serializedBytes)
   }
 
   /// Queued responses go out while credit lasts; the end follows the last of them.
