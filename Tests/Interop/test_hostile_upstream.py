@@ -1,8 +1,9 @@
 """Hostile upstreams (issue 25): what an upstream sends is untrusted input too. Each case is an
 HTTP/2 server of the `h2` library that pretends to serve upstream.lab.Lab and misbehaves one way:
 an HPACK bomb (a header list of megabytes, a few bytes each on the wire), a header list just over
-the limit, a message larger than `--max-message-bytes`, a response that never ends, and a GOAWAY
-after every request. Through each transport (native gRPC with grpcio, WebSocket/JSON, HTTP JSON),
+the limit, a message larger than `--max-message-bytes`, a message flagged compressed in a
+response without `grpc-encoding`, a response whose status follows half a message, a response that
+never ends, and a GOAWAY after every request. Through each transport (native gRPC with grpcio, WebSocket/JSON, HTTP JSON),
 the call fails with a clear status, the gateway stays up and bounded in memory, and a well-behaved
 upstream next to it keeps working. Broken descriptors by reflection are in test_descriptors.py's
 neighbours (the codec's validation tests and the descriptor fuzzer)."""
@@ -22,7 +23,7 @@ import websockets
 
 from test_upstream import SERVICE, free_port, lab, upstream  # noqa: F401  (fixtures)
 
-MODES = ["bomb", "big-headers", "giant-message", "never-ends", "goaway"]
+MODES = ["bomb", "big-headers", "giant-message", "unannounced-gzip", "cut-message", "never-ends", "goaway"]
 
 
 class HostileUpstream:
@@ -56,6 +57,16 @@ class HostileUpstream:
             conn.send_headers(sid, ok)
             # A message announced at 1 GiB, then as much of it as the windows take.
             conn.send_data(sid, b"\x00" + (1 << 30).to_bytes(4, "big") + b"\x0a" * 16_000)
+        elif self.mode == "unannounced-gzip":
+            # A message flagged compressed in a response without grpc-encoding, then an OK status.
+            conn.send_headers(sid, ok)
+            conn.send_data(sid, b"\x01" + (3).to_bytes(4, "big") + b"\x0a\x01x")
+            conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
+        elif self.mode == "cut-message":
+            # Half a message, then an OK status: the message is lost, so OK cannot stand.
+            conn.send_headers(sid, ok)
+            conn.send_data(sid, b"\x00" + (100).to_bytes(4, "big") + b"\x0a" * 40)
+            conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
         elif self.mode == "never-ends":
             conn.send_headers(sid, ok)  # and nothing more
         elif self.mode == "goaway":
@@ -92,6 +103,8 @@ EXPECTED = {  # mode: (gRPC status, words the message has)
     "bomb": (grpc.StatusCode.INTERNAL, "response headers are over the limit"),
     "big-headers": (grpc.StatusCode.INTERNAL, "response headers are over the limit"),
     "giant-message": (grpc.StatusCode.INTERNAL, "response message of 1073741824 bytes is over the limit"),
+    "unannounced-gzip": (grpc.StatusCode.INTERNAL, "marked compressed but the response has no grpc-encoding"),
+    "cut-message": (grpc.StatusCode.INTERNAL, "the response ended inside a message"),
     "never-ends": (grpc.StatusCode.DEADLINE_EXCEEDED, ""),
     "goaway": (grpc.StatusCode.UNAVAILABLE, ""),
 }

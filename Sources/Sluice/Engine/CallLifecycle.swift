@@ -70,14 +70,14 @@ struct CallLifecycle {
     handler.start(call).map { engine.responseMetadata($0, for: call) }
   }
 
-  /// Counts a request message about to be handed to the handler.
-  mutating func receiving() {
-    self.messagesIn += 1
+  /// Counts request messages about to be handed to the handler.
+  mutating func receiving(_ count: Int = 1) {
+    self.messagesIn &+= count
   }
 
-  /// Counts a response message sent.
-  mutating func sending() {
-    self.messagesOut += 1
+  /// Counts response messages sent.
+  mutating func sending(_ count: Int = 1) {
+    self.messagesOut &+= count
   }
 
   /// The call is over with `code` (`ok` or a status code's name): the deadline is cancelled, the

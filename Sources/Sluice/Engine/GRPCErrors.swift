@@ -36,6 +36,12 @@ enum GRPCErrors {
     message: "a message is marked compressed but the request has no grpc-encoding"
   )
 
+  /// An upstream's response message marked compressed without `grpc-encoding` in its headers.
+  static let responseCompressedWithoutEncoding = RPCError(
+    code: .internalError,
+    message: "a response message is marked compressed but the response has no grpc-encoding"
+  )
+
   /// A message flagged compressed that does not inflate (corrupt or cut short).
   static func undecodableCompression(_ reason: String) -> RPCError {
     RPCError(code: .internalError, message: "a compressed message could not be inflated (gzip): \(reason)")

@@ -31,6 +31,23 @@ extension RPCHandler {
   func stopped() {}
 }
 
+/// A handler that forwards request messages unchanged (a proxy): on a transport whose framing
+/// is gRPC's own (the native port), a call without message encoding hands it the request DATA's
+/// whole messages still framed, checked against `--max-message-bytes` but not cut apart, and it
+/// forwards them as they are. `received` still takes them one by one everywhere else.
+protocol FramedRPCHandler: RPCHandler {
+  /// `count` request messages, each with gRPC's 5-byte prefix (uncompressed), in one buffer.
+  func receivedFramed(_ messages: ByteBuffer, count: Int, _ call: ServerCall)
+}
+
+/// A transport whose framing is gRPC's own (the native port), which takes a proxy's response
+/// messages still framed, as its upstream sent them.
+protocol FramedCallResponder: CallResponder {
+  /// Sends `count` response messages, each with gRPC's 5-byte prefix (uncompressed), already
+  /// checked against `--max-message-bytes`.
+  func send(framed messages: ByteBuffer, count: Int)
+}
+
 /// What the transport under a call does with its output. The native port's stream handler is
 /// one; the JSON front ends will be others.
 protocol CallResponder: AnyObject {

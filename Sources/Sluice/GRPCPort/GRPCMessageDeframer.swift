@@ -63,6 +63,35 @@ struct GRPCMessageDeframer {
     self.buffer = buffer.readableBytes == 0 ? nil : buffer
     return Message(bytes: message, compressed: flag != 0, flags: flag)
   }
+
+  /// Every complete message at the front, still framed, as one slice of the buffer with no copy
+  /// (none: `count` 0), for a proxy that forwards them as they are: each one's length is checked
+  /// against the limit as `next` does, and a compressed one throws, since only a call without
+  /// message encoding is passed through (its peer has no `grpc-encoding` to decode one).
+  mutating func nextFramed() throws(RPCError) -> (bytes: ByteBuffer, count: Int) {
+    guard var buffer = self.buffer else { return (ByteBuffer(), 0) }
+    let start = buffer.readerIndex
+    var offset = 0
+    var count = 0
+    while buffer.readableBytes - offset >= 5,
+      let flag = buffer.getInteger(at: start + offset, as: UInt8.self),
+      let length = buffer.getInteger(at: start + offset + 1, as: UInt32.self)
+    {
+      guard length <= self.maximumMessageBytes else {
+        throw GRPCErrors.messageTooLarge(Int(length), limit: self.maximumMessageBytes, received: self.requests)
+      }
+      guard flag == 0 else {
+        throw self.requests ? GRPCErrors.compressedWithoutEncoding : GRPCErrors.responseCompressedWithoutEncoding
+      }
+      // Within the buffer's readable bytes, so no overflow: both are below Int.max.
+      guard buffer.readableBytes - offset - 5 >= Int(length) else { break }
+      offset += 5 + Int(length)
+      count += 1
+    }
+    guard count > 0, let run = buffer.readSlice(length: offset) else { return (ByteBuffer(), 0) }
+    self.buffer = buffer.readableBytes == 0 ? nil : buffer
+    return (run, count)
+  }
 }
 
 extension ByteBuffer {

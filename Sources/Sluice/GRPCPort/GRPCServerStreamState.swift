@@ -49,6 +49,9 @@ struct GRPCServerStreamState {
     /// Hand these messages (inflated; `compressed` says how they came) to the handler, then
     /// (when `ended`) the request's end.
     case deliver([GRPCMessageDeframer.Message], ended: Bool)
+    /// Hand these `count` messages, still framed, to a handler that forwards them as they are
+    /// (`passesFramed`), then (when `ended`) the request's end.
+    case deliverFramed(ByteBuffer, count: Int, ended: Bool)
     /// End the call with this error (a message too large, compressed, or cut short).
     case fail(RPCError)
     /// Nothing for the handler (the call is over).
@@ -63,6 +66,9 @@ struct GRPCServerStreamState {
   /// go compressed: set before the response starts, for a method that compresses and a client
   /// that accepts gzip.
   var compressesResponses = false
+  /// Whether request messages are handed on still framed (`deliverFramed`): for a handler that
+  /// forwards them unchanged (a proxy), on a call without message encoding. Set at the start.
+  var passesFramed = false
 
   init(maximumMessageBytes: Int) {
     self.deframer = GRPCMessageDeframer(maximumMessageBytes: maximumMessageBytes)
@@ -107,6 +113,19 @@ struct GRPCServerStreamState {
   mutating func receivedData(_ bytes: ByteBuffer, endStream: Bool) -> RequestAction {
     guard case .open(let started, let ended) = self.phase, !ended else { return .ignore }
     self.deframer.append(bytes)
+    if self.passesFramed, !self.gzip {
+      let framed: (bytes: ByteBuffer, count: Int)
+      do {
+        framed = try self.deframer.nextFramed()
+      } catch {
+        return .fail(error)
+      }
+      if endStream {
+        if self.deframer.hasPartialMessage { return .fail(GRPCErrors.truncatedMessage) }
+        self.phase = .open(responseStarted: started, requestEnded: true)
+      }
+      return .deliverFramed(framed.bytes, count: framed.count, ended: endStream)
+    }
     var messages: [GRPCMessageDeframer.Message] = []
     do {
       while var message = try self.deframer.next() {

@@ -21,7 +21,7 @@ internal import NIOHTTP2
 /// request message must arrive within `--body-timeout` once begun (for unary and server-streaming
 /// calls, whose one message is due at once, from the call's start), counted only while the stream
 /// is reading. Either one ends the call (`RESOURCE_EXHAUSTED`, `DEADLINE_EXCEEDED`).
-final class GRPCStream: CallResponder, TurnBatched, HTTP2ServerStream {
+final class GRPCStream: FramedCallResponder, TurnBatched, HTTP2ServerStream {
   /// The largest DATA frame the batching builds (HTTP/2's default SETTINGS_MAX_FRAME_SIZE).
   static let batchBytes = 16_384
   /// Not writable from this many bytes waiting to go out, writable again below `lowWatermark`.
@@ -39,6 +39,8 @@ final class GRPCStream: CallResponder, TurnBatched, HTTP2ServerStream {
   private var state: GRPCServerStreamState
   /// The call's admission, handler, deadline and counts, from routing to `ended`.
   private var lifecycle = CallLifecycle()
+  /// The handler, when it takes request messages still framed (a proxy; see `passesFramed`).
+  private var framedHandler: (any FramedRPCHandler)?
   /// The client has half-closed (whether or not the call was still open then).
   private var clientEnded = false
   /// Resets the stream if the client has not half-closed `resetGrace` after the call ended.
@@ -122,14 +124,31 @@ final class GRPCStream: CallResponder, TurnBatched, HTTP2ServerStream {
     }
   }
 
-  /// Adds one length-prefixed message to the batch, written as DATA at 16 KiB or at the flush.
-  private func appendFramed(_ write: (inout ByteBuffer) -> Void) {
+  /// A proxy's response messages as its upstream framed them: into the batch as they are, with
+  /// no message cut out and framed again.
+  func send(framed messages: ByteBuffer, count: Int) {
+    let (headers, open) = self.state.sendingMessage()
+    guard open else { return }
+    if let headers { self.writeHeaders(headers) }
+    if self.pending == nil, messages.readableBytes >= Self.batchBytes {
+      // A frame's worth or more: queued as it is, without a copy into a batch.
+      self.lifecycle.sending(count)
+      self.pending = messages
+      self.writePending(counted: true)
+      self.connection.flushSoon()
+      return
+    }
+    self.appendFramed(count: count) { $0.writeImmutableBuffer(messages) }
+  }
+
+  /// Adds `count` length-prefixed messages to the batch, written as DATA at 16 KiB or at the flush.
+  private func appendFramed(count: Int = 1, _ write: (inout ByteBuffer) -> Void) {
     let first = self.pending == nil
     var pending = self.pending ?? self.connection.allocator.buffer(capacity: Self.batchBytes)
     self.pending = nil  // unique while written to: no copy
     write(&pending)
     self.pending = pending
-    self.lifecycle.sending()
+    self.lifecycle.sending(count)
     if pending.readableBytes >= Self.batchBytes {
       self.writePending(counted: true)
     } else if first {
@@ -245,6 +264,8 @@ final class GRPCStream: CallResponder, TurnBatched, HTTP2ServerStream {
     guard let method = self.lifecycle.method, let handler = self.lifecycle.handler, let call = self.lifecycle.call
     else { return }
     self.state.compressesResponses = method.compressesResponses && GRPCServerStreamState.acceptsGzip(headers)
+    self.framedHandler = handler as? any FramedRPCHandler
+    self.state.passesFramed = self.framedHandler != nil
     // The response headers go out with the first flush, before any message: clients such as
     // grpc-swift's wait for them before they send their first request message. (A handler that
     // sends its own later, a proxy, gets them from its upstream.)
@@ -271,6 +292,14 @@ final class GRPCStream: CallResponder, TurnBatched, HTTP2ServerStream {
         handler.received(message.bytes, call)
       }
       if ended, self.state.isOpen { handler.receivedEnd(call) }
+    case .deliverFramed(let messages, let count, let ended):
+      guard let handler = self.framedHandler, let call = self.lifecycle.call else { return }
+      if count > 0, self.state.isOpen {
+        self.lifecycle.receiving(count)
+        self.messageCompressed = false
+        handler.receivedFramed(messages, count: count, call)
+      }
+      if ended, self.state.isOpen { handler.receivedEnd(call) }
     case .fail(let error):
       self.stop(error, write: true)
     case .ignore:
@@ -295,6 +324,7 @@ final class GRPCStream: CallResponder, TurnBatched, HTTP2ServerStream {
   /// Bookkeeping once a call is over, whichever way it ended.
   private func ended(code: String) {
     self.lifecycle.end(self.engine, code: code)
+    self.framedHandler = nil
     self.queuedRequest.removeAll()
     self.queuedBytes = 0
     self.awaitingSince = nil

@@ -207,7 +207,7 @@ private final class ClientExchange: UpstreamStreamDelegate {
     self.deframer.append(bytes)
     do {
       while let message = try self.deframer.next() {
-        guard !message.compressed else { throw GRPCErrors.compressedWithoutEncoding }
+        guard !message.compressed else { throw GRPCErrors.responseCompressedWithoutEncoding }
         try self.onMessage(Array(message.bytes.readableBytesView))
       }
     } catch {

@@ -14,7 +14,7 @@ internal import NIOHTTP2
 /// upstream reset or lost connection ends the call with its status; a client that does not read
 /// leaves the upstream's DATA unconsumed (its window shuts), and an upstream that does not read
 /// holds the client's requests back (`holdRequests`) once `highWatermark` bytes wait for it.
-final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate, TurnBatched {
+final class UpstreamHandler: FramedRPCHandler, UpstreamStreamDelegate, TurnBatched {
   /// Request bytes waiting for the upstream before the client is held back, and below which it
   /// is let go again.
   static let highWatermark = 256 << 10
@@ -24,6 +24,8 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate, TurnBatched {
   private let path: String
   private let maximumMessageBytes: Int
   private var call: ServerCall?
+  /// The call's transport, when it takes response messages still framed (the native port).
+  private var framedResponder: (any FramedCallResponder)?
   private var connection: UpstreamConnection?
   private var stream: Int32?
   /// Request messages framed before the stream opened.
@@ -54,6 +56,7 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate, TurnBatched {
 
   func start(_ call: ServerCall) -> HPACKHeaders? {
     self.call = call
+    self.framedResponder = call.responder as? any FramedCallResponder
     self.cluster.connection(on: call.eventLoop) { result in
       guard !self.over, let call = self.call else { return }
       switch result {
@@ -77,7 +80,22 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate, TurnBatched {
   }
 
   func received(_ message: ByteBuffer, _ call: ServerCall) {
-    self.outstanding += message.readableBytes + 5
+    self.forward(message.readableBytes + 5, call) { $0.writeGRPCMessage(message) }
+  }
+
+  /// Request messages still framed (the native port, no message encoding): forwarded as they
+  /// came, with no message cut out and framed again.
+  func receivedFramed(_ messages: ByteBuffer, count: Int, _ call: ServerCall) {
+    self.forward(messages.readableBytes, call) { batch in
+      // The first piece of a batch is the client's buffer itself, not a copy of it.
+      if batch.readableBytes == 0 { batch = messages } else { batch.writeImmutableBuffer(messages) }
+    }
+  }
+
+  /// Adds `bytes` of framed request messages (written by `write`) to the turn's batch for the
+  /// upstream stream, or to what waits for the stream to open.
+  private func forward(_ bytes: Int, _ call: ServerCall, _ write: (inout ByteBuffer) -> Void) {
+    self.outstanding += bytes
     if let connection = self.connection, self.stream != nil {
       // Messages of one turn go to the stream as one piece, at the upstream connection's flush.
       // That flush is the loop's next task, after every connection this loop read in the same
@@ -89,9 +107,13 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate, TurnBatched {
         connection.turn.writeAtFlush(self)
         connection.turn.flushSoon()
       }
-      self.batch?.writeGRPCMessage(message)
+      if var batch = self.batch {
+        self.batch = nil  // unique while written to: no copy
+        write(&batch)
+        self.batch = batch
+      }
     } else {
-      self.pending.writeGRPCMessage(message)
+      write(&self.pending)
     }
     if !self.holding, self.outstanding >= Self.highWatermark {
       self.holding = true
@@ -121,6 +143,7 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate, TurnBatched {
     self.batch = nil
     if let connection = self.connection, let stream = self.stream { connection.reset(stream) }
     self.call = nil
+    self.framedResponder = nil
   }
 
   // MARK: - UpstreamStreamDelegate
@@ -175,10 +198,16 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate, TurnBatched {
     while !self.over, call.isWritable, let (bytes, length) = self.held.popFirst() {
       self.deframer.append(bytes)
       do throws(RPCError) {
+        if let framed = self.framedResponder, !self.gzipResponses {
+          // The native port frames messages as gRPC does: they go to it as the upstream framed
+          // them, each one's length checked, none cut out and framed again.
+          let messages = try self.deframer.nextFramed()
+          if messages.count > 0 { framed.send(framed: messages.bytes, count: messages.count) }
+        }
         while !self.over, let message = try self.deframer.next() {
           var payload = message.bytes
           if message.compressed {
-            guard self.gzipResponses else { throw GRPCErrors.compressedWithoutEncoding }
+            guard self.gzipResponses else { throw GRPCErrors.responseCompressedWithoutEncoding }
             payload = try GzipMessage.inflate(payload, limit: self.maximumMessageBytes)
           }
           call.responder.send(buffer: payload)
@@ -190,6 +219,12 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate, TurnBatched {
       if let connection = self.connection, let stream = self.stream { connection.consumed(length, on: stream) }
     }
     guard !self.over, self.held.isEmpty, let (error, trailers) = self.ending else { return }
+    guard !self.deframer.hasPartialMessage else {
+      // The upstream ended its response inside a message: the message is lost, so its status
+      // cannot stand.
+      self.end(GRPCErrors.upstreamFailed(self.cluster.route.service, "the response ended inside a message"))
+      return
+    }
     self.end(error, trailers: trailers)
   }
 
@@ -206,6 +241,7 @@ final class UpstreamHandler: RPCHandler, UpstreamStreamDelegate, TurnBatched {
     self.over = true
     self.held.removeAll()
     self.call = nil
+    self.framedResponder = nil
     call.finish(error, trailers: trailers)
   }
 }

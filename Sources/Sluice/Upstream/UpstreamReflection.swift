@@ -169,7 +169,7 @@ private final class ReflectionExchange: UpstreamStreamDelegate {
     self.deframer.append(bytes)
     do throws(RPCError) {
       while let message = try self.deframer.next() {
-        guard !message.compressed else { throw GRPCErrors.compressedWithoutEncoding }
+        guard !message.compressed else { throw GRPCErrors.responseCompressedWithoutEncoding }
         guard
           let response = try? Grpc_Reflection_V1_ServerReflectionResponse(serializedBytes: ProtobufBytes(message.bytes))
         else { throw RPCError(code: .internalError, message: "an invalid ServerReflectionResponse") }

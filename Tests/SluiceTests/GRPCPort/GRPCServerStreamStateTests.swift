@@ -256,4 +256,53 @@ struct GRPCServerStreamStateTests {
       return
     }
   }
+
+  @Test("A proxy's stream hands on whole messages still framed, however the frames split them")
+  func passesFramed() {
+    var state = Self.started()
+    state.passesFramed = true
+    let messages: [[UInt8]] = [[1, 2, 3], [], Array(repeating: 7, count: 40), [9]]
+    let all = Self.framed(messages)
+    // Cut after the first message and 2 bytes into the third: every whole one comes out, in
+    // order, with its prefix; the rest waits for the next DATA.
+    let cut = 5 + 3 + 5 + 2
+    var delivered = ByteBuffer()
+    var count = 0
+    for (piece, end) in [
+      (all.getSlice(at: 0, length: cut), false), (all.getSlice(at: cut, length: all.readableBytes - cut), true),
+    ] {
+      guard let piece, case .deliverFramed(var bytes, let n, let ended) = state.receivedData(piece, endStream: end)
+      else {
+        Issue.record("not handed on framed")
+        return
+      }
+      #expect(ended == end)
+      delivered.writeBuffer(&bytes)
+      count += n
+    }
+    #expect(count == messages.count)
+    #expect(delivered == all)
+    #expect(state.requestEnded)
+  }
+
+  @Test(
+    "Framed, a message over the limit, a compressed one or one cut short still ends the call",
+    arguments: ["too large", "compressed", "cut short"]
+  )
+  func framedRefusals(kind: String) {
+    var state = Self.started(maximumMessageBytes: 10)
+    state.passesFramed = true
+    let data: ByteBuffer =
+      switch kind {
+      case "too large": Self.framed([[1], Array(repeating: 0, count: 11)])
+      case "compressed": Self.framed([[1]], compressed: true)
+      default: Self.framed([[1, 2, 3]]).getSlice(at: 0, length: 6) ?? ByteBuffer()
+      }
+    guard case .fail(let error) = state.receivedData(data, endStream: kind == "cut short") else {
+      Issue.record("\(kind) was handed on")
+      return
+    }
+    let expected: RPCError.Code = kind == "too large" ? .resourceExhausted : .internalError
+    #expect(error.code == expected)
+  }
 }
