@@ -5,7 +5,8 @@ the limit, a message larger than `--max-message-bytes`, a message flagged compre
 response without `grpc-encoding`, a response whose status follows half a message, a response that
 never ends, and a GOAWAY after every request. Through each transport (native gRPC with grpcio, WebSocket/JSON, HTTP JSON),
 the call fails with a clear status, the gateway stays up and bounded in memory, and a well-behaved
-upstream next to it keeps working. Broken descriptors by reflection are in test_descriptors.py's
+upstream next to it keeps working; `sluice call` and `sluice list` aimed straight at the
+server refuse what it sends the same way. Broken descriptors by reflection are in test_descriptors.py's
 neighbours (the codec's validation tests and the descriptor fuzzer)."""
 import asyncio
 import json
@@ -250,3 +251,22 @@ def test_broken_descriptors_by_reflection_are_refused_and_the_gateway_serves_on(
         assert "bad.proto" in listed.stderr, listed.stderr
     finally:
         broken.server.stop(None)
+
+
+# --- sluice call and sluice list straight at a hostile server -----------------------------------
+
+@pytest.mark.parametrize("hostile", ["unannounced-gzip", "cut-message"], indirect=True)
+def test_sluice_call_and_list_refuse_a_hostile_servers_response(hostile, lab):  # noqa: F811
+    # `sluice call --via grpc` (its own client call) and `sluice list` (its reflection client) read
+    # the same responses the gateway does, and must not report the server's OK over a lost message.
+    from test_cli import sluice_cli
+
+    _, words = EXPECTED[hostile.mode]
+    target = f"127.0.0.1:{hostile.port}"
+    called = sluice_cli("call", "--descriptor-set", str(lab.protoset), target, f"{SERVICE}/Echo",
+                        "-d", '{"name":"x"}', "--timeout", "5s")
+    assert called.returncode == 13 and called.stdout == "", called
+    assert called.stderr.startswith("INTERNAL: ") and words in called.stderr, called
+    listed = sluice_cli("list", target)
+    assert listed.returncode == 13 and listed.stdout == "", listed
+    assert listed.stderr.startswith("INTERNAL: ") and words in listed.stderr, listed

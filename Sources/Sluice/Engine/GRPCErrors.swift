@@ -63,6 +63,10 @@ enum GRPCErrors {
   /// A request stream that ended partway through a length-prefixed message.
   static let truncatedMessage = RPCError(code: .internalError, message: "the request ended inside a message")
 
+  /// An upstream's response that ended (its trailers came) partway through a message: the
+  /// message is lost, so the upstream's status cannot stand.
+  static let truncatedResponse = RPCError(code: .internalError, message: "the response ended inside a message")
+
   /// A response message the service gave that could not be serialized.
   static func unserializableResponse(_ error: any Error) -> RPCError {
     RPCError(code: .internalError, message: "could not serialize the response: \(error)")

@@ -195,6 +195,10 @@ private final class ClientExchange: UpstreamStreamDelegate {
       return
     }
     self.stream = nil
+    guard !self.deframer.hasPartialMessage else {
+      self.outcome.fail(GRPCErrors.truncatedResponse)
+      return
+    }
     let (error, rest) = UpstreamMetadata.status(headers)
     let trailers = rest.map { ($0.name, $0.value) }
     self.outcome.succeed(

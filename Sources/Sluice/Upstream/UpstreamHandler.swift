@@ -222,7 +222,7 @@ final class UpstreamHandler: FramedRPCHandler, UpstreamStreamDelegate, TurnBatch
     guard !self.deframer.hasPartialMessage else {
       // The upstream ended its response inside a message: the message is lost, so its status
       // cannot stand.
-      self.end(GRPCErrors.upstreamFailed(self.cluster.route.service, "the response ended inside a message"))
+      self.end(GRPCErrors.upstreamFailed(self.cluster.route.service, GRPCErrors.truncatedResponse.message))
       return
     }
     self.end(error, trailers: trailers)

@@ -154,7 +154,9 @@ private final class ReflectionExchange: UpstreamStreamDelegate {
     self.stream = nil
     self.done = true
     let (error, _) = UpstreamMetadata.status(headers)
-    if let error {
+    if self.deframer.hasPartialMessage {
+      self.promise.fail(GRPCErrors.truncatedResponse)
+    } else if let error {
       if error.code == .unimplemented {
         self.promise.succeed(.unimplemented)
       } else {
