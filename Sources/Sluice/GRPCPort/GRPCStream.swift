@@ -99,9 +99,7 @@ final class GRPCStream: FramedCallResponder, TurnBatched, HTTP2ServerStream {
         GRPCErrors.messageTooLarge(message.readableBytes, limit: self.engine.maximumMessageBytes, received: false))
       return
     }
-    let (headers, open) = self.state.sendingMessage()
-    guard open else { return }
-    if let headers { self.writeHeaders(headers) }
+    guard self.openMessage() else { return }
     self.appendFramed { $0.writeGRPCMessage(message) }
   }
 
@@ -110,9 +108,7 @@ final class GRPCStream: FramedCallResponder, TurnBatched, HTTP2ServerStream {
       self.finish(GRPCErrors.messageTooLarge(message.count, limit: self.engine.maximumMessageBytes, received: false))
       return
     }
-    let (headers, open) = self.state.sendingMessage()
-    guard open else { return }
-    if let headers { self.writeHeaders(headers) }
+    guard self.openMessage() else { return }
     var gzipped: ByteBuffer?
     if compressed, self.state.compressesResponses {
       gzipped = GzipMessage.deflate(message, allocator: self.connection.allocator)
@@ -127,9 +123,7 @@ final class GRPCStream: FramedCallResponder, TurnBatched, HTTP2ServerStream {
   /// A proxy's response messages as its upstream framed them: into the batch as they are, with
   /// no message cut out and framed again.
   func send(framed messages: ByteBuffer, count: Int) {
-    let (headers, open) = self.state.sendingMessage()
-    guard open else { return }
-    if let headers { self.writeHeaders(headers) }
+    guard self.openMessage() else { return }
     if self.pending == nil, messages.readableBytes >= Self.batchBytes {
       // A frame's worth or more: queued as it is, without a copy into a batch.
       self.lifecycle.sending(count)
@@ -139,6 +133,15 @@ final class GRPCStream: FramedCallResponder, TurnBatched, HTTP2ServerStream {
       return
     }
     self.appendFramed(count: count) { $0.writeImmutableBuffer(messages) }
+  }
+
+  /// Whether a response message may go out now; writes the response headers first if they have
+  /// not gone yet.
+  private func openMessage() -> Bool {
+    let (headers, open) = self.state.sendingMessage()
+    guard open else { return false }
+    if let headers { self.writeHeaders(headers) }
+    return true
   }
 
   /// Adds `count` length-prefixed messages to the batch, written as DATA at 16 KiB or at the flush.
