@@ -28,7 +28,8 @@ struct CallLifecycle {
   var isRunning: Bool { self.handler != nil }
 
   /// Routes and admits the call (see `RPCEngine.admit`), makes its handler, and arms its
-  /// `timeout`: `expired` runs on the responder's event loop if the call is still running then.
+  /// `timeout`: `expired` (given when there is a timeout) runs on the responder's event loop if the
+  /// call is still running then.
   /// Nil, or why the call is refused (nothing is held then).
   mutating func begin(
     _ engine: RPCEngine,
@@ -38,7 +39,7 @@ struct CallLifecycle {
     origin: CallOrigin,
     transport: GatewayMetrics.Transport,
     responder: any CallResponder,
-    expired: @escaping () -> Void
+    expired: (() -> Void)?
   ) -> RPCError? {
     let begun = engine.begin(
       path: path,
@@ -56,7 +57,7 @@ struct CallLifecycle {
       self.admission = started.admission
       self.handler = started.handler
       self.call = started.call
-      if let timeout {
+      if let timeout, let expired {
         self.deadline = responder.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout), expired)
       }
       return nil

@@ -179,9 +179,16 @@ struct GRPCServerStreamState {
   mutating func finishing(_ error: RPCError?, trailers: HPACKHeaders = [:]) -> Ending? {
     guard case .open(let started, let ended) = self.phase else { return nil }
     self.phase = .closed
-    var headers: HPACKHeaders = [:]
-    if started { Self.addStatus(error, to: &headers) } else { headers = Self.trailersOnly(error) }
-    headers.add(contentsOf: trailers)
+    var headers: HPACKHeaders
+    if !started {
+      headers = Self.trailersOnly(error)
+    } else if error == nil {
+      headers = Self.okTrailers  // shared: no list is made for a call that ends OK
+    } else {
+      headers = [:]
+      Self.addStatus(error, to: &headers)
+    }
+    if !trailers.isEmpty { headers.add(contentsOf: trailers) }
     return Ending(headers: headers, trailersOnly: !started, resetAfter: !ended)
   }
 
@@ -292,6 +299,9 @@ struct GRPCServerStreamState {
       }
     }
   }
+
+  /// The trailers of a call that ended OK with no trailing metadata.
+  static let okTrailers: HPACKHeaders = ["grpc-status": "0"]
 
   /// `grpc-message`'s encoding: bytes outside printable ASCII, and `%`, as `%XX`.
   static func percentEncoded(_ message: String) -> String {

@@ -48,6 +48,8 @@ final class GRPCStream: FramedCallResponder, TurnBatched, HTTP2ServerStream {
 
   /// Response messages not yet written as a DATA frame.
   private var pending: ByteBuffer?
+  /// The size of the last batch written: the next one is made that large.
+  private var lastBatchBytes = 0
   /// Bytes of DATA written whose write has not completed (flow control, the socket).
   private var unsentBytes = 0
   private var belowWatermark = true
@@ -59,7 +61,7 @@ final class GRPCStream: FramedCallResponder, TurnBatched, HTTP2ServerStream {
   private var delivering: Bool { self.belowWatermark && !self.requestsHeld }
   /// Request DATA that arrived while the stream was not writable, in order, with its
   /// flow-controlled length.
-  private var queuedRequest: CircularBuffer<(bytes: ByteBuffer, endStream: Bool, length: Int)> = []
+  private var queuedRequest = InlineFirstQueue<(bytes: ByteBuffer, endStream: Bool, length: Int)>()
   private var queuedBytes = 0
   /// Request bytes held (queued and of a message begun), reserved in `engine.budget`.
   private var heldBytes = 0
@@ -100,7 +102,7 @@ final class GRPCStream: FramedCallResponder, TurnBatched, HTTP2ServerStream {
       return
     }
     guard self.openMessage() else { return }
-    self.appendFramed { $0.writeGRPCMessage(message) }
+    self.appendFramed(bytes: 5 + message.readableBytes) { $0.writeGRPCMessage(message) }
   }
 
   func send(serialized message: [UInt8], compressed: Bool) {
@@ -114,9 +116,9 @@ final class GRPCStream: FramedCallResponder, TurnBatched, HTTP2ServerStream {
       gzipped = GzipMessage.deflate(message, allocator: self.connection.allocator)
     }
     if let gzipped {
-      self.appendFramed { $0.writeGRPCMessage(gzipped, compressed: true) }
+      self.appendFramed(bytes: 5 + gzipped.readableBytes) { $0.writeGRPCMessage(gzipped, compressed: true) }
     } else {
-      self.appendFramed { $0.writeGRPCMessage(bytes: message) }
+      self.appendFramed(bytes: 5 + message.count) { $0.writeGRPCMessage(bytes: message) }
     }
   }
 
@@ -132,7 +134,7 @@ final class GRPCStream: FramedCallResponder, TurnBatched, HTTP2ServerStream {
       self.connection.flushSoon()
       return
     }
-    self.appendFramed(count: count) { $0.writeImmutableBuffer(messages) }
+    self.appendFramed(count: count, bytes: messages.readableBytes) { $0.writeImmutableBuffer(messages) }
   }
 
   /// Whether a response message may go out now; writes the response headers first if they have
@@ -145,9 +147,12 @@ final class GRPCStream: FramedCallResponder, TurnBatched, HTTP2ServerStream {
   }
 
   /// Adds `count` length-prefixed messages to the batch, written as DATA at 16 KiB or at the flush.
-  private func appendFramed(count: Int = 1, _ write: (inout ByteBuffer) -> Void) {
+  private func appendFramed(count: Int = 1, bytes: Int, _ write: (inout ByteBuffer) -> Void) {
     let first = self.pending == nil
-    var pending = self.pending ?? self.connection.allocator.buffer(capacity: Self.batchBytes)
+    // A new batch has room for this message, or for as much as the last batch held (up to 16 KiB):
+    // a unary call's one small response no longer takes a 16 KiB allocation.
+    var pending =
+      self.pending ?? self.connection.allocator.buffer(capacity: max(bytes, min(self.lastBatchBytes, Self.batchBytes)))
     self.pending = nil  // unique while written to: no copy
     write(&pending)
     self.pending = pending
@@ -258,7 +263,9 @@ final class GRPCStream: FramedCallResponder, TurnBatched, HTTP2ServerStream {
       origin: CallOrigin(peerAddress: self.connection.remoteAddress, source: .metadata),
       transport: .grpc,
       responder: self,
-      expired: { self.connection.inCallback { self.stop(GRPCErrors.deadlineExceeded, write: true) } }
+      // Made only for a call with a deadline: a closure is an allocation per call.
+      expired: head.timeout == nil
+        ? nil : { self.connection.inCallback { self.stop(GRPCErrors.deadlineExceeded, write: true) } }
     )
     if let refusal {
       self.finish(refusal)
@@ -465,6 +472,7 @@ final class GRPCStream: FramedCallResponder, TurnBatched, HTTP2ServerStream {
   func writePending(counted: Bool) {
     guard let pending = self.pending, pending.readableBytes > 0 else { return }
     self.pending = nil
+    self.lastBatchBytes = pending.readableBytes
     if counted {
       self.unsentBytes += pending.readableBytes
       if self.unsentBytes >= Self.highWatermark { self.belowWatermark = false }

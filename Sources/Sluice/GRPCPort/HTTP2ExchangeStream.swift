@@ -46,7 +46,7 @@ final class HTTP2ExchangeStream: HTTP2ServerStream, HTTPExchange, TurnBatched {
   private var belowWatermark = true
   private var requestsHeld = false
   private var waitingForWritability = false
-  private var queued: CircularBuffer<(bytes: ByteBuffer, endStream: Bool, length: Int)> = []
+  private var queued = InlineFirstQueue<(bytes: ByteBuffer, endStream: Bool, length: Int)>()
 
   init(id: HTTP2StreamID, connection: GRPCServerConnection, router: ExchangeRouter) {
     self.id = id

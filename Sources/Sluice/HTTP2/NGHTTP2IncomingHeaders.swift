@@ -14,7 +14,30 @@ struct NGHTTP2IncomingHeaders {
 
   /// A header block begins on stream `id`.
   mutating func begin(_ id: Int32) {
-    self.blocks[id] = ([:], 0)
+    // Room for a usual request's fields up front: growing the list field by field reallocated it
+    // four times per call.
+    var headers = HPACKHeaders()
+    headers.reserveCapacity(Self.usualFields)
+    self.blocks[id] = (headers, 0)
+  }
+
+  static let usualFields = 12
+
+  /// Names and values over 15 bytes that most calls carry, as strings made once: Swift keeps a
+  /// string of up to 15 UTF-8 bytes inline and allocates for a longer one.
+  private static let common: [String] = [
+    "application/grpc", "application/grpc+proto", "application/grpc-web+proto", "application/json",
+    "grpc-accept-encoding", "identity,deflate,gzip",
+  ]
+
+  /// `bytes` as a string, one of `common` without an allocation when it is one.
+  private static func string(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+    if bytes.count > 15 {
+      for string in Self.common where string.utf8.count == bytes.count {
+        if string.utf8.elementsEqual(bytes) { return string }
+      }
+    }
+    return String(decoding: bytes, as: UTF8.self)
   }
 
   /// One field of stream `id`'s block; false when the block went past `limit` (it is dropped).
@@ -26,10 +49,7 @@ struct NGHTTP2IncomingHeaders {
       self.blocks.remove(at: index)
       return false
     }
-    self.blocks.values[index].headers.add(
-      name: String(decoding: name, as: UTF8.self),
-      value: String(decoding: value, as: UTF8.self)
-    )
+    self.blocks.values[index].headers.add(name: Self.string(name), value: Self.string(value))
     return true
   }
 

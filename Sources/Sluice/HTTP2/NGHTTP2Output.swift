@@ -25,7 +25,7 @@ struct NGHTTP2Output {
     var trailers: HPACKHeaders?
   }
 
-  private var chunks = CircularBuffer<(bytes: ByteBuffer, counted: Bool)>()
+  private var chunks = InlineFirstQueue<(bytes: ByteBuffer, counted: Bool)>()
   /// The data source is submitted (nghttp2 pulls from `chunks`).
   var sourceSubmitted = false
   /// The data source returned DEFERRED: `nghttp2_session_resume_data` wakes it.

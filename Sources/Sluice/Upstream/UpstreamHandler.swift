@@ -37,7 +37,7 @@ final class UpstreamHandler: FramedRPCHandler, UpstreamStreamDelegate, TurnBatch
   private var outstanding = 0
   private var holding = false
   /// Response DATA that arrived while the call could not take it (with its window size).
-  private var held = CircularBuffer<(bytes: ByteBuffer, length: Int)>()
+  private var held = InlineFirstQueue<(bytes: ByteBuffer, length: Int)>()
   private var deframer: GRPCMessageDeframer
   private var responseStarted = false
   private var gzipResponses = false
