@@ -33,17 +33,38 @@ public final class GatewayMetrics: Sendable {
 
   private let registry: PrometheusCollectorRegistry
   private let factory: PrometheusMetricsFactory
-  private let messageCounters: [Transport: [Direction: CoreMetrics.Counter]]
-  private let byteCounters: [Transport: [Direction: CoreMetrics.Counter]]
+  /// By `slot(transport, direction)`: an array, so counting a call's messages hashes nothing.
+  private let messageCounters: [CoreMetrics.Counter]
+  private let byteCounters: [CoreMetrics.Counter?]
   private let connections: [Transport: CoreMetrics.Meter]
   /// Per-RPC instruments, made once per label set: making one through the Prometheus factory
   /// takes its registry's lock and allocates, which measured 8 % of a native unary call.
   private let rpcInstruments = Mutex(RPCInstruments())
 
   private struct RPCInstruments {
-    var active: [RPCLabels: CoreMetrics.Meter] = [:]
+    var series: [RPCLabels: RPCSeries] = [:]
     var ended: [RPCLabels: CoreMetrics.Counter] = [:]
     var refused: [RPCLabels: CoreMetrics.Counter] = [:]
+  }
+
+  /// One method's instruments on one transport, looked up once when a call begins (`series`):
+  /// the call then counts itself without a dictionary lookup, and an OK end without a lock on
+  /// every series.
+  final class RPCSeries: Sendable {
+    let method: String
+    let transport: Transport
+    fileprivate let active: CoreMetrics.Meter
+    /// This method's calls on this transport in flight (`activeRPCs`).
+    fileprivate let running = Atomic<Int>(0)
+    /// `sluice_rpcs_total{code="ok"}`, made at the first OK end (not before: a method that only
+    /// ever failed has no `ok` series).
+    fileprivate let ok = Mutex<CoreMetrics.Counter?>(nil)
+
+    fileprivate init(method: String, transport: Transport, active: CoreMetrics.Meter) {
+      self.method = method
+      self.transport = transport
+      self.active = active
+    }
   }
 
   private struct RPCLabels: Hashable {
@@ -55,24 +76,19 @@ public final class GatewayMetrics: Sendable {
   public init() {
     self.registry = PrometheusCollectorRegistry()
     self.factory = PrometheusMetricsFactory(registry: self.registry)
-    var messages: [Transport: [Direction: CoreMetrics.Counter]] = [:]
-    var bytes: [Transport: [Direction: CoreMetrics.Counter]] = [:]
+    var messages: [CoreMetrics.Counter] = []
+    var bytes: [CoreMetrics.Counter?] = []
     var connections: [Transport: CoreMetrics.Meter] = [:]
     for transport in Transport.allCases {
       for direction in Direction.allCases {
+        assert(Self.slot(transport, direction) == messages.count, "slot order is allCases order")
         let dimensions = [("transport", transport.rawValue), ("direction", direction.rawValue)]
-        messages[transport, default: [:]][direction] = CoreMetrics.Counter(
-          label: "sluice_messages_total",
-          dimensions: dimensions,
-          factory: self.factory
-        )
+        messages.append(
+          CoreMetrics.Counter(label: "sluice_messages_total", dimensions: dimensions, factory: self.factory))
         // Bytes are the JSON front ends' own; grpc-swift does not expose them.
-        guard transport != .grpc else { continue }
-        bytes[transport, default: [:]][direction] = CoreMetrics.Counter(
-          label: "sluice_bytes_total",
-          dimensions: dimensions,
-          factory: self.factory
-        )
+        bytes.append(
+          transport == .grpc
+            ? nil : CoreMetrics.Counter(label: "sluice_bytes_total", dimensions: dimensions, factory: self.factory))
       }
       // gRPC-Web, Connect and REST have no connections of their own: they run on the HTTP and native
       // ports'.
@@ -102,26 +118,64 @@ public final class GatewayMetrics: Sendable {
     self.connections[transport]?.decrement()
   }
 
-  /// An RPC's handler started.
-  func rpcStarted(method: String, transport: Transport) {
-    self.activeRPCs(method: method, transport: transport).increment()
+  /// An RPC of `method` (its label) on `transport` started; `rpcEnded` with the series returned.
+  func rpcStarted(method: String, transport: Transport) -> RPCSeries {
+    let labels = RPCLabels(method: method, transport: transport)
+    let series = self.rpcInstruments.withLock { instruments in
+      if let series = instruments.series[labels] { return series }
+      let series = RPCSeries(
+        method: method,
+        transport: transport,
+        active: CoreMetrics.Meter(
+          label: "sluice_rpcs_active",
+          dimensions: [("method", method), ("transport", transport.rawValue)],
+          factory: self.factory
+        )
+      )
+      instruments.series[labels] = series
+      return series
+    }
+    series.running.add(1, ordering: .relaxed)
+    series.active.increment()
+    return series
   }
 
-  /// An RPC's handler stopped with `code` (`ok` or the gRPC status code's name).
-  func rpcEnded(method: String, transport: Transport, code: String) {
-    self.activeRPCs(method: method, transport: transport).decrement()
-    let labels = RPCLabels(method: method, transport: transport, code: code)
-    let counter = self.rpcInstruments.withLock { instruments in
+  /// An RPC stopped with `code` (`ok` or the gRPC status code's name).
+  func rpcEnded(_ series: RPCSeries, code: String) {
+    series.running.subtract(1, ordering: .relaxed)
+    series.active.decrement()
+    if code == "ok" {
+      series.ok.withLock { ok in
+        if ok == nil { ok = self.endedCounter(series, code: code) }
+        ok?.increment()
+      }
+    } else {
+      self.endedCounter(series, code: code).increment()
+    }
+  }
+
+  private func endedCounter(_ series: RPCSeries, code: String) -> CoreMetrics.Counter {
+    let labels = RPCLabels(method: series.method, transport: series.transport, code: code)
+    return self.rpcInstruments.withLock { instruments in
       if let counter = instruments.ended[labels] { return counter }
       let counter = CoreMetrics.Counter(
         label: "sluice_rpcs_total",
-        dimensions: [("method", method), ("transport", transport.rawValue), ("code", code)],
+        dimensions: [("method", series.method), ("transport", series.transport.rawValue), ("code", code)],
         factory: self.factory
       )
       instruments.ended[labels] = counter
       return counter
     }
-    counter.increment()
+  }
+
+  /// The RPCs in flight, of every method or of one (its label).
+  func activeRPCs(method: String?) -> Int {
+    self.rpcInstruments.withLock { instruments in
+      instruments.series.values.reduce(0) { total, series in
+        guard method == nil || series.method == method else { return total }
+        return total + series.running.load(ordering: .relaxed)
+      }
+    }
   }
 
   /// An RPC was refused before it was let in (no credentials, no such method, no slot).
@@ -142,25 +196,26 @@ public final class GatewayMetrics: Sendable {
 
   /// Counts `count` messages.
   func messages(_ transport: Transport, _ direction: Direction, count: Int = 1) {
-    self.messageCounters[transport]?[direction]?.increment(by: count)
+    guard count > 0 else { return }
+    self.messageCounters[Self.slot(transport, direction)].increment(by: count)
   }
 
   /// Counts `count` payload bytes.
   func bytes(_ transport: Transport, _ direction: Direction, count: Int) {
-    self.byteCounters[transport]?[direction]?.increment(by: count)
+    self.byteCounters[Self.slot(transport, direction)]?.increment(by: count)
   }
 
-  private func activeRPCs(method: String, transport: Transport) -> CoreMetrics.Meter {
-    let labels = RPCLabels(method: method, transport: transport)
-    return self.rpcInstruments.withLock { instruments in
-      if let meter = instruments.active[labels] { return meter }
-      let meter = CoreMetrics.Meter(
-        label: "sluice_rpcs_active",
-        dimensions: [("method", method), ("transport", transport.rawValue)],
-        factory: self.factory
-      )
-      instruments.active[labels] = meter
-      return meter
-    }
+  /// Where a transport's and direction's counter is in `messageCounters` and `byteCounters`.
+  private static func slot(_ transport: Transport, _ direction: Direction) -> Int {
+    let row =
+      switch transport {
+      case .grpc: 0
+      case .websocket: 1
+      case .http: 2
+      case .grpcWeb: 3
+      case .connect: 4
+      case .rest: 5
+      }
+    return row * 2 + (direction == .in ? 0 : 1)
   }
 }

@@ -15,13 +15,8 @@ public final class RPCMonitor: Sendable {
   /// A method name in a log line is cut to this many bytes.
   static let maxLoggedNameBytes = 256
 
-  private struct Counts {
-    var active: [String: Int] = [:]
-    /// The undeclared method names that have a label of their own.
-    var undeclared: Set<String> = []
-  }
-
-  private let counts: Mutex<Counts>
+  /// The undeclared method names that have a label of their own.
+  private let undeclared = Mutex<Set<String>>([])
   private let metrics: GatewayMetrics
   private let logger: Logger
   /// Whether the per-RPC line is written (the log level is info or lower): only then does a call's
@@ -33,7 +28,6 @@ public final class RPCMonitor: Sendable {
   ///   - metrics: Where the counts are exported.
   ///   - logger: Receives one info line per ended RPC.
   public init(metrics: GatewayMetrics, logger: Logger) {
-    self.counts = Mutex(Counts())
     self.metrics = metrics
     self.logger = logger
     self.logsCalls = logger.logLevel <= .info
@@ -41,18 +35,16 @@ public final class RPCMonitor: Sendable {
 
   /// The number of RPCs in flight, for all methods or for one (`proto.StreamService/List`).
   public func activeRPCs(method: String? = nil) -> Int {
-    self.counts.withLock { counts in
-      if let method { counts.active[method, default: 0] } else { counts.active.values.reduce(0, +) }
-    }
+    self.metrics.activeRPCs(method: method)
   }
 
   /// An RPC being counted by the engine, from `begin` to `end`.
   struct Ticket {
-    /// The method's label in metrics.
-    let method: String
+    /// The method's label and transport in metrics.
+    let series: GatewayMetrics.RPCSeries
     /// The method's name as the log line shows it (cut short when a client chose it long).
     let loggedName: String
-    let transport: GatewayMetrics.Transport
+    var transport: GatewayMetrics.Transport { self.series.transport }
     let start: ContinuousClock.Instant
     /// The request's W3C `traceparent`, whose trace id the log line carries.
     let traceParent: String?
@@ -60,21 +52,17 @@ public final class RPCMonitor: Sendable {
 
   /// The engine routed an RPC: it counts as in flight until `end`.
   func begin(method: RPCMethod, transport: GatewayMetrics.Transport, traceParent: String? = nil) -> Ticket {
-    let label = self.counts.withLock { counts in
-      var label = method.name
-      if !method.declared, !counts.undeclared.contains(label) {
-        if counts.undeclared.count < Self.maxUndeclaredLabels {
-          counts.undeclared.insert(label)
-        } else {
-          label = Self.undeclaredLabel
-        }
+    var label = method.name
+    if !method.declared {
+      label = self.undeclared.withLock { undeclared in
+        if undeclared.contains(label) { return label }
+        guard undeclared.count < Self.maxUndeclaredLabels else { return Self.undeclaredLabel }
+        undeclared.insert(label)
+        return label
       }
-      counts.active[label, default: 0] += 1
-      return label
     }
-    self.metrics.rpcStarted(method: label, transport: transport)
-    return Ticket(
-      method: label, loggedName: Self.logged(method.name), transport: transport, start: .now, traceParent: traceParent)
+    let series = self.metrics.rpcStarted(method: label, transport: transport)
+    return Ticket(series: series, loggedName: Self.logged(method.name), start: .now, traceParent: traceParent)
   }
 
   /// `name`, cut to `maxLoggedNameBytes` (a scalar cut in two shows as U+FFFD).
@@ -101,11 +89,7 @@ public final class RPCMonitor: Sendable {
 
   /// The engine's RPC ended with `code` (`ok` or the status code's name).
   func end(_ ticket: Ticket, code: String, received: Int, sent: Int) {
-    self.counts.withLock { counts in
-      counts.active[ticket.method, default: 1] -= 1
-      if counts.active[ticket.method] == 0 { counts.active[ticket.method] = nil }
-    }
-    self.metrics.rpcEnded(method: ticket.method, transport: ticket.transport, code: code)
+    self.metrics.rpcEnded(ticket.series, code: code)
     self.metrics.messages(ticket.transport, .in, count: received)
     self.metrics.messages(ticket.transport, .out, count: sent)
     self.logger.info(
