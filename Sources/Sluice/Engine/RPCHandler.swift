@@ -104,9 +104,11 @@ struct CallOrigin: Sendable {
   /// The client's address, when the transport has one.
   var peerAddress: SocketAddress?
   var source: Source
+  /// `peerAddress`'s IP address as text, when its connection keeps it already.
+  var peerText: String? = nil
 
   /// The client's IP address.
-  var peer: String? { self.peerAddress?.ipAddress }
+  var peer: String? { self.peerText ?? self.peerAddress?.ipAddress }
 
   /// The host the client addressed.
   func host(_ metadata: HPACKHeaders) -> String? {

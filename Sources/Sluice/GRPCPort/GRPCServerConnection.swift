@@ -30,6 +30,9 @@ final class GRPCServerConnection: ChannelDuplexHandler, TurnFlushing, HTTP2Sessi
   let isSecure: Bool
   let allocator: ByteBufferAllocator
   let remoteAddress: SocketAddress?
+  /// The client's IP address as text, worked out at the first call that asks (a proxied call's
+  /// `x-forwarded-for`): formatting it took `inet_ntop` and `sprintf` on every call.
+  private(set) lazy var remoteIP: String? = self.remoteAddress?.ipAddress
   private let settings: Settings
 
   private var session: HTTP2Session?

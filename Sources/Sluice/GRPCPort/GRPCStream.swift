@@ -260,7 +260,8 @@ final class GRPCStream: FramedCallResponder, TurnBatched, HTTP2ServerStream {
       path: head.path,
       metadata: headers,
       timeout: head.timeout,
-      origin: CallOrigin(peerAddress: self.connection.remoteAddress, source: .metadata),
+      origin: CallOrigin(
+        peerAddress: self.connection.remoteAddress, source: .metadata, peerText: self.connection.remoteIP),
       transport: .grpc,
       responder: self,
       // Made only for a call with a deadline: a closure is an allocation per call.

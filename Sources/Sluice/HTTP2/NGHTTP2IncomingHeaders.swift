@@ -34,7 +34,7 @@ struct NGHTTP2IncomingHeaders {
   private static func string(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
     if bytes.count > 15 {
       for string in Self.common where string.utf8.count == bytes.count {
-        if string.utf8.elementsEqual(bytes) { return string }
+        if string.utf8.withContiguousStorageIfAvailable({ $0.elementsEqual(bytes) }) == true { return string }
       }
     }
     return String(decoding: bytes, as: UTF8.self)

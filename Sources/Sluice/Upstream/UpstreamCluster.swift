@@ -233,7 +233,8 @@ private final class LoopPool: @unchecked Sendable {
     _ body: @escaping (Result<UpstreamConnection, RPCError>) -> Void
   ) {
     self.loop.preconditionInEventLoop()
-    let candidates = addresses.filter { !tried.contains($0.address) }
+    // Before any retry every address is a candidate: no filtered copy for each call.
+    let candidates = tried.isEmpty ? addresses : addresses.filter { !tried.contains($0.address) }
     guard !candidates.isEmpty else {
       let detail = tried.compactMap { self.slots[$0]?.lastError }.first ?? "it has no address"
       body(.failure(self.unavailable(detail)))
