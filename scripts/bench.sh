@@ -5,7 +5,7 @@
 # core) in front of the same grpc-go server. Prints progress and a table; writes BENCHMARKS.md and
 # test-output/bench/results.json.
 #
-#   scripts/bench.sh            # ~5 minutes (4 on 2 cores)
+#   scripts/bench.sh            # ~11 minutes on 2 cores, plus the builds
 #   scripts/bench.sh --quick    # ~1-2 minutes
 #
 # Environment: SLUICE_BIN=path skips building Sluice; BENCH_RUNS, BENCH_N, BENCH_DURATION,
