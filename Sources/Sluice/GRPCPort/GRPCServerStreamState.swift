@@ -300,8 +300,12 @@ struct GRPCServerStreamState {
     }
   }
 
-  /// The trailers of a call that ended OK with no trailing metadata.
-  static let okTrailers: HPACKHeaders = ["grpc-status": "0"]
+  /// The trailers of a call that ended OK with no trailing metadata, made once by `addStatus`.
+  static let okTrailers: HPACKHeaders = {
+    var headers: HPACKHeaders = [:]
+    Self.addStatus(nil, to: &headers)
+    return headers
+  }()
 
   /// `grpc-message`'s encoding: bytes outside printable ASCII, and `%`, as `%XX`.
   static func percentEncoded(_ message: String) -> String {

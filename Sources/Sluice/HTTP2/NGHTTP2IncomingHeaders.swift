@@ -21,7 +21,7 @@ struct NGHTTP2IncomingHeaders {
     self.blocks[id] = (headers, 0)
   }
 
-  static let usualFields = 12
+  private static let usualFields = 12
 
   /// Names and values over 15 bytes that most calls carry, as strings made once: Swift keeps a
   /// string of up to 15 UTF-8 bytes inline and allocates for a longer one.
