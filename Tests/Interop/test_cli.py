@@ -440,6 +440,7 @@ class RawGRPCServer:
                         session.send_headers(event.stream_id, [
                             (":status", "200"), ("content-type", "application/grpc"),
                             ("x-evil-header", f"{ESC}[31mheader{DEL}{CSI}"),
+                            (b"x-\xff\xfename", b"v"),  # a name no HTTP/2 header may have
                         ])
                         session.send_headers(event.stream_id, [
                             ("grpc-status", "7"), ("grpc-message", "%1B%5B31mdenied"),
@@ -461,6 +462,7 @@ def test_headers_and_trailers_from_a_hostile_server_are_escaped(tmp_path):
         server.close()
     assert out.returncode == 7, out
     assert "headers: x-evil-header: \\u001b[31mheader\\u007f\\u009b\n" in out.stderr, out
+    assert "headers: x-\\xFF\\xFEname: v\n" in out.stderr, out
     assert "trailers: x-evil-trailer: \\u001b]0;owned\\u0007\n" in out.stderr, out
     assert out.stderr.endswith("PERMISSION_DENIED: \\u001b[31mdenied\n"), out
 

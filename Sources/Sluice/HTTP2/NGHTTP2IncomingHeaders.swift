@@ -40,6 +40,23 @@ struct NGHTTP2IncomingHeaders {
     return String(decoding: bytes, as: UTF8.self)
   }
 
+  /// A field name as a string. nghttp2 hands over only valid names (lower-case ASCII tokens),
+  /// except in a session that keeps invalid fields (`sluice call`), where a server may send any
+  /// byte: each byte past ASCII is written as `\xNN` there, because `HPACKHeaders.add` traps on
+  /// a name that is not ASCII.
+  private static func name(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+    guard bytes.contains(where: { $0 >= 0x80 }) else { return Self.string(bytes) }
+    var name = ""
+    for byte in bytes {
+      if byte < 0x80 {
+        name.unicodeScalars.append(Unicode.Scalar(byte))
+      } else {
+        name += "\\x" + String(byte, radix: 16, uppercase: true)
+      }
+    }
+    return name
+  }
+
   /// One field of stream `id`'s block; false when the block went past `limit` (it is dropped).
   mutating func add(_ id: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Bool {
     // In place: a copy of the entry would copy the header list for every field.
@@ -49,7 +66,7 @@ struct NGHTTP2IncomingHeaders {
       self.blocks.remove(at: index)
       return false
     }
-    self.blocks.values[index].headers.add(name: Self.string(name), value: Self.string(value))
+    self.blocks.values[index].headers.add(name: Self.name(name), value: Self.string(value))
     return true
   }
 
